@@ -1,0 +1,36 @@
+"""onnx2snn: convert ReLU networks into spiking neural networks, ONNX in, ONNX out."""
+
+__version__ = "0.1.0"
+
+from .artifact import SNNModel, load  # noqa: E402
+from .convert import convert  # noqa: E402
+from .data import Dataset, load_data  # noqa: E402
+from .errors import (  # noqa: E402
+    CalibrationError,
+    ConfigError,
+    ConversionError,
+    DataError,
+    ModelError,
+    Onnx2SnnError,
+)
+from .export import from_torch  # noqa: E402
+from .neuron import if_step  # noqa: E402
+from .runtime import SNNSession  # noqa: E402
+
+__all__ = [
+    "CalibrationError",
+    "ConfigError",
+    "ConversionError",
+    "DataError",
+    "Dataset",
+    "ModelError",
+    "Onnx2SnnError",
+    "SNNModel",
+    "SNNSession",
+    "__version__",
+    "convert",
+    "from_torch",
+    "if_step",
+    "load",
+    "load_data",
+]

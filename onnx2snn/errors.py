@@ -1,0 +1,35 @@
+"""Error types. Raised where the fact is known, turned into one line at the CLI edge."""
+
+from __future__ import annotations
+
+
+class Onnx2SnnError(Exception):
+    """Base class of every error onnx2snn raises on purpose."""
+
+
+class ConversionError(Onnx2SnnError):
+    """The ANN cannot be converted: names the node, its op type and why."""
+
+    def __init__(self, message: str, node: str | None = None, op_type: str | None = None):
+        self.node = node
+        self.op_type = op_type
+        if node is not None:
+            where = f"node '{node}'" + (f" ({op_type})" if op_type else "")
+            message = f"{where}: {message}"
+        super().__init__(message)
+
+
+class CalibrationError(Onnx2SnnError):
+    """Thresholds cannot be calibrated from the data given."""
+
+
+class DataError(Onnx2SnnError):
+    """A data set, file or array is missing, unreadable or does not fit the model."""
+
+
+class ModelError(Onnx2SnnError):
+    """A model file is missing, not ONNX, or not an onnx2snn artifact."""
+
+
+class ConfigError(Onnx2SnnError, ValueError):
+    """A parameter is out of range (timesteps <= 0, unknown method, ...)."""

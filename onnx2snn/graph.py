@@ -1,0 +1,66 @@
+"""The few helpers every pass shares: moving between ModelProto and onnx-graphsurgeon's Graph,
+and asking whether a tensor is a constant."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+# onnxruntime reads models up to this IR version; onnx writes newer ones by default.
+IR_VERSION = 10
+MIN_OPSET = 13
+
+
+def import_graph(model: onnx.ModelProto) -> gs.Graph:
+    return gs.import_onnx(model)
+
+
+def export_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """Export ``graph`` to a ModelProto that onnxruntime accepts, keeping ``like``'s
+    producer and metadata."""
+    model = gs.export_onnx(graph, do_type_check=False)
+    model.ir_version = min(max(model.ir_version, IR_VERSION), IR_VERSION)
+    if like is not None:
+        model.producer_name = like.producer_name
+        model.producer_version = like.producer_version
+        del model.metadata_props[:]
+        model.metadata_props.extend(like.metadata_props)
+    return model
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 0
+
+
+def is_constant(tensor: gs.Tensor) -> bool:
+    if isinstance(tensor, gs.Constant):
+        return True
+    producer = tensor.inputs[0] if tensor.inputs else None
+    return producer is not None and producer.op == "Constant" and "value" in producer.attrs
+
+
+def constant_value(tensor: gs.Tensor) -> np.ndarray:
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    value = tensor.inputs[0].attrs["value"]
+    return np.asarray(value.values)
+
+
+def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> bool:
+    """Make every consumer of ``old`` read ``new`` instead, keeping graph output names stable.
+    Returns False (and changes nothing) where ``old`` is a graph output that ``new`` cannot
+    stand in for under ``old``'s name (``new`` is a graph input, constant or output itself)."""
+    if old in graph.outputs:
+        if new in graph.inputs or new in graph.outputs or isinstance(new, gs.Constant):
+            return False
+        name = old.name
+        old.name = f"{name}__replaced"
+        new.name = name
+        graph.outputs = [new if t is old else t for t in graph.outputs]
+    for consumer in list(old.outputs):
+        consumer.inputs = [new if t is old else t for t in consumer.inputs]
+    return True

@@ -1,0 +1,129 @@
+"""The integrate-and-fire neuron: its ONNX function and its numpy reference, side by side.
+
+Op ``IF`` in domain ``onnx2snn`` (version 1), a model-local ONNX function:
+
+    inputs   x (input current), membrane, threshold (scalar or broadcastable per channel)
+    outputs  spikes, membrane_next
+    attrs    reset_to_zero: int = 0   0: reset by subtraction, 1: reset to zero
+             v_init: float = 0.5      initial membrane as a fraction of the threshold
+                                       (read by whoever drives the state; unused in the body)
+
+One step, with ``v = membrane + x``:
+
+    spikes        = threshold * (v >= threshold)       # the spike carries amplitude theta
+    membrane_next = v - spikes                          # reset by subtraction: keeps the residue
+                  | v * (v < threshold)                 # reset to zero
+
+Because spikes carry the threshold as amplitude, the weights downstream stay untouched
+(threshold balancing, equivalent to weight normalization; Diehl et al. 2015).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+DOMAIN = "onnx2snn"
+DOMAIN_VERSION = 1
+OP_TYPE = "IF"
+RESET_MODES = ("subtract", "zero")
+DEFAULT_V_INIT = 0.5
+
+
+def if_step(
+    x: np.ndarray, membrane: np.ndarray, threshold: np.ndarray | float, reset: str = "subtract"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The numpy reference of one IF step: returns (spikes, membrane_next)."""
+    v = membrane + x
+    fired = (v >= threshold).astype(v.dtype)
+    spikes = fired * np.asarray(threshold, dtype=v.dtype)
+    if reset == "zero":
+        return spikes, v * (1 - fired)
+    return spikes, v - spikes
+
+
+def initial_membrane(
+    shape: tuple[int, ...], threshold: np.ndarray | float, v_init: float = DEFAULT_V_INIT
+) -> np.ndarray:
+    """v_0 = v_init * threshold, broadcast to the state's shape."""
+    theta = np.asarray(threshold, dtype=np.float32)
+    return np.broadcast_to(np.float32(v_init) * theta, shape).astype(np.float32)
+
+
+def _body(reset: str | None) -> list[onnx.NodeProto]:
+    """Nodes of the function body. ``reset=None`` reads the node's attribute (the generic
+    body kept in artifacts); "subtract" or "zero" gives the shorter body for one mode."""
+    n = helper.make_node
+    nodes = [
+        n("Add", ["membrane", "x"], ["v"]),
+        n("GreaterOrEqual", ["v", "threshold"], ["fired_bool"]),
+        n("CastLike", ["fired_bool", "v"], ["fired"]),
+        n("Mul", ["fired", "threshold"], ["spikes"]),
+    ]
+    if reset == "subtract":
+        return nodes + [n("Sub", ["v", "spikes"], ["membrane_next"])]
+    if reset == "zero":
+        return nodes + [
+            n("Mul", ["v", "fired"], ["v_fired"]),
+            n("Sub", ["v", "v_fired"], ["membrane_next"]),
+        ]
+    # generic: membrane_next = v - r*fired*v - (1-r)*spikes, exact in floating point for r in {0,1}
+    r = helper.make_attribute_ref("value_int", onnx.AttributeProto.INT)
+    r.ref_attr_name = "reset_to_zero"
+    const_r = n("Constant", [], ["r_int"])
+    const_r.attribute.append(r)
+    return nodes + [
+        const_r,
+        n("CastLike", ["r_int", "v"], ["r"]),
+        n("Mul", ["fired", "r"], ["zeroed"]),
+        n("Mul", ["zeroed", "v"], ["v_zeroed"]),
+        n("Sub", ["fired", "zeroed"], ["subtracted"]),
+        n("Mul", ["subtracted", "threshold"], ["v_subtracted"]),
+        n("Sub", ["v", "v_zeroed"], ["v_rest"]),
+        n("Sub", ["v_rest", "v_subtracted"], ["membrane_next"]),
+    ]
+
+
+def if_function(opset: int, reset: str | None = None) -> onnx.FunctionProto:
+    """The ``onnx2snn.IF`` function definition, for a model whose default-domain opset is ``opset``."""
+    if reset is not None and reset not in RESET_MODES:
+        raise ValueError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+    fn = helper.make_function(
+        DOMAIN,
+        OP_TYPE,
+        inputs=["x", "membrane", "threshold"],
+        outputs=["spikes", "membrane_next"],
+        nodes=_body(reset),
+        opset_imports=[helper.make_opsetid("", opset)],
+        attributes=[],
+        doc_string=__doc__.split("\n\n")[1] if __doc__ else "",
+    )
+    fn.attribute_proto.extend(
+        [
+            helper.make_attribute("reset_to_zero", 0),
+            helper.make_attribute("v_init", DEFAULT_V_INIT),
+        ]
+    )
+    return fn
+
+
+def if_node(
+    name: str,
+    inputs: list[str],
+    outputs: list[str],
+    reset: str = "subtract",
+    v_init: float = DEFAULT_V_INIT,
+) -> onnx.NodeProto:
+    """An ``onnx2snn.IF`` node calling the function."""
+    if reset not in RESET_MODES:
+        raise ValueError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+    return helper.make_node(
+        OP_TYPE,
+        inputs,
+        outputs,
+        name=name,
+        domain=DOMAIN,
+        reset_to_zero=int(reset == "zero"),
+        v_init=float(v_init),
+    )

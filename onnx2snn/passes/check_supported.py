@@ -1,0 +1,107 @@
+"""Check that every node converts: a spike train passes a node correctly only if the node is
+linear in its time-varying inputs (then the mean over steps commutes with it), or is an
+activation the converter turns into neurons. Anything else is refused by name, before any
+rewrite: never a silent half-conversion."""
+
+from __future__ import annotations
+
+import onnx_graphsurgeon as gs
+
+from ..errors import ConversionError
+from ..graph import constant_value, is_constant
+
+# linear in their (single or summed) data inputs; attributes and shape inputs are constant
+LINEAR = {
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+    "Pad",
+    "Concat",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Slice",
+}
+# shape arithmetic that exporters emit (e.g. x.view(x.size(0), -1)): no data flows through it
+SHAPE_OPS = {"Shape", "Gather", "Constant", "ConstantOfShape", "Cast", "Range"}
+ACTIVATIONS = {"Relu", "Clip"}
+NOT_YET = {"MaxPool": "spiking max-pooling is not supported yet"}
+WHY = {
+    "Sigmoid": "a sigmoid between layers has no rate-coded IF equivalent",
+    "Tanh": "tanh between layers has no rate-coded IF equivalent (negative outputs)",
+    "Gelu": "GELU between layers has no rate-coded IF equivalent",
+    "HardSwish": "hard-swish is a product of two activations",
+    "HardSigmoid": "hard-sigmoid between layers has no rate-coded IF equivalent",
+    "LeakyRelu": "leaky ReLU has negative outputs that IF neurons cannot spike",
+    "PRelu": "PReLU has negative outputs that IF neurons cannot spike",
+    "Softmax": "a softmax is only supported as the model's last node",
+    "LogSoftmax": "a log-softmax is only supported as the model's last node",
+    "BatchNormalization": "BatchNormalization should have been folded",
+}
+
+
+def _clip_bounds(node: gs.Node) -> tuple[float | None, float | None]:
+    if "min" in node.attrs or "max" in node.attrs:  # opset < 11
+        return node.attrs.get("min"), node.attrs.get("max")
+    bounds = []
+    for i in (1, 2):
+        t = node.inputs[i] if len(node.inputs) > i else None
+        if t is None or (isinstance(t, gs.Variable) and not t.name):
+            bounds.append(None)
+        elif is_constant(t):
+            bounds.append(float(constant_value(t)))
+        else:
+            raise ConversionError("Clip bounds must be constants", node.name, node.op)
+    return bounds[0], bounds[1]
+
+
+def clip_max(node: gs.Node) -> float | None:
+    """The upper bound of a ReLU-like Clip(0, m), or None for no upper bound."""
+    return _clip_bounds(node)[1]
+
+
+def _check_node(node: gs.Node) -> None:
+    op = node.op
+    if op in NOT_YET:
+        raise ConversionError(NOT_YET[op], node.name, op)
+    if op in WHY:
+        raise ConversionError(WHY[op], node.name, op)
+    if op == "Clip":
+        lo, hi = _clip_bounds(node)
+        if lo != 0.0:
+            raise ConversionError(f"only Clip(min=0, max=m) converts to IF neurons (min is {lo})", node.name, op)
+        if hi is not None and hi <= 0:
+            raise ConversionError(f"Clip max must be positive (got {hi})", node.name, op)
+        return
+    if op in ("Mul", "Div"):
+        scale = node.inputs[1] if op == "Div" else next((t for t in node.inputs if is_constant(t)), None)
+        if scale is None or not is_constant(scale):
+            what = "divisor" if op == "Div" else "factor"
+            raise ConversionError(
+                f"{op} of two activations is not linear in time (the {what} must be a constant)", node.name, op
+            )
+        return
+    if op in LINEAR or op in SHAPE_OPS or op in ACTIVATIONS:
+        if op == "Pad" and node.attrs.get("mode", "constant") not in ("constant", "reflect", "edge"):
+            raise ConversionError(f"Pad mode {node.attrs.get('mode')!r} is not supported", node.name, op)
+        return
+    if node.domain not in ("", "ai.onnx"):
+        raise ConversionError(f"custom op from domain '{node.domain}' is not supported", node.name, op)
+    raise ConversionError("operator not supported between spiking layers", node.name, op)
+
+
+def check_supported(graph: gs.Graph) -> gs.Graph:
+    for node in graph.nodes:
+        _check_node(node)
+    if not any(node.op in ACTIVATIONS for node in graph.nodes):
+        raise ConversionError("the model has no Relu or Clip(0, m) activation: nothing to convert to neurons")
+    if len([t for t in graph.inputs]) != 1:
+        names = ", ".join(t.name for t in graph.inputs)
+        raise ConversionError(f"models with one data input are supported; this one has {len(graph.inputs)}: {names}")
+    return graph

@@ -1,0 +1,110 @@
+"""Accuracy at every timestep from one run: the SNN's cumulative decoded output after t steps
+is its prediction at t, so a single run of max(T) steps scores every requested T."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ..artifact import SNNModel, load, load_onnx
+from ..data import Dataset, check_input
+from ..errors import ConfigError, DataError
+from .batching import chunks
+from .providers import resolve_providers
+from .session import SNNSession
+
+
+def run_ann(
+    model: onnx.ModelProto, x: np.ndarray, batch_size: int = 256, providers: str | Sequence[str] | None = None
+) -> np.ndarray:
+    """The ANN's first output on ``x``, batch by batch."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=resolve_providers(providers))
+    inp = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else None for d in inp.shape]
+    x = check_input(x, shape, inp.name)
+    outs = [session.run(None, {inp.name: b})[0][:n] for b, n in chunks(x, batch_size, shape[0])]
+    return np.concatenate(outs)
+
+
+def evaluate(
+    snn: SNNModel | str | os.PathLike,
+    data: Dataset,
+    timesteps: Sequence[int],
+    ann: onnx.ModelProto | str | os.PathLike | None = None,
+    limit: int | None = None,
+    batch_size: int = 256,
+    providers: str | Sequence[str] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """ANN accuracy, and for each T the SNN's accuracy and top-1 agreement with the ANN.
+
+    Returns ``{"ann": {"accuracy"}, "snn": {"<T>": {"accuracy", "agreement", "seconds"}},
+    "samples", "provider"}``; accuracies are None without labels. ``ann`` defaults to the
+    ANN rebuilt from the artifact (its neurons back to ReLUs)."""
+    steps = sorted({int(t) for t in timesteps})
+    if not steps or steps[0] <= 0:
+        raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
+    snn = snn if isinstance(snn, SNNModel) else load(snn)
+    if limit is not None:
+        if limit <= 0:
+            raise ConfigError(f"limit must be positive, got {limit}")
+        data = data.head(limit)
+    if len(data) == 0:
+        raise DataError(f"{data.source}: no samples")
+    x = check_input(data.x, snn.input_shape, snn.input_name, data.source)
+    ann_model = load_onnx(ann) if ann is not None else snn.to_ann()
+    ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
+
+    session = SNNSession(snn, providers=providers, batch_size=batch_size)
+    t_max = steps[-1]
+    pred = np.empty((len(steps), len(x)), dtype=np.int64)
+    seconds = np.zeros(t_max)
+    idx = np.array(steps) - 1
+    bar = _progress(len(x) * t_max, progress)
+    start = time.perf_counter()
+    for out in session.iter_run(x, t_max, per_step=True, progress=bar.update):
+        n = out.decoded.shape[1]
+        pred[:, out.start : out.start + n] = out.decoded[idx].argmax(axis=-1)
+        seconds += out.seconds
+    bar.close()
+    total = time.perf_counter() - start
+
+    labels = data.y
+    report: dict[str, Any] = {
+        "samples": len(x),
+        "provider": session.provider,
+        "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
+        "snn": {},
+        "seconds": total,
+    }
+    for row, t in enumerate(steps):
+        report["snn"][str(t)] = {
+            "accuracy": None if labels is None else float((pred[row] == labels).mean()),
+            "agreement": float((pred[row] == ann_pred).mean()),
+            "seconds": float(seconds[t - 1]),
+        }
+    return report
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total_steps: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total_steps, unit="img*step", unit_scale=True, leave=False, dynamic_ncols=True)

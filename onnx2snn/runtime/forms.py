@@ -1,0 +1,92 @@
+"""Execution forms derived from the step-form artifact.
+
+``split_time_invariant``: under direct encoding the input current is the same every step,
+so every node that no membrane reaches computes the same value each step. The artifact is
+cut in two: a *prefix* run once per batch (input -> boundary tensors) and a *step* model run
+T times (boundary tensors + membranes -> head + next membranes).
+
+``specialize_neuron``: the artifact's IF body reads its reset mode from an attribute; a
+session swaps in the shorter body for the one mode the model uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..errors import ModelError
+from ..graph import IR_VERSION, default_opset
+from ..neuron import DOMAIN, OP_TYPE, if_function
+
+
+@dataclass
+class SplitModel:
+    prefix: onnx.ModelProto | None  # None when the step model reads the input directly
+    step: onnx.ModelProto
+    boundary: list[str]  # tensors the prefix computes (or the input) that the step model reads
+
+
+def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    model = gs.export_onnx(graph, do_type_check=False)
+    model.ir_version = IR_VERSION
+    del model.opset_import[:]
+    model.opset_import.extend(like.opset_import)
+    return model
+
+
+def specialize_neuron(model: onnx.ModelProto) -> onnx.ModelProto:
+    modes = {
+        next((a.i for a in n.attribute if a.name == "reset_to_zero"), 0)
+        for n in model.graph.node
+        if n.domain == DOMAIN and n.op_type == OP_TYPE
+    }
+    if len(modes) != 1:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.functions[:]
+    out.functions.append(if_function(default_opset(model), "zero" if modes.pop() else "subtract"))
+    return out
+
+
+def split_time_invariant(model: onnx.ModelProto, membranes: list[str], output_names: list[str]) -> SplitModel:
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    varying: set[str] = set(membranes)
+    for node in graph.toposort(mode="nodes").nodes if graph.functions else graph.toposort().nodes:
+        if any(t.name in varying for t in node.inputs):
+            varying.update(t.name for t in node.outputs)
+    for name in output_names:
+        if name not in varying:
+            raise ModelError(f"output '{name}' does not depend on any neuron: nothing spikes into it")
+
+    boundary: list[str] = []
+    for node in graph.nodes:
+        if not any(t.name in varying for t in node.outputs):
+            continue
+        for t in node.inputs:
+            if isinstance(t, gs.Variable) and t.name and t.name not in varying and t.name not in boundary:
+                boundary.append(t.name)
+    for name in boundary:
+        tensors[name].dtype = tensors[name].dtype or np.float32
+
+    input_names = [t.name for t in graph.inputs if t.name not in membranes]
+    computed = [n for n in boundary if n not in input_names]
+    prefix = None
+    if computed:
+        pg = graph.copy()
+        pt = pg.tensors()
+        pg.outputs = [pt[n] for n in computed]
+        pg.inputs = [pt[n] for n in input_names]
+        pg.functions = []
+        prefix = _export(pg.cleanup(remove_unused_graph_inputs=True), model)
+
+    sg = graph.copy()
+    st = sg.tensors()
+    for name in computed:
+        st[name].inputs.clear()  # now fed from outside, by the prefix
+    sg.inputs = [st[n] for n in boundary] + [st[n] for n in membranes]
+    step = _export(sg.cleanup().toposort(mode="nodes"), model)
+    return SplitModel(prefix, step, boundary)

@@ -1,0 +1,81 @@
+"""Execution providers: TensorRT, then CUDA, then CPU, by what actually works here.
+
+onnxruntime-gpu lists the GPU providers as available even on a machine without a GPU or
+without the CUDA libraries, and then falls back to CPU silently; so each is probed once with a
+tiny model, and sessions report the provider they really got."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections.abc import Sequence
+
+from ..errors import ConfigError
+
+PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+ALIASES = {"tensorrt": PREFERENCE[0], "trt": PREFERENCE[0], "cuda": PREFERENCE[1], "cpu": PREFERENCE[2]}
+
+
+def short_name(provider: str) -> str:
+    return {v: k for k, v in ALIASES.items() if k != "trt"}.get(provider, provider)
+
+
+@functools.cache
+def _works(provider: str) -> bool:
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    if provider == "CPUExecutionProvider":
+        return True
+    if provider not in ort.get_available_providers():
+        return False
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    severity = ort.get_default_logger_severity() if hasattr(ort, "get_default_logger_severity") else 2
+    ort.set_default_logger_severity(4)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=[provider])
+        return session.get_providers()[0] == provider
+    except Exception:
+        return False
+    finally:
+        ort.set_default_logger_severity(severity)
+
+
+def usable_providers() -> list[str]:
+    """The providers that work on this machine, best first."""
+    return [p for p in PREFERENCE if _works(p)]
+
+
+def resolve_providers(requested: str | Sequence[str] | None = None) -> list[str]:
+    """Providers for a session: the best usable ones by default, or the user's choice
+    (short names ``tensorrt``, ``cuda``, ``cpu`` or onnxruntime's names); CPU always last."""
+    if requested is None:
+        return usable_providers()
+    names = [requested] if isinstance(requested, str) else list(requested)
+    chosen = []
+    for name in names:
+        full = ALIASES.get(name.lower(), name)
+        if full not in PREFERENCE:
+            raise ConfigError(f"unknown execution provider {name!r}: use tensorrt, cuda or cpu")
+        if not _works(full):
+            raise ConfigError(f"execution provider {short_name(full)} does not work on this machine")
+        chosen.append(full)
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def device_of(provider: str) -> str:
+    """Where a provider keeps its tensors, for IOBinding: 'cuda' or 'cpu'."""
+    return "cuda" if provider in PREFERENCE[:2] else "cpu"

@@ -1,0 +1,54 @@
+"""onnx2snn inspect: what an SNN artifact holds."""
+
+from __future__ import annotations
+
+import argparse
+
+from .format import describe_threshold
+
+
+class Inspect:
+    name = "inspect"
+    help = "show an SNN artifact's IF layers, thresholds, state inputs/outputs and metadata"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("model", help="the SNN artifact (.onnx)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        import onnx2snn
+
+        snn = onnx2snn.load(args.model)
+        meta = snn.metadata
+        shapes = {v.name: v for v in snn.proto.graph.input}
+        cal = meta["calibration"]
+        print(f"SNN artifact {args.model}")
+        print(f"  made by onnx2snn {meta['version']} (format {meta['format']})")
+        print(f"  input      {snn.input_name} {_dims(snn.input_shape)}   encoding {meta['encoding']}")
+        for name in snn.outputs:
+            act = meta.get("output_activations", {}).get(name)
+            after = f", then {act['op']}(axis={act['axis']})" if act else ""
+            print(f"  output     {name}   decoded: {meta['decode']} over steps{after}")
+        print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
+        print(
+            f"  thresholds {cal['method']}{' per channel' if cal['per_channel'] else ' per layer'}"
+            f", {cal['samples']} calibration samples"
+        )
+        print(f"  timesteps  {meta['timesteps']} (default)")
+        print(f"\n  {len(snn.layers)} IF layers (replaced op -> state input / output):")
+        thresholds = snn.thresholds
+        for layer in snn.layers:
+            source = layer["op"] + (f"(0, {layer['clip_max']:g})" if layer.get("clip_max") is not None else "")
+            shape = _value_dims(shapes[layer["membrane"]])
+            print(f"    {layer['node']}  [{source}]  membrane {shape}")
+            print(f"      state      {layer['membrane']} -> {layer['membrane_next']}")
+            print(f"      threshold  {describe_threshold(thresholds[layer['node']])}")
+        return 0
+
+
+def _dims(shape: list) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+def _value_dims(value) -> str:
+    dims = value.type.tensor_type.shape.dim
+    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else "N" for d in dims) + "]"

@@ -1,0 +1,92 @@
+"""Thresholds equal the statistics they are defined by, streamed over batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnx2snn
+from onnx2snn import CalibrationError, ConfigError
+from onnx2snn.passes.calibrate import parse_method
+from tests.helpers import const, make_model, mlp, run_onnx, tensor
+
+
+def hidden_activations(model, x):
+    """The ANN's activation 'a' computed directly."""
+    probe = helper.make_tensor_value_info("a", 1, None)
+    m = type(model)()
+    m.CopyFrom(model)
+    m.graph.output.append(probe)
+    return run_onnx(m, {"x": x})[1]
+
+
+@pytest.fixture
+def data():
+    return np.random.default_rng(3).normal(size=(500, 8)).astype(np.float32)
+
+
+def test_max_is_the_maximum_activation_per_layer_and_channel(data):
+    model = mlp()
+    a = hidden_activations(model, data)
+    layer = onnx2snn.convert(model, data, "max", batch_size=37).thresholds["act1"]
+    assert layer.shape == () and layer == pytest.approx(a.max(), rel=1e-6)
+    channel = onnx2snn.convert(model, data, "max", per_channel=True, batch_size=37).thresholds["act1"]
+    expected = a.max(axis=0)
+    expected = np.where(expected > 0, expected, a.max())  # a channel that never fires keeps the layer's
+    np.testing.assert_allclose(channel, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("p", [50.0, 99.0, 99.9])
+def test_percentile_matches_numpy_on_positive_activations(data, p):
+    model = mlp()
+    a = hidden_activations(model, data)
+    theta = onnx2snn.convert(model, data, f"percentile:{p}", batch_size=64).thresholds["act1"]
+    expected = np.percentile(a[a > 0], p)
+    assert float(theta) == pytest.approx(expected, abs=a.max() / 4096 * 2 + 1e-6)
+
+
+def test_thresholds_do_not_depend_on_batch_size(data):
+    model = mlp()
+    a = onnx2snn.convert(model, data, "percentile:99", per_channel=True, batch_size=500).thresholds["act1"]
+    b = onnx2snn.convert(model, data, "percentile:99", per_channel=True, batch_size=7).thresholds["act1"]
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_clip_caps_the_threshold(data):
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"], ["h"], name="fc", transB=1),
+        helper.make_node("Clip", ["h", "lo", "hi"], ["a"], name="relu6"),
+        helper.make_node("Gemm", ["a", "w2"], ["y"], name="head", transB=1),
+    ]
+    rng = np.random.default_rng(0)
+    model = make_model(
+        nodes,
+        [tensor("x", ["N", 8])],
+        [tensor("y", ["N", 2])],
+        [const("w", rng.normal(0, 3, (4, 8))), const("lo", 0.0), const("hi", 6.0), const("w2", np.ones((2, 4)))],
+    )
+    assert float(onnx2snn.convert(model, data).thresholds["relu6"]) == 6.0
+
+
+def test_calibration_subset_is_seeded(data):
+    model = mlp()
+    a = onnx2snn.convert(model, data, calibration_samples=50, seed=1).thresholds["act1"]
+    b = onnx2snn.convert(model, data, calibration_samples=50, seed=1).thresholds["act1"]
+    c = onnx2snn.convert(model, data, calibration_samples=50, seed=2).thresholds["act1"]
+    assert a == b and a != c
+
+
+def test_bad_calibration_data_and_methods(data):
+    model = mlp()
+    with pytest.raises(CalibrationError, match="no samples"):
+        onnx2snn.convert(model, data[:0])
+    bad = data.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(CalibrationError, match="1 NaN"):
+        onnx2snn.convert(model, bad)
+    with pytest.raises(onnx2snn.DataError, match=r"shape \[500, 5\] does not match model input 'x' of shape \[N, 8\]"):
+        onnx2snn.convert(model, data[:, :5])
+    for method in ["median", "percentile:abc", "percentile:101"]:
+        with pytest.raises(ConfigError):
+            parse_method(method)

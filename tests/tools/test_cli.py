@@ -1,0 +1,187 @@
+"""The command line end to end: convert then eval, errors as one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from onnx2snn.tools.main import main
+from tests.helpers import mlp
+
+
+@pytest.fixture
+def files(tmp_path, digits_cnn, digits):
+    x_cal, _, x_test, y_test = digits
+    ann = tmp_path / "ann.onnx"
+    onnx.save(digits_cnn, ann)
+    np.savez(tmp_path / "cal.npz", x=x_cal)
+    np.savez(tmp_path / "test.npz", x=x_test, y=y_test)
+    return tmp_path
+
+
+def test_convert_then_eval_with_json_report(files, capsys):
+    snn = files / "snn.onnx"
+    assert (
+        main(
+            [
+                "convert",
+                str(files / "ann.onnx"),
+                "-o",
+                str(snn),
+                "--calibration",
+                str(files / "cal.npz"),
+                "--method",
+                "percentile:99.9",
+                "--per-channel",
+                "--timesteps",
+                "16",
+            ]
+        )
+        == 0
+    )
+    assert "3 IF layers" in capsys.readouterr().out
+    report_path = files / "report.json"
+    assert (
+        main(
+            [
+                "eval",
+                str(snn),
+                "--data",
+                str(files / "test.npz"),
+                "--timesteps",
+                "8,16,32,256",
+                "--ann",
+                str(files / "ann.onnx"),
+                "--json",
+                str(report_path),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert set(report["snn"]) == {"8", "16", "32", "256"}
+    assert 0.85 < report["ann"]["accuracy"] <= 1.0
+    for row in report["snn"].values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["agreement"] <= 1.0
+    assert report["snn"]["256"]["agreement"] >= 0.97
+    assert report["snn"]["256"]["agreement"] >= report["snn"]["8"]["agreement"]
+    assert f"{100 * report['ann']['accuracy']:.2f}%" in printed
+    # without --ann the ANN is rebuilt from the artifact: same ANN accuracy
+    assert (
+        main(
+            [
+                "eval",
+                str(snn),
+                "--data",
+                str(files / "test.npz"),
+                "--timesteps",
+                "8",
+                "--limit",
+                "100",
+                "--json",
+                str(report_path),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(report_path.read_text())["samples"] == 100
+
+
+def test_inspect_lists_layers(files, capsys):
+    snn = files / "snn.onnx"
+    main(["convert", str(files / "ann.onnx"), "-o", str(snn), "--calibration", str(files / "cal.npz")])
+    capsys.readouterr()
+    assert main(["inspect", str(snn)]) == 0
+    out = capsys.readouterr().out
+    assert "3 IF layers" in out and ".membrane_next" in out and "threshold" in out and "max per layer" in out
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "onnx2snn.tools.main", *args], capture_output=True, text=True)
+
+
+def test_sigmoid_model_is_refused_in_one_line_without_output(tmp_path):
+    model = tmp_path / "sig.onnx"
+    onnx.save(mlp(activation="Sigmoid"), model)
+    np.save(tmp_path / "cal.npy", np.ones((8, 8), np.float32))
+    out = tmp_path / "snn.onnx"
+    result = run_cli("convert", str(model), "-o", str(out), "--calibration", str(tmp_path / "cal.npy"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "onnx2snn convert: error: node 'act1' (Sigmoid): a sigmoid between layers has no rate-coded IF equivalent"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.npy", "sig.onnx"]  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_model", "missing.onnx: no such file"),
+        ("not_onnx", "not an ONNX model"),
+        ("empty_calibration", "no samples"),
+        ("nan_calibration", "NaN"),
+        ("wrong_shape", "does not match model input 'x'"),
+        ("missing_data", "nodata.npz: no such file"),
+    ],
+)
+def test_bad_convert_input_is_one_line(tmp_path, case, message):
+    model = tmp_path / "ann.onnx"
+    onnx.save(mlp(), model)
+    cal = tmp_path / "cal.npz"
+    x = np.ones((8, 8), np.float32)
+    if case == "missing_model":
+        model = tmp_path / "missing.onnx"
+    elif case == "not_onnx":
+        model = tmp_path / "text.onnx"
+        model.write_text("this is no model")
+    elif case == "empty_calibration":
+        x = x[:0]
+    elif case == "nan_calibration":
+        x[2, 3] = np.nan
+    elif case == "wrong_shape":
+        x = np.ones((8, 3), np.float32)
+    elif case == "missing_data":
+        cal = tmp_path / "nodata.npz"
+    if case != "missing_data":
+        np.savez(cal, x=x)
+    out = tmp_path / "snn.onnx"
+    result = run_cli("convert", str(model), "-o", str(out), "--calibration", str(cal))
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_nonpositive_timesteps_are_refused(files):
+    snn = files / "snn.onnx"
+    main(["convert", str(files / "ann.onnx"), "-o", str(snn), "--calibration", str(files / "cal.npz")])
+    for bad in ("0", "-4", "8,0"):
+        result = run_cli("eval", str(snn), "--data", str(files / "test.npz"), "--timesteps", bad)
+        assert result.returncode == 2 and "positive integer" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(
+        "convert",
+        str(files / "ann.onnx"),
+        "-o",
+        str(files / "x.onnx"),
+        "--calibration",
+        str(files / "cal.npz"),
+        "--timesteps",
+        "0",
+    )
+    assert result.returncode == 2 and not (files / "x.onnx").exists()
+
+
+def test_eval_on_data_of_the_wrong_shape(files):
+    snn = files / "snn.onnx"
+    main(["convert", str(files / "ann.onnx"), "-o", str(snn), "--calibration", str(files / "cal.npz")])
+    np.savez(files / "bad.npz", x=np.ones((3, 1, 28, 28), np.float32))
+    result = run_cli("eval", str(snn), "--data", str(files / "bad.npz"))
+    assert result.returncode == 1
+    assert "shape [3, 1, 28, 28] does not match model input 'input' of shape [N, 1, 8, 8]" in result.stderr

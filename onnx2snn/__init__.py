@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0"
 
-from .artifact import SNNModel, load  # noqa: E402
+from .artifact import SNNModel, load, load_onnx  # noqa: E402
 from .convert import convert  # noqa: E402
-from .data import Dataset, load_data  # noqa: E402
+from .data import Dataset, Preprocessing, load_data  # noqa: E402
 from .errors import (  # noqa: E402
     CalibrationError,
     ConfigError,
@@ -25,6 +25,7 @@ __all__ = [
     "Dataset",
     "ModelError",
     "Onnx2SnnError",
+    "Preprocessing",
     "SNNModel",
     "SNNSession",
     "__version__",
@@ -33,4 +34,5 @@ __all__ = [
     "if_step",
     "load",
     "load_data",
+    "load_onnx",
 ]

@@ -148,6 +148,7 @@ def convert(
             "seed": seed,
         },
         "layers": layers,
+        "preprocessing": calibration.preprocessing.to_dict(),
     }
     proto = attach_neuron(export_model(graph, like=ann), metadata)
     try:

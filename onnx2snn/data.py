@@ -1,23 +1,81 @@
 """Data sets: what ``--data`` / ``--calibration`` and the Python API accept.
 
-A data set is model-ready inputs ``x`` (float32) and optional integer labels ``y``.
-Sources (a ``spec`` string):
+A data set is model-ready inputs ``x`` (float32) and optional integer labels ``y``. Specs:
 
-- ``PATH.npz``   arrays ``x`` and optionally ``y``
-- ``PATH.npy``   inputs only
+- ``fashion-mnist[:train|:test]``        the Debian package's folder (dataset-fashion-mnist)
+- ``fashion-mnist:DIR[:split]``, ``mnist:DIR[:split]``
+                                          MNIST-format IDX files in DIR, or torchvision's
+                                          ``DIR/<Name>/raw`` layout; ``.gz`` or not
+- ``cifar10:DIR[:split]``                 the ``cifar-10-batches-py`` pickle layout
+- ``digits[:split]``                      scikit-learn's 8x8 digits (1,400 train / 397 test)
+- ``PATH.npz`` (``x`` [and ``y``]), ``PATH.npy`` (inputs only), or a folder of IDX files
+
+Without a split, calibration reads ``train`` and evaluation ``test``. Images load as uint8
+NCHW; ``Preprocessing`` (scale, per-channel mean/std, layout) makes them model-ready and is
+recorded in the artifact so that evaluation reuses it.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import pickle
+import struct
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import DataError
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "test")
+IDX_PREFIX = {"train": "train", "test": "t10k"}
+TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+@dataclass
+class Preprocessing:
+    """``x = ((x * scale) - mean[c]) / std[c]``, then NHWC -> NCHW if ``layout == "nhwc"``
+    was asked for a channels-last model. ``scale=None`` means 1/255 for uint8 data, else 1."""
+
+    scale: float | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    layout: str = "nchw"  # layout the model expects
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        scale = self.scale if self.scale is not None else (1 / 255 if x.dtype == np.uint8 else 1.0)
+        out = x.astype(np.float32) * np.float32(scale)
+        if self.mean is not None or self.std is not None:
+            if out.ndim < 2:
+                raise DataError("mean/std need a channel axis")
+            channels = out.shape[1]
+            shape = (1, channels) + (1,) * (out.ndim - 2)
+            for name, values in (("mean", self.mean), ("std", self.std)):
+                if values is not None and len(values) not in (1, channels):
+                    raise DataError(f"{name} has {len(values)} values, the data has {channels} channels")
+            if self.mean is not None:
+                out = out - np.broadcast_to(np.asarray(self.mean, np.float32), (channels,)).reshape(shape)
+            if self.std is not None:
+                std = np.broadcast_to(np.asarray(self.std, np.float32), (channels,)).reshape(shape)
+                if np.any(std == 0):
+                    raise DataError("std must not be zero")
+                out = out / std
+        if self.layout == "nhwc" and out.ndim == 4:
+            out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Preprocessing:
+        return cls(**d) if d else cls()
 
 
 @dataclass
@@ -25,64 +83,221 @@ class Dataset:
     x: np.ndarray
     y: np.ndarray | None
     source: str
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __len__(self) -> int:
         return len(self.x)
 
+    def _take(self, idx, what: str) -> Dataset:
+        return Dataset(self.x[idx], None if self.y is None else self.y[idx], f"{self.source}{what}", self.preprocessing)
+
     def head(self, n: int | None) -> Dataset:
         """The first ``n`` samples (all when None)."""
-        if n is None or n >= len(self):
-            return self
-        return Dataset(self.x[:n], None if self.y is None else self.y[:n], f"{self.source}[:{n}]")
+        return self if n is None or n >= len(self) else self._take(slice(0, n), f"[:{n}]")
 
     def sample(self, n: int | None, seed: int = 0) -> Dataset:
         """A seeded random subset of ``n`` samples, in their original order (all when None)."""
         if n is None or n >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
-        return Dataset(self.x[idx], None if self.y is None else self.y[idx], f"{self.source}[{n} sampled]")
+        return self._take(idx, f"[{n} sampled, seed {seed}]")
 
 
 def as_dataset(data: Dataset | np.ndarray | str | os.PathLike, labels: np.ndarray | None = None) -> Dataset:
-    """A Dataset from a Dataset, an array of inputs, or a spec string/path."""
+    """A Dataset from a Dataset, an array of model-ready inputs, or a spec (train split)."""
     if isinstance(data, Dataset):
         return data
     if isinstance(data, np.ndarray):
         return _validated(Dataset(data, labels, "array"))
-    return load_data(data)
+    return load_data(data, split="train")
 
 
-def load_data(spec: str | os.PathLike) -> Dataset:
-    """Load a data set from a spec (see the module docstring)."""
+def _split_spec(spec: str, default_split: str) -> tuple[str, str | None, str]:
+    """'name:DIR:split' -> (name, DIR or None, split)."""
+    name, _, rest = spec.partition(":")
+    split = default_split
+    if rest in SPLITS:
+        return name, None, rest
+    for s in SPLITS:
+        if rest.endswith(":" + s):
+            rest, split = rest[: -len(s) - 1], s
+    return name, rest or None, split
+
+
+def load_data(spec: str | os.PathLike, split: str = "test", preprocessing: Preprocessing | None = None) -> Dataset:
+    """Load a data set from a spec (see the module docstring); ``split`` is the default split."""
+    prep = preprocessing or Preprocessing()
+    text = str(spec)
+    name, folder, chosen = _split_spec(text, split)
+    if name in ("mnist", "fashion-mnist"):
+        base = Path(folder) if folder else (FASHION_MNIST_DIR if name == "fashion-mnist" else None)
+        if base is None:
+            raise DataError("mnist needs a folder: mnist:DIR (no MNIST files ship with this machine)")
+        x, y = load_idx_dir(base, chosen, TORCHVISION_NAMES[name])
+        return _finish(x, y, f"{name}:{chosen}", prep)
+    if name == "cifar10":
+        if not folder:
+            raise DataError("cifar10 needs a folder: cifar10:DIR (the cifar-10-batches-py folder or its parent)")
+        x, y = load_cifar10(Path(folder), chosen)
+        return _finish(x, y, f"cifar10:{chosen}", prep)
+    if name == "digits" and folder is None:
+        return _finish(*_digits(chosen), f"digits:{chosen}", prep)
+
     path = Path(spec)
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file or data set (known: fashion-mnist, mnist:DIR, cifar10:DIR, digits)")
+    if path.is_dir():
+        x, y = load_idx_dir(path, split)
+        return _finish(x, y, f"{path}:{split}", prep)
     if path.suffix == ".npz":
-        return _validated(_load_npz(path))
+        x, y = _load_npz(path)
+        return _finish(x, y, str(path), prep)
     if path.suffix == ".npy":
-        return _validated(Dataset(_np_load(path), None, str(path)))
-    raise DataError(f"{path}: unknown data format (expected .npz with 'x' [and 'y'], or .npy)")
+        return _finish(_np_load(path), None, str(path), prep)
+    raise DataError(f"{path}: unknown data format (expected .npz with 'x' [and 'y'], .npy, or an IDX folder)")
 
 
-def _np_load(path: Path, **kwargs) -> np.ndarray:
+def _finish(x: np.ndarray, y: np.ndarray | None, source: str, prep: Preprocessing) -> Dataset:
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{source}: inputs must be numeric, got dtype {x.dtype}")
+    return _validated(Dataset(prep.apply(x) if len(x) else x, y, source, prep))
+
+
+# --- numpy files ----------------------------------------------------------------------
+def _np_load(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False, **kwargs)
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: unreadable ({e})") from e
 
 
-def _load_npz(path: Path) -> Dataset:
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "x" not in archive.files:
                 raise DataError(f"{path}: no array 'x' (found: {', '.join(archive.files) or 'none'})")
-            x = archive["x"]
-            y = archive["y"] if "y" in archive.files else None
+            return archive["x"], (archive["y"] if "y" in archive.files else None)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: unreadable ({e})") from e
-    return Dataset(x, y, str(path))
 
 
+# --- IDX (MNIST format) ---------------------------------------------------------------
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file of unsigned bytes (magic 0x0000 08 <ndim>), gzipped or not."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: unreadable ({e})") from e
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes)")
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()})")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path}: IDX header says {expected} bytes of data for shape {list(dims)}, found {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find_idx(folder: Path, split: str, kind: str) -> Path:
+    stem = f"{IDX_PREFIX[split]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{folder}: no {stem}[.gz] for the {split} split")
+
+
+def load_idx_dir(folder: Path, split: str, torchvision_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N,1,H,W] uint8 and labels from a folder of IDX files (or torchvision's layout)."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    candidates = [folder, folder / "raw"] + ([folder / torchvision_name / "raw"] if torchvision_name else [])
+    base = next((c for c in candidates if any(c.glob("*-images-idx3-ubyte*"))), None)
+    if base is None:
+        raise DataError(f"{folder}: no MNIST-format IDX files here (nor in raw/ or {torchvision_name or 'NAME'}/raw/)")
+    images = read_idx(_find_idx(base, split, "images"))
+    labels_path = _find_idx(base, split, "labels")
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{labels_path}: {len(labels)} labels for {len(images)} images")
+    return images[:, None], labels.astype(np.int64)
+
+
+# --- CIFAR-10 ---------------------------------------------------------------------------
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads CIFAR-10 batches (dicts of bytes, lists and uint8 arrays) and nothing else:
+    the only globals a batch needs are numpy's array reconstructors."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 spell bytes
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, OSError) as e:
+        raise DataError(f"{path}: not a CIFAR-10 batch ({e})") from e
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, expected a dict)")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data, labels = batch.get("data"), batch.get("labels")
+    if isinstance(data, (bytes, bytearray)):
+        data = np.frombuffer(data, np.uint8)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072:
+        raise DataError(f"{path}: 'data' must hold uint8 images of 3x32x32")
+    if not isinstance(labels, list) or not all(isinstance(v, int) for v in labels):
+        raise DataError(f"{path}: 'labels' must be a list of integers")
+    images = data.reshape(-1, 3, 32, 32)
+    if len(images) != len(labels):
+        raise DataError(f"{path}: {len(labels)} labels for {len(images)} images")
+    return images, np.asarray(labels, np.int64)
+
+
+def load_cifar10(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N,3,32,32] uint8 and labels from ``cifar-10-batches-py`` (or its parent)."""
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataError(f"{folder}: missing CIFAR-10 batch files: {', '.join(missing)}")
+    parts = [_read_cifar_batch(folder / n) for n in names]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+# --- scikit-learn digits ----------------------------------------------------------------
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise DataError("the digits data set needs scikit-learn: pip install scikit-learn") from e
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    cut = 1400
+    return (x[:cut], d.target[:cut]) if split == "train" else (x[cut:], d.target[cut:])
+
+
+# --- shared checks ----------------------------------------------------------------------
 def _validated(ds: Dataset) -> Dataset:
     x = ds.x
     if x.dtype.kind not in "fiub":
@@ -101,13 +316,20 @@ def _validated(ds: Dataset) -> Dataset:
         if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
             raise DataError(f"{ds.source}: labels 'y' must be {len(x)} integers, got shape {y.shape} dtype {y.dtype}")
         y = y.astype(np.int64)
-    return Dataset(x, y, ds.source)
+    return Dataset(x, y, ds.source, ds.preprocessing)
+
+
+def fit_input(x: np.ndarray, shape: Sequence[int | None]) -> np.ndarray:
+    """Flatten images for a model whose input is 2-D, where the sizes agree ([N,1,28,28] -> [N,784])."""
+    if len(shape) == 2 and x.ndim > 2 and shape[1] is not None and int(np.prod(x.shape[1:])) == shape[1]:
+        return x.reshape(len(x), -1)
+    return x
 
 
 def check_input(x: np.ndarray, shape: Sequence[int | None], name: str, source: str = "input") -> np.ndarray:
     """``x`` as float32, or a DataError if its shape does not fit the model input ``shape``
     (``None`` marks a free dimension)."""
-    x = np.asarray(x)
+    x = fit_input(np.asarray(x), shape)
     expected = "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
     if x.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape[1:], x.shape[1:])):
         raise DataError(f"{source}: shape {list(x.shape)} does not match model input '{name}' of shape {expected}")

@@ -80,6 +80,7 @@ def evaluate(
     labels = data.y
     report: dict[str, Any] = {
         "samples": len(x),
+        "method": snn.metadata["calibration"]["method"],
         "provider": session.provider,
         "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
         "snn": {},

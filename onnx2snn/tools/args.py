@@ -42,14 +42,39 @@ def add_provider_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=256, help="samples per batch (default 256)")
 
 
-def add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--data",
-        required=required,
-        metavar="DATA",
-        help="evaluation data: an .npz with 'x' (model-ready inputs) and 'y' (labels), or .npy",
+DATA_HELP = (
+    "fashion-mnist[:train|:test], mnist:DIR, fashion-mnist:DIR, cifar10:DIR, digits, "
+    "an IDX folder, PATH.npz ('x' [and 'y']) or PATH.npy"
+)
+
+
+def floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_data_args(parser: argparse.ArgumentParser, flag: str = "--data", what: str = "evaluation data") -> None:
+    parser.add_argument(flag, required=True, metavar="DATA", help=f"{what}: {DATA_HELP}")
+    group = parser.add_argument_group("preprocessing (how the ANN was trained; stored in the artifact)")
+    group.add_argument("--scale", type=float, default=None, help="multiply inputs by this (default 1/255 for images)")
+    group.add_argument("--mean", type=floats, default=None, metavar="M[,M...]", help="per-channel mean to subtract")
+    group.add_argument("--std", type=floats, default=None, metavar="S[,S...]", help="per-channel std to divide by")
+    group.add_argument("--layout", choices=["nchw", "nhwc"], default=None, help="layout the model expects (nchw)")
+
+
+def preprocessing(args: argparse.Namespace, stored: dict | None = None):
+    """Preprocessing from the flags, each unset flag taken from ``stored`` (an artifact's)."""
+    from onnx2snn import Preprocessing
+
+    base = Preprocessing.from_dict(stored)
+    return Preprocessing(
+        scale=args.scale if args.scale is not None else base.scale,
+        mean=args.mean if args.mean is not None else base.mean,
+        std=args.std if args.std is not None else base.std,
+        layout=args.layout or base.layout,
     )
-    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N samples")
 
 
 def add_quiet_arg(parser: argparse.ArgumentParser) -> None:

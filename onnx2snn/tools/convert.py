@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import positive_int
+from .args import add_data_args, positive_int, preprocessing
 from .format import describe_threshold
 
 
@@ -15,9 +15,6 @@ class Convert:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("model", help="the ANN, an .onnx file")
         parser.add_argument("-o", "--output", required=True, help="where to write the SNN .onnx")
-        parser.add_argument(
-            "--calibration", required=True, metavar="DATA", help="calibration data (.npz with 'x', or .npy)"
-        )
         parser.add_argument("--method", default="max", help="threshold calibration: max | percentile:P (default max)")
         parser.add_argument("--per-channel", action="store_true", help="one threshold per channel instead of per layer")
         parser.add_argument("--timesteps", type=positive_int, default=32, help="default T stored in the artifact (32)")
@@ -33,13 +30,16 @@ class Convert:
             help="calibrate on a seeded random subset of N samples",
         )
         parser.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (0)")
+        add_data_args(parser, "--calibration", "calibration data (train split by default)")
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
 
+        model = onnx2snn.load_onnx(args.model)  # a bad model file is reported before the data is read
+        calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=preprocessing(args))
         snn = onnx2snn.convert(
-            args.model,
-            args.calibration,
+            model,
+            calibration,
             method=args.method,
             per_channel=args.per_channel,
             timesteps=args.timesteps,

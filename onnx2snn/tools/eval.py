@@ -1,16 +1,19 @@
-"""onnx2snn eval: accuracy of an SNN artifact at several T from one run."""
+"""onnx2snn eval: accuracy of SNN artifacts at several T from one run each."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from .args import add_data_args, add_provider_args, add_quiet_arg, timesteps_list
+from .args import add_data_args, add_provider_args, add_quiet_arg, positive_int, preprocessing, timesteps_list
 from .format import percent
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict, title: str | None = None) -> None:
+    if title:
+        print(title)
     print(f"{report['samples']} samples on {report['provider']}")
     print(f"ANN accuracy: {percent(report['ann']['accuracy'])}")
     print(f"{'T':>6}  {'SNN acc':>8}  {'agree':>8}  {'seconds':>8}")
@@ -20,19 +23,23 @@ def print_report(report: dict) -> None:
 
 class Eval:
     name = "eval"
-    help = "accuracy and ANN agreement of an SNN at several timesteps, from one run"
+    help = "accuracy and ANN agreement of SNNs at several timesteps, from one run each"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("model", help="the SNN artifact (.onnx)")
+        parser.add_argument(
+            "models", nargs="+", metavar="model", help="SNN artifacts (.onnx); several give one curve each"
+        )
         add_data_args(parser)
+        parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N samples")
         parser.add_argument(
             "--timesteps",
             type=timesteps_list,
             default=[8, 16, 32, 64],
             help="T values, e.g. 8,16,32,64 or 1-128 (default 8,16,32,64)",
         )
-        parser.add_argument("--ann", default=None, help="the ANN to compare with (default: rebuilt from the artifact)")
+        parser.add_argument("--ann", default=None, help="the ANN to compare with (default: rebuilt from each artifact)")
         parser.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
+        parser.add_argument("--plot", default=None, metavar="PATH", help="write a PNG plot of accuracy vs T")
         add_provider_args(parser)
         add_quiet_arg(parser)
 
@@ -41,19 +48,41 @@ class Eval:
         from onnx2snn.artifact import write_atomic
         from onnx2snn.runtime.evaluate import evaluate
 
-        snn = onnx2snn.load(args.model)
-        data = onnx2snn.load_data(args.data)
-        report = evaluate(
-            snn,
-            data,
-            args.timesteps,
-            ann=args.ann,
-            limit=args.limit,
-            batch_size=args.batch_size,
-            providers=args.providers,
-            progress=not args.quiet and sys.stderr.isatty(),
-        )
-        print_report(report)
+        snns = [onnx2snn.load(path) for path in args.models]  # every model is checked before any work
+        reports = {}
+        for path, snn in zip(args.models, snns):
+            data = onnx2snn.load_data(args.data, preprocessing=preprocessing(args, snn.metadata.get("preprocessing")))
+            report = evaluate(
+                snn,
+                data,
+                args.timesteps,
+                ann=args.ann,
+                limit=args.limit,
+                batch_size=args.batch_size,
+                providers=args.providers,
+                progress=not args.quiet and sys.stderr.isatty(),
+            )
+            print_report(report, title=path if len(snns) > 1 else None)
+            reports[path] = report
         if args.json:
-            write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
+            payload = next(iter(reports.values())) if len(reports) == 1 else reports
+            write_atomic(args.json, (json.dumps(payload, indent=2) + "\n").encode())
+        if args.plot:
+            plot_reports(reports, args.plot)
         return 0
+
+
+def plot_reports(reports: dict[str, dict], path: str, title: str = "SNN accuracy vs timesteps") -> None:
+    from onnx2snn.plot import plot_accuracy
+
+    curves, anns = {}, {}
+    for name, report in reports.items():
+        label = Path(name).stem
+        method = report.get("method")
+        label = f"{label} ({method})" if method else label
+        if report["ann"]["accuracy"] is None:
+            curves[label + " agreement"] = {int(t): row["agreement"] for t, row in report["snn"].items()}
+        else:
+            curves[label] = {int(t): row["accuracy"] for t, row in report["snn"].items()}
+            anns[Path(name).stem] = report["ann"]["accuracy"]
+    plot_accuracy(curves, path, anns, title)

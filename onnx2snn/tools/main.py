@@ -7,10 +7,11 @@ import argparse
 import sys
 
 from .convert import Convert
+from .demo import Demo
 from .eval import Eval
 from .inspect import Inspect
 
-TOOLS = [Convert(), Eval(), Inspect()]
+TOOLS = [Convert(), Eval(), Inspect(), Demo()]
 
 EXIT_ERROR = 1  # bad input, unsupported model, failed calibration
 EXIT_INTERNAL = 3  # a bug: please report it

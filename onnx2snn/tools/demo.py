@@ -1,0 +1,69 @@
+"""onnx2snn demo: convert the bundled Fashion-MNIST CNN and show accuracy climbing with T."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .args import add_provider_args, add_quiet_arg, positive_int
+from .format import percent
+
+SHOWN = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Demo:
+    name = "demo"
+    help = "convert the bundled Fashion-MNIST CNN, evaluate T = 1..128, print a table and plot it"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-o",
+            "--output",
+            default="onnx2snn-demo",
+            help="folder for snn.onnx, report.json, accuracy.png (default ./onnx2snn-demo)",
+        )
+        parser.add_argument("--timesteps", type=positive_int, default=128, help="largest T (default 128)")
+        parser.add_argument("--method", default=None, help="threshold calibration (default: convert's default)")
+        add_provider_args(parser)
+        add_quiet_arg(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        import onnx2snn
+        from onnx2snn.artifact import write_atomic
+        from onnx2snn.demo import MODEL, asset, demo_data
+        from onnx2snn.runtime.evaluate import evaluate
+
+        from .eval import plot_reports
+
+        out = Path(args.output)
+        calibration, test = demo_data()
+        options = {"method": args.method} if args.method else {}
+        print(f"converting the bundled {MODEL} on {len(calibration)} calibration images ...", flush=True)
+        snn = onnx2snn.convert(asset(MODEL), calibration, **options)
+        snn_path = snn.save(out / "snn.onnx")
+        print(f"  {len(snn.layers)} IF layers, thresholds by {snn.metadata['calibration']['method']} -> {snn_path}")
+        print(f"simulating {len(test)} test images for T = 1..{args.timesteps} in one run ...", flush=True)
+        report = evaluate(
+            snn,
+            test,
+            range(1, args.timesteps + 1),
+            batch_size=args.batch_size,
+            providers=args.providers,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+        print(f"\nFashion-MNIST, {report['samples']} test images, {report['provider']}")
+        print(f"{'':>8}  {'accuracy':>9}  {'agreement':>9}")
+        print(f"{'ANN':>8}  {percent(report['ann']['accuracy']):>9}")
+        for t in [t for t in SHOWN if t <= args.timesteps] + ([args.timesteps] if args.timesteps not in SHOWN else []):
+            row = report["snn"][str(t)]
+            print(f"{'SNN T=' + str(t):>8}  {percent(row['accuracy']):>9}  {percent(row['agreement']):>9}")
+        write_atomic(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+        plot_reports(
+            {"fashion_mnist_cnn_bn": report},
+            str(out / "accuracy.png"),
+            title="onnx2snn demo: Fashion-MNIST CNN, accuracy vs timesteps",
+        )
+        print(f"\nwrote {out / 'report.json'} and {out / 'accuracy.png'} in {report['seconds']:.1f}s of simulation")
+        return 0

@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.logger import G_LOGGER
+
+# graph surgery reports its own trouble through our errors; its chatter stays quiet
+G_LOGGER.severity = G_LOGGER.ERROR
 
 # onnxruntime reads models up to this IR version; onnx writes newer ones by default.
 IR_VERSION = 10

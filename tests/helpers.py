@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+from onnx2snn.data import FASHION_MNIST_DIR
+
+requires_fashion_mnist = pytest.mark.skipif(
+    not FASHION_MNIST_DIR.is_dir() and not os.environ.get("CI"),
+    reason="apt-get install dataset-fashion-mnist (CI installs it, and fails without it)",
+)
 
 
 def make_model(nodes, inputs, outputs, initializers=(), opset=17) -> onnx.ModelProto:

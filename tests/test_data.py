@@ -14,12 +14,8 @@ import pytest
 
 import onnx2snn
 from onnx2snn import DataError, Preprocessing
-from onnx2snn.data import FASHION_MNIST_DIR, load_data
-
-fashion = pytest.mark.skipif(
-    not FASHION_MNIST_DIR.is_dir() and not os.environ.get("CI"),
-    reason="apt-get install dataset-fashion-mnist (CI installs it, and fails without it)",
-)
+from onnx2snn.data import load_data
+from tests.helpers import requires_fashion_mnist
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -48,7 +44,7 @@ def idx_folder(tmp_path):
     return tmp_path, images, labels
 
 
-@fashion
+@requires_fashion_mnist
 def test_real_fashion_mnist():
     test = load_data("fashion-mnist")
     assert test.x.shape == (10000, 1, 28, 28) and test.x.dtype == np.float32

@@ -137,8 +137,14 @@ class SNNModel:
         graph = model.graph
         layers = {layer["node"]: layer for layer in self.layers}
         states = {layer["membrane"] for layer in self.layers} | {layer["membrane_next"] for layer in self.layers}
+        # calibrated current corrections are no part of the ANN: read around their Add nodes
+        shifts = {f"{layer['node']}.current_correction" for layer in self.layers if layer.get("current_shift")}
+        bypass = {n.output[0]: n.input[0] for n in graph.node if n.name in shifts}
         nodes = []
         for node in graph.node:
+            if node.name in shifts:
+                continue
+            node.input[:] = [bypass.get(i, i) for i in node.input]
             if node.domain == DOMAIN and node.op_type == OP_TYPE:
                 layer = layers[node.name]
                 inputs = [node.input[0]]
@@ -159,6 +165,7 @@ class SNNModel:
             del field[:]
             field.extend(kept)
         thresholds = {layer["threshold"] for layer in self.layers}
+        thresholds |= {layer[k] for layer in self.layers for k in ("current_shift", "membrane_init") if layer.get(k)}
         kept_init = [t for t in graph.initializer if t.name not in thresholds]
         del graph.initializer[:]
         graph.initializer.extend(kept_init)

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 
-from . import __version__
-from .artifact import FORMAT, SNNModel, attach_neuron, load_onnx
-from .data import Dataset, as_dataset, check_input, iter_batches
+from .artifact import SNNModel, load_onnx
+from .build import Neurons, assemble, shape_of
+from .data import Dataset, as_dataset, check_input
 from .errors import CalibrationError, ConfigError, ConversionError, DataError
-from .graph import MIN_OPSET, default_opset, export_model, import_graph
-from .neuron import DEFAULT_V_INIT, RESET_MODES
+from .graph import MIN_OPSET, default_opset, import_graph
+from .neuron import DEFAULT_V_INIT
 from .passes import (
     CANONICALIZE,
-    activation_nodes,
     calibrate,
     check_supported,
+    correct_layers,
     output_activations,
     parse_method,
-    relu_to_if,
-    state_names,
     strip_output_activation,
 )
-from .passes.check_supported import clip_max
 
 DEFAULT_METHOD = "max"
+DEFAULT_CORRECTIONS: tuple[str, ...] = ()
 DEFAULT_TIMESTEPS = 32
 
 
@@ -55,36 +54,39 @@ def _input_model(model: Any, calibration: Dataset) -> onnx.ModelProto:
     return proto
 
 
-def _shape(tensor) -> list[int | None]:
-    return [d if isinstance(d, int) else None for d in (tensor.shape or [])]
-
-
 def convert(
     model: onnx.ModelProto | str | os.PathLike | Any,
     calibration_data: Dataset | np.ndarray | str | os.PathLike,
     method: str = DEFAULT_METHOD,
     *,
     per_channel: bool = False,
+    corrections: Sequence[str] = DEFAULT_CORRECTIONS,
     timesteps: int = DEFAULT_TIMESTEPS,
     reset: str = "subtract",
     v_init: float = DEFAULT_V_INIT,
+    encoding: str = "direct",
     calibration_samples: int | None = None,
     seed: int = 0,
     batch_size: int = 128,
 ) -> SNNModel:
     """Convert a ReLU ANN into a spiking network.
 
-    ``model`` is an ONNX file, a ModelProto or a ``torch.nn.Module``; ``calibration_data``
-    an array of model-ready inputs, a Dataset or a data spec; ``method`` ``max`` or
-    ``percentile:P``; ``timesteps`` the default T stored in the artifact."""
-    if timesteps <= 0:
-        raise ConfigError(f"timesteps must be positive, got {timesteps}")
-    if reset not in RESET_MODES:
-        raise ConfigError(f"reset must be one of {', '.join(RESET_MODES)}, got {reset!r}")
-    if not 0.0 <= v_init < 1.0:
-        raise ConfigError(f"v_init must lie in [0, 1), got {v_init}")
+    ``model``: an ONNX file, a ModelProto or a ``torch.nn.Module``. ``calibration_data``: an
+    array of model-ready inputs, a Dataset or a data spec. ``method``: ``max``,
+    ``percentile:P``, ``mmse``, ``spike-norm`` or ``spike-norm:seed``. ``corrections``:
+    any of ``bias``, ``potential``. ``timesteps``: the T that mmse, spike-norm and the
+    corrections calibrate for, stored in the artifact as its default. ``encoding``: ``direct``
+    or ``poisson`` (seeded by ``seed``)."""
+    neurons = Neurons(reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed)
     if calibration_samples is not None and calibration_samples <= 0:
         raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    corrections = tuple(dict.fromkeys(corrections))
+    from .passes.correct_layers import KINDS
+
+    if set(corrections) - set(KINDS):
+        raise ConfigError(f"unknown correction in {list(corrections)}: use {' and/or '.join(KINDS)}")
     parse_method(method)
     if _is_onnx(model):
         model = load_onnx(model)  # a missing or broken model file is reported before the data
@@ -93,66 +95,31 @@ def convert(
     except DataError as e:
         raise CalibrationError(f"calibration data: {e}") from e
 
+    # canonicalize: the ANN as plain linear layers and activations
     ann = _input_model(model, calibration)
     graph = import_graph(ann)
     for rewrite in CANONICALIZE:
         graph = rewrite(graph)
     activations = output_activations(graph)
     graph = strip_output_activation(graph)
+    # check: every node converts, or the node is named
     graph = check_supported(graph)
-
-    data_input = graph.inputs[0]
-    x = check_input(calibration.x, _shape(data_input), data_input.name, calibration.source)
-    static_batch = _shape(data_input)[0]
-
-    def batches():
-        size = static_batch or batch_size
-        for b in iter_batches(x, size):
-            if static_batch and len(b) < static_batch:  # a static batch axis: pad the last batch
-                b = np.concatenate([b, np.repeat(b[-1:], static_batch - len(b), axis=0)])
-            yield b
-
-    thresholds = calibrate(graph, batches, method, per_channel)
-    layers = []
-    for node in activation_nodes(graph):
-        membrane, membrane_next, threshold = state_names(node.name)
-        layers.append(
-            {
-                "node": node.name,
-                "op": node.op,
-                "clip_max": clip_max(node) if node.op == "Clip" else None,
-                "membrane": membrane,
-                "membrane_next": membrane_next,
-                "threshold": threshold,
-            }
-        )
-    output_names = [t.name for t in graph.outputs]
-    graph = relu_to_if(graph, thresholds, reset=reset, v_init=v_init)
-    graph.cleanup().toposort()
-
+    x = check_input(calibration.x, shape_of(graph.inputs[0]), graph.inputs[0].name, calibration.source)
+    # calibrate: thresholds, then the training-free corrections
+    thresholds = calibrate(graph, x, method, per_channel, neurons, batch_size)
+    fixes = correct_layers(graph, thresholds, x, neurons, corrections, batch_size)
+    # spike: every activation becomes an IF neuron
     metadata = {
-        "format": FORMAT,
-        "version": __version__,
-        "input": {"name": data_input.name, "shape": _shape(data_input)},
-        "outputs": output_names,
         "output_activations": activations,
-        "decode": "mean",
-        "encoding": "direct",
-        "timesteps": int(timesteps),
-        "reset": reset,
-        "v_init": float(v_init),
         "calibration": {
             "method": str(parse_method(method)),
             "per_channel": bool(per_channel),
+            "corrections": list(corrections),
             "samples": len(x),
             "seed": seed,
         },
-        "layers": layers,
         "preprocessing": calibration.preprocessing.to_dict(),
     }
-    proto = attach_neuron(export_model(graph, like=ann), metadata)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as e:
-        raise ConversionError(f"the converted model fails the ONNX checker: {str(e).splitlines()[0]}") from e
-    return SNNModel(proto)
+    snn = assemble(graph, thresholds, neurons, corrections=fixes, metadata=metadata)
+    snn.proto.producer_name = ann.producer_name or "onnx2snn"
+    return snn

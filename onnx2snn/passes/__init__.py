@@ -2,6 +2,7 @@
 
 from .calibrate import activation_nodes, calibrate, parse_method
 from .check_supported import check_supported
+from .correct_layers import correct_layers
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .infer_shapes import infer_shapes
@@ -27,6 +28,7 @@ __all__ = [
     "activation_nodes",
     "calibrate",
     "check_supported",
+    "correct_layers",
     "fold_batchnorm",
     "fold_constants",
     "infer_shapes",

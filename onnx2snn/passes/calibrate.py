@@ -1,56 +1,66 @@
-"""Calibrate firing thresholds from the ANN's activations on calibration data.
+"""Calibrate firing thresholds.
 
 The rate of an IF neuron with threshold theta and reset by subtraction approximates
 ``clip(a, 0, theta)`` for an ANN activation ``a`` (Rueckauer et al. 2017, eq. 5), so theta
-must cover the activations that matter:
+must cover the activations that matter. Methods:
 
-- ``max``           theta = max over data of a  (data-based normalization, Diehl et al. 2015)
-- ``percentile:P``  theta = P-th percentile of the positive activations
-                    (robust normalization, Rueckauer et al. 2017, sec. 2.3), e.g. 99.9, 99.99
+- ``max``            theta = max over data of a  (data-based normalization, Diehl et al. 2015)
+- ``percentile:P``   theta = P-th percentile of the positive activations
+                     (robust normalization, Rueckauer et al. 2017, sec. 2.3), e.g. 99.9, 99.99
+- ``mmse``           theta minimizing the T-step quantization error (Li et al. 2021), see mmse.py
+- ``spike-norm``     layer by layer, the maximum input current of the SNN built so far
+                     (Sengupta et al. 2019), see spike_norm.py; ``spike-norm:seed`` is the
+                     original research script's variant (mean over steps and samples of the
+                     99th percentile over the layer's neurons), ``spike-norm:P`` that variant
+                     with percentile P
 
 per layer (a scalar) or per channel (axis 1). A ReLU6-style Clip(0, m) caps theta at m.
-Statistics stream over batches: ``max`` keeps one running value per layer/channel;
-``percentile`` makes a second pass into a fixed histogram over [0, max] (4096 bins, value
-interpolated inside the bin), so memory does not grow with the data set.
+Statistics stream over batches (statistics.py), so memory does not grow with the data set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..errors import CalibrationError, ConfigError
-from ..graph import export_model
+from ..errors import ConfigError
 from .check_supported import ACTIVATIONS, clip_max
 
-BINS = 4096
+METHODS = ("max", "percentile:P", "mmse", "spike-norm", "spike-norm:seed")
 
 
 @dataclass(frozen=True)
 class Method:
-    name: str  # "max" | "percentile"
+    name: str  # "max" | "percentile" | "mmse" | "spike-norm"
     percentile: float | None = None
 
     def __str__(self) -> str:
         return self.name if self.percentile is None else f"{self.name}:{self.percentile:g}"
 
 
+def _percent(text: str, method: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise ConfigError(f"percentile must be a number, got {text!r} in method {method!r}") from None
+    if not 0.0 < p <= 100.0:
+        raise ConfigError(f"percentile must lie in (0, 100], got {p:g}")
+    return p
+
+
 def parse_method(method: str) -> Method:
     name, _, arg = method.partition(":")
-    if name == "max" and not arg:
-        return Method("max")
+    if name in ("max", "mmse") and not arg:
+        return Method(name)
     if name == "percentile":
-        try:
-            p = float(arg or "99.99")
-        except ValueError:
-            raise ConfigError(f"percentile must be a number, got {arg!r} in method {method!r}") from None
-        if not 0.0 < p <= 100.0:
-            raise ConfigError(f"percentile must lie in (0, 100], got {p:g}")
-        return Method("percentile", p)
-    raise ConfigError(f"unknown calibration method {method!r}: use 'max' or 'percentile:P'")
+        return Method("percentile", _percent(arg or "99.99", method))
+    if name == "spike-norm":
+        if not arg:
+            return Method("spike-norm")
+        return Method("spike-norm", 99.0 if arg == "seed" else _percent(arg, method))
+    raise ConfigError(f"unknown calibration method {method!r}: use one of {', '.join(METHODS)}")
 
 
 def activation_nodes(graph: gs.Graph) -> list[gs.Node]:
@@ -58,110 +68,57 @@ def activation_nodes(graph: gs.Graph) -> list[gs.Node]:
     return [n for n in graph.toposort().nodes if n.op in ACTIVATIONS]
 
 
-def _channel_view(a: np.ndarray, per_channel: bool) -> np.ndarray:
-    """(channels, values) view: channel axis 1 first, or one row for the whole layer."""
-    if per_channel and a.ndim >= 2:
-        return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
-    return a.reshape(1, -1)
-
-
-def _stream(
-    graph: gs.Graph, names: list[str], batches: Callable[[], Iterator[np.ndarray]]
-) -> Iterator[dict[str, np.ndarray]]:
-    """Run the ANN batch by batch and yield the named tensors."""
-    import onnxruntime as ort
-
-    g = graph.copy()
-    tensors = g.tensors()
-    g.outputs = [tensors[n] for n in names]
-    for t in g.outputs:
-        t.dtype = t.dtype or np.float32
-    model = export_model(g.cleanup())
-    options = ort.SessionOptions()
-    # basic optimizations only: the extended ones fuse Conv+Relu and hide activations
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    for x in batches():
-        yield dict(zip(names, session.run(names, {input_name: x})))
-
-
-def calibrate(
-    graph: gs.Graph,
-    batches: Callable[[], Iterator[np.ndarray]],
-    method: str = "max",
-    per_channel: bool = False,
-) -> dict[str, np.ndarray]:
-    """Thresholds for every activation node: node name -> float32 array (scalar, or shape
-    ``(C, 1, ..., 1)`` per channel). ``batches`` returns a fresh iterator over the
-    calibration inputs each time it is called (percentile makes two passes)."""
-    m = parse_method(method)
-    nodes = activation_nodes(graph)
-    names = [n.outputs[0].name for n in nodes]
-    maxima: dict[str, np.ndarray] = {}
-    count = 0
-    for acts in _stream(graph, names, batches):
-        count += 1
-        for name, a in acts.items():
-            if not np.all(np.isfinite(a)):
-                raise CalibrationError(f"activation '{name}' has non-finite values on the calibration data")
-            peak = _channel_view(a, per_channel).max(axis=1)
-            maxima[name] = np.maximum(maxima[name], peak) if name in maxima else peak
-    if count == 0:
-        raise CalibrationError("calibration data is empty")
-
-    values = maxima
-    if m.name == "percentile":
-        values = _percentiles(graph, names, batches, maxima, per_channel, m.percentile or 100.0)
-
+def finish_thresholds(graph: gs.Graph, values: dict[str, np.ndarray], per_channel: bool) -> dict[str, np.ndarray]:
+    """Shape raw per-row values into thresholds: a dead channel (or layer) keeps the layer's
+    (or a unit) threshold, Clip(0, m) caps at m, per-channel values get shape (C, 1, ..., 1)."""
     thresholds = {}
-    for node, name in zip(nodes, names):
-        theta = values[name].astype(np.float64)
+    for node in activation_nodes(graph):
+        theta = np.asarray(values[node.name], dtype=np.float64).reshape(-1)
         layer_value = float(theta.max())
-        # a channel (or layer) that never fired on the data keeps the layer's (or a unit) threshold
         theta = np.where(theta > 0, theta, layer_value if layer_value > 0 else 1.0)
         if node.op == "Clip":
             cap = clip_max(node)
             if cap is not None:
                 theta = np.minimum(theta, cap)
         rank = len(node.outputs[0].shape or ())
-        if per_channel and rank >= 2:
+        if per_channel and rank >= 2 and theta.size > 1:
             theta = theta.reshape((-1,) + (1,) * (rank - 2))
         else:
-            theta = np.asarray(theta.reshape(()))
+            theta = np.asarray(theta.max() if theta.size > 1 else theta.reshape(()))
         thresholds[node.name] = theta.astype(np.float32)
     return thresholds
 
 
-def _percentiles(
+def calibrate(
     graph: gs.Graph,
-    names: list[str],
-    batches: Callable[[], Iterator[np.ndarray]],
-    maxima: dict[str, np.ndarray],
-    per_channel: bool,
-    p: float,
+    x: np.ndarray,
+    method: str = "max",
+    per_channel: bool = False,
+    neurons=None,
+    batch_size: int = 128,
 ) -> dict[str, np.ndarray]:
-    hist = {n: np.zeros((len(maxima[n]), BINS), dtype=np.int64) for n in names}
-    for acts in _stream(graph, names, batches):
-        for name, a in acts.items():
-            rows = _channel_view(a, per_channel)
-            top = maxima[name][:, None]
-            scale = np.where(top > 0, BINS / np.where(top > 0, top, 1.0), 0.0)
-            bins = np.minimum((rows * scale).astype(np.int64), BINS - 1)
-            positive = rows > 0
-            flat = (np.arange(rows.shape[0])[:, None] * BINS + bins)[positive]
-            hist[name] += np.bincount(flat, minlength=hist[name].size).reshape(hist[name].shape)
-    out = {}
-    for name in names:
-        h = hist[name]
-        cum = np.cumsum(h, axis=1)
-        total = cum[:, -1:]
-        target = total * (p / 100.0)
-        idx = np.minimum((cum < target).sum(axis=1), BINS - 1)
-        below = np.where(idx > 0, np.take_along_axis(cum, np.maximum(idx - 1, 0)[:, None], 1)[:, 0], 0)
-        in_bin = np.take_along_axis(h, idx[:, None], 1)[:, 0]
-        frac = np.where(in_bin > 0, (target[:, 0] - below) / np.maximum(in_bin, 1), 1.0)
-        width = maxima[name] / BINS
-        out[name] = np.where(total[:, 0] > 0, (idx + np.clip(frac, 0, 1)) * width, 0.0)
-    return out
+    """Thresholds for every activation node: node name -> float32 array (scalar, or shape
+    ``(C, 1, ..., 1)`` per channel). ``neurons`` (a ``build.Neurons``) gives T, v_init and the
+    encoding to the methods that depend on them (mmse, spike-norm)."""
+    from ..build import Neurons
+    from .mmse import mmse_thresholds
+    from .spike_norm import spike_norm_thresholds
+    from .statistics import Histograms
+
+    m = parse_method(method)
+    neurons = neurons or Neurons()
+    if m.name == "spike-norm":
+        return finish_thresholds(graph, spike_norm_thresholds(graph, x, neurons, per_channel, m.percentile,
+                                                              batch_size), per_channel)
+    nodes = activation_nodes(graph)
+    names = [n.outputs[0].name for n in nodes]
+    hist = Histograms(graph, names, x, per_channel, batch_size)
+    values = {}
+    for node, name in zip(nodes, names):
+        if m.name == "max":
+            values[node.name] = hist.maxima[name]
+        elif m.name == "percentile":
+            values[node.name] = hist.percentile(name, m.percentile or 100.0)
+        else:
+            values[node.name] = mmse_thresholds(hist, name, neurons.timesteps, neurons.v_init)
+    return finish_thresholds(graph, values, per_channel)

@@ -23,9 +23,10 @@ from ..neuron import DOMAIN, OP_TYPE, if_function
 
 @dataclass
 class SplitModel:
-    prefix: onnx.ModelProto | None  # None when the step model reads the input directly
+    prefix: onnx.ModelProto | None  # None when nothing before the neurons needs computing
     step: onnx.ModelProto
-    boundary: list[str]  # tensors the prefix computes (or the input) that the step model reads
+    boundary: list[str]  # tensors the prefix computes (or graph inputs) that the step model reads
+    constant_outputs: list[str]  # requested outputs that no neuron reaches: computed once by the prefix
 
 
 def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
@@ -51,29 +52,35 @@ def specialize_neuron(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def split_time_invariant(model: onnx.ModelProto, membranes: list[str], output_names: list[str]) -> SplitModel:
+def split_time_invariant(model: onnx.ModelProto, varying: list[str], outputs: list[str]) -> SplitModel:
+    """Cut ``model`` into a prefix (what no tensor of ``varying`` reaches) and a step model
+    computing ``outputs`` (plus every graph output). ``varying``: the membranes, and the data
+    input too when it changes every step (Poisson encoding)."""
     graph = gs.import_onnx(model)
     tensors = graph.tensors()
-    varying: set[str] = set(membranes)
-    for node in graph.toposort(mode="nodes").nodes if graph.functions else graph.toposort().nodes:
-        if any(t.name in varying for t in node.inputs):
-            varying.update(t.name for t in node.outputs)
-    for name in output_names:
-        if name not in varying:
-            raise ModelError(f"output '{name}' does not depend on any neuron: nothing spikes into it")
+    missing = [n for n in outputs if n not in tensors]
+    if missing:
+        raise ModelError(f"no tensor named {', '.join(map(repr, missing))} in the model")
+    reached: set[str] = set(varying)
+    for node in graph.toposort(mode="nodes").nodes:
+        if any(t.name in reached for t in node.inputs):
+            reached.update(t.name for t in node.outputs)
+    wanted = list(dict.fromkeys([t.name for t in graph.outputs] + list(outputs)))
+    step_outputs = [n for n in wanted if n in reached]
+    constant = [n for n in wanted if n not in reached]
 
     boundary: list[str] = []
     for node in graph.nodes:
-        if not any(t.name in varying for t in node.outputs):
+        if not any(t.name in reached for t in node.outputs):
             continue
         for t in node.inputs:
-            if isinstance(t, gs.Variable) and t.name and t.name not in varying and t.name not in boundary:
+            if isinstance(t, gs.Variable) and t.name and t.name not in reached and t.name not in boundary:
                 boundary.append(t.name)
-    for name in boundary:
+    for name in boundary + constant:
         tensors[name].dtype = tensors[name].dtype or np.float32
 
-    input_names = [t.name for t in graph.inputs if t.name not in membranes]
-    computed = [n for n in boundary if n not in input_names]
+    input_names = [t.name for t in graph.inputs if t.name not in varying]
+    computed = [n for n in dict.fromkeys(boundary + constant) if n not in input_names]
     prefix = None
     if computed:
         pg = graph.copy()
@@ -85,8 +92,10 @@ def split_time_invariant(model: onnx.ModelProto, membranes: list[str], output_na
 
     sg = graph.copy()
     st = sg.tensors()
-    for name in computed:
-        st[name].inputs.clear()  # now fed from outside, by the prefix
-    sg.inputs = [st[n] for n in boundary] + [st[n] for n in membranes]
+    for name in boundary:
+        if name not in input_names:
+            st[name].inputs.clear()  # now fed from outside, by the prefix
+    sg.inputs = [st[n] for n in boundary] + [st[n] for n in varying if n in st and n not in boundary]
+    sg.outputs = [st[n] for n in step_outputs]
     step = _export(sg.cleanup().toposort(mode="nodes"), model)
-    return SplitModel(prefix, step, boundary)
+    return SplitModel(prefix, step, boundary, constant)

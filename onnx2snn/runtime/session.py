@@ -9,15 +9,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
+from onnx import numpy_helper
 
 from ..artifact import SNNModel, load
 from ..data import check_input
-from ..errors import ConfigError
-from ..neuron import initial_membrane
+from ..errors import ConfigError, DataError
 from .batching import chunks
 from .decode import apply_activation
 from .forms import specialize_neuron, split_time_invariant
 from .providers import device_of, resolve_providers
+
+ENCODINGS = ("direct", "poisson")
 
 
 @dataclass
@@ -40,7 +42,9 @@ def _session(model, providers: list[str], threads: int | None) -> ort.InferenceS
 
 class SNNSession:
     """Runs an SNN artifact. ``providers``: None picks TensorRT, CUDA, then CPU by what works;
-    ``provider`` says which one the session really uses."""
+    ``provider`` says which one the session really uses. ``encoding`` overrides the artifact's
+    input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``probes`` names
+    extra tensors of the artifact to read at every step (``iter_steps``)."""
 
     def __init__(
         self,
@@ -48,28 +52,48 @@ class SNNSession:
         providers: str | Sequence[str] | None = None,
         batch_size: int = 256,
         threads: int | None = None,
+        encoding: str | None = None,
+        seed: int = 0,
+        probes: Sequence[str] = (),
     ):
         self.model = model if isinstance(model, SNNModel) else load(model)
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = batch_size
         meta = self.model.metadata
+        self.encoding = encoding or meta.get("encoding", "direct")
+        if self.encoding not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        self.seed = seed
         self._layers = self.model.layers
-        self._outputs = self.model.outputs
+        self._outputs = list(self.model.outputs)
+        self._probes = [p for p in probes if p not in self._outputs]
         self._activations = meta.get("output_activations", {})
-        split = split_time_invariant(
-            specialize_neuron(self.model.proto), [layer["membrane"] for layer in self._layers], self._outputs
-        )
+        varying = [layer["membrane"] for layer in self._layers]
+        if self.encoding == "poisson":
+            varying.append(self.model.input_name)
+        split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._probes)
         chosen = resolve_providers(providers)
-        self._step = _session(split.step, chosen, threads)
+        # a network truncated before its first neuron (as calibration builds them) has no step part
+        self._step = _session(split.step, chosen, threads) if split.step.graph.node else None
         self._prefix = _session(split.prefix, chosen, threads) if split.prefix is not None else None
         self._boundary = split.boundary
-        self.provider: str = self._step.get_providers()[0]
+        self._constant = split.constant_outputs
+        self.provider: str = (self._step or self._prefix).get_providers()[0]
         self._device = device_of(self.provider)
         thresholds = self.model.thresholds
-        self._v0 = [(thresholds[layer["node"]], float(meta.get("v_init", 0.5))) for layer in self._layers]
-        step_inputs = {i.name: i.shape for i in self._step.get_inputs()}
+        inits = {t.name: t for t in self.model.proto.graph.initializer}
+        v_init = float(meta.get("v_init", 0.5))
+        self._v0 = []  # per layer: the initial membrane, broadcastable to its state
+        for layer in self._layers:
+            if layer.get("membrane_init"):
+                self._v0.append(numpy_helper.to_array(inits[layer["membrane_init"]]).astype(np.float32))
+            else:
+                self._v0.append(np.float32(v_init) * thresholds[layer["node"]].astype(np.float32))
+        step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
         self._state_shapes = [step_inputs[layer["membrane"]] for layer in self._layers]
+        step_outputs = self._step.get_outputs() if self._step else []
+        self._read = [o.name for o in step_outputs if o.name in self._outputs + self._probes]
 
     @property
     def static_batch(self) -> int | None:
@@ -80,48 +104,73 @@ class SNNSession:
 
     def _initial_states(self, n: int) -> list[np.ndarray]:
         states = []
-        for shape, (theta, v_init) in zip(self._state_shapes, self._v0):
+        for shape, v0 in zip(self._state_shapes, self._v0):
             dims = tuple(n if not isinstance(d, int) else d for d in shape)
             if isinstance(shape[0], int) and shape[0] != n:
                 raise ConfigError(f"model has a static batch of {shape[0]}, got {n} samples")
-            states.append(initial_membrane(dims, theta, v_init))
+            states.append(np.ascontiguousarray(np.broadcast_to(v0, dims), dtype=np.float32))
         return states
 
-    def _batch(self, x: np.ndarray, timesteps: int, per_step: bool, tick: Callable[[], None]):
-        inputs = {self.model.input_name: x}
-        feeds = dict(inputs)
+    def _steps(self, x: np.ndarray, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+        """Raw outputs (head and probes) of each step for one batch."""
+        name = self.model.input_name
+        poisson = self.encoding == "poisson"
+        if poisson and (x.min() < 0 or x.max() > 1):
+            raise DataError(
+                f"Poisson encoding needs inputs scaled to [0, 1]; got values in [{x.min():.3g}, {x.max():.3g}]"
+            )
+        feeds = {} if poisson else {name: x}
+        constant = {}
         if self._prefix is not None:
             names = [o.name for o in self._prefix.get_outputs()]
-            feeds.update(zip(names, self._prefix.run(names, inputs)))
+            results = dict(zip(names, self._prefix.run(names, feeds)))
+            feeds.update(results)
+            constant = {n: results[n] for n in self._constant}
+        if self._step is None:
+            for _ in range(timesteps):
+                yield dict(constant)
+            return
         # two bindings, membranes ping-ponging between two buffers: no copies between steps
         states = [self._ortvalue(s) for s in self._initial_states(len(x))]
         spare = [self._ortvalue(np.empty_like(s)) for s in self._initial_states(len(x))]
         bindings = []
         for src, dst in ((states, spare), (spare, states)):
             io = self._step.io_binding()
-            for name in self._boundary:
-                io.bind_ortvalue_input(name, self._ortvalue(feeds[name]))
+            for boundary in self._boundary:
+                io.bind_ortvalue_input(boundary, self._ortvalue(feeds[boundary]))
             for layer, a, b in zip(self._layers, src, dst):
                 io.bind_ortvalue_input(layer["membrane"], a)
                 io.bind_ortvalue_output(layer["membrane_next"], b)
-            for name in self._outputs:
-                io.bind_output(name, self._device)
+            for out in self._read:
+                io.bind_output(out, self._device)
             bindings.append(io)
-
-        total = None
-        kept = []
-        seconds = np.empty(timesteps)
-        start = time.perf_counter()
+        first = len(self._layers)
         for t in range(timesteps):
             io = bindings[t % 2]
+            if poisson:  # a fresh Bernoulli spike train, P(spike) = input intensity
+                io.bind_ortvalue_input(name, self._ortvalue((rng.random(x.shape) < x).astype(np.float32)))
             self._step.run_with_iobinding(io)
-            head = io.get_outputs()[len(self._layers)].numpy()
-            total = head.astype(np.float64) if total is None else total + head
-            if per_step or t == timesteps - 1:
-                kept.append(apply_activation(total / (t + 1), self._activations.get(self._outputs[0])))
-            seconds[t] = time.perf_counter() - start
-            tick()
-        return np.stack(kept).astype(np.float32), seconds
+            values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
+            values.update(constant)
+            yield values
+
+    def _check(self, x: np.ndarray, timesteps: int | None) -> tuple[np.ndarray, int]:
+        timesteps = self.model.timesteps if timesteps is None else timesteps
+        if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
+            raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
+        return check_input(x, self.model.input_shape, self.model.input_name), int(timesteps)
+
+    def iter_steps(
+        self, x: np.ndarray, timesteps: int | None = None
+    ) -> Iterator[tuple[int, int, int, dict[str, np.ndarray]]]:
+        """Raw per-step values of the outputs and probes: yields (batch start, samples, t, values)."""
+        x, timesteps = self._check(x, timesteps)
+        rng = np.random.default_rng(self.seed)
+        start = 0
+        for batch, n in chunks(x, self.batch_size, self.static_batch):
+            for t, values in enumerate(self._steps(batch, timesteps, rng)):
+                yield start, n, t, {k: v[:n] for k, v in values.items()}
+            start += n
 
     def iter_run(
         self,
@@ -132,15 +181,25 @@ class SNNSession:
     ) -> Iterator[StepOutputs]:
         """Run ``x`` batch by batch; yields each batch's decoded outputs (see StepOutputs).
         ``progress(n)`` is called after each step of a batch of ``n`` samples."""
-        timesteps = self.model.timesteps if timesteps is None else timesteps
-        if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
-            raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
-        x = check_input(x, self.model.input_shape, self.model.input_name)
+        x, timesteps = self._check(x, timesteps)
+        rng = np.random.default_rng(self.seed)
+        head = self._outputs[0]
+        activation = self._activations.get(head)
         start = 0
         for batch, n in chunks(x, self.batch_size, self.static_batch):
-            tick = (lambda n=n: progress(n)) if progress else (lambda: None)
-            decoded, seconds = self._batch(batch, int(timesteps), per_step, tick)
-            yield StepOutputs(start, decoded[:, :n], seconds)
+            total = None
+            kept = []
+            seconds = np.empty(timesteps)
+            began = time.perf_counter()
+            for t, values in enumerate(self._steps(batch, timesteps, rng)):
+                out = values[head][:n]
+                total = out.astype(np.float64) if total is None else total + out
+                if per_step or t == timesteps - 1:
+                    kept.append(apply_activation(total / (t + 1), activation))
+                seconds[t] = time.perf_counter() - began
+                if progress:
+                    progress(n)
+            yield StepOutputs(start, np.stack(kept).astype(np.float32), seconds)
             start += n
 
     def run(self, x: np.ndarray, timesteps: int | None = None, per_step: bool = False) -> np.ndarray:

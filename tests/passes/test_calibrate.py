@@ -43,7 +43,7 @@ def test_percentile_matches_numpy_on_positive_activations(data, p):
     a = hidden_activations(model, data)
     theta = onnx2snn.convert(model, data, f"percentile:{p}", batch_size=64).thresholds["act1"]
     expected = np.percentile(a[a > 0], p)
-    assert float(theta) == pytest.approx(expected, abs=a.max() / 4096 * 2 + 1e-6)
+    assert float(theta) == pytest.approx(expected, abs=float(a.max()) / 4096 * 2 + 1e-6)
 
 
 def test_thresholds_do_not_depend_on_batch_size(data):

@@ -1,0 +1,98 @@
+"""One statistics collector for every calibration method: the ANN's activations streamed
+batch by batch (never the whole data set in memory), reduced per layer or per channel to a
+running maximum and a fixed histogram over [0, max] of the positive values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from ..errors import CalibrationError
+from ..graph import export_model
+from ..runtime.batching import chunks
+
+BINS = 4096
+
+
+def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:
+    """(channels, values) view: channel axis 1 first, or one row for the whole layer."""
+    if per_channel and a.ndim >= 2:
+        return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+    return a.reshape(1, -1)
+
+
+def stream_activations(
+    graph: gs.Graph, names: list[str], x: np.ndarray, batch_size: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Run the ANN ``graph`` on ``x`` batch by batch; yield the named tensors of each batch."""
+    import onnxruntime as ort
+
+    g = graph.copy()
+    tensors = g.tensors()
+    g.outputs = [tensors[n] for n in names]
+    for t in g.outputs:
+        t.dtype = t.dtype or np.float32
+    model = export_model(g.cleanup())
+    options = ort.SessionOptions()
+    # basic optimizations only: the extended ones fuse Conv+Relu and hide activations
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    static = inp.shape[0] if isinstance(inp.shape[0], int) else None
+    for batch, n in chunks(x, batch_size, static):
+        yield {name: value[:n] for name, value in zip(names, session.run(names, {inp.name: batch}))}
+
+
+class Histograms:
+    """Per layer (or channel) maxima and histograms of the positive activations, two passes."""
+
+    def __init__(self, graph: gs.Graph, names: list[str], x: np.ndarray, per_channel: bool, batch_size: int):
+        self.names = names
+        self.maxima: dict[str, np.ndarray] = {}
+        for acts in stream_activations(graph, names, x, batch_size):
+            for name, a in acts.items():
+                if not np.all(np.isfinite(a)):
+                    raise CalibrationError(f"activation '{name}' has non-finite values on the calibration data")
+                peak = channel_rows(a, per_channel).max(axis=1)
+                self.maxima[name] = np.maximum(self.maxima[name], peak) if name in self.maxima else peak
+        if not self.maxima:
+            raise CalibrationError("calibration data is empty")
+        self._graph, self._x, self._per_channel, self._batch_size = graph, x, per_channel, batch_size
+        self._counts: dict[str, np.ndarray] | None = None
+
+    @property
+    def counts(self) -> dict[str, np.ndarray]:
+        """name -> [rows, BINS] counts of positive values in bins of width max/BINS (second pass, on demand)."""
+        if self._counts is None:
+            counts = {n: np.zeros((len(self.maxima[n]), BINS), dtype=np.int64) for n in self.names}
+            for acts in stream_activations(self._graph, self.names, self._x, self._batch_size):
+                for name, a in acts.items():
+                    rows = channel_rows(a, self._per_channel)
+                    top = self.maxima[name][:, None]
+                    scale = np.where(top > 0, BINS / np.where(top > 0, top, 1.0), 0.0)
+                    bins = np.minimum((rows * scale).astype(np.int64), BINS - 1)
+                    flat = (np.arange(rows.shape[0])[:, None] * BINS + bins)[rows > 0]
+                    counts[name] += np.bincount(flat, minlength=counts[name].size).reshape(counts[name].shape)
+            self._counts = counts
+        return self._counts
+
+    def centers(self, name: str) -> np.ndarray:
+        """[rows, BINS] bin centres."""
+        width = self.maxima[name][:, None] / BINS
+        return (np.arange(BINS)[None, :] + 0.5) * width
+
+    def percentile(self, name: str, p: float) -> np.ndarray:
+        """The p-th percentile of the positive values per row, interpolated inside its bin."""
+        h = self.counts[name]
+        cum = np.cumsum(h, axis=1)
+        total = cum[:, -1]
+        target = total * (p / 100.0)
+        idx = np.minimum((cum < target[:, None]).sum(axis=1), BINS - 1)
+        below = np.where(idx > 0, np.take_along_axis(cum, np.maximum(idx - 1, 0)[:, None], 1)[:, 0], 0)
+        in_bin = np.take_along_axis(h, idx[:, None], 1)[:, 0]
+        frac = np.where(in_bin > 0, (target - below) / np.maximum(in_bin, 1), 1.0)
+        width = self.maxima[name] / BINS
+        return np.where(total > 0, (idx + np.clip(frac, 0, 1)) * width, 0.0)

@@ -81,16 +81,18 @@ def assemble(
     layers = []
     for node in activation_nodes(g):
         membrane, membrane_next, threshold = state_names(node.name)
-        layers.append({
-            "node": node.name,
-            "op": node.op,
-            "clip_max": clip_max(node) if node.op == "Clip" else None,
-            "membrane": membrane,
-            "membrane_next": membrane_next,
-            "threshold": threshold,
-            "current_shift": f"{node.name}.current_shift" if node.name in corrections.current else None,
-            "membrane_init": f"{node.name}.membrane_init" if node.name in corrections.membrane_init else None,
-        })
+        layers.append(
+            {
+                "node": node.name,
+                "op": node.op,
+                "clip_max": clip_max(node) if node.op == "Clip" else None,
+                "membrane": membrane,
+                "membrane_next": membrane_next,
+                "threshold": threshold,
+                "current_shift": f"{node.name}.current_shift" if node.name in corrections.current else None,
+                "membrane_init": f"{node.name}.membrane_init" if node.name in corrections.membrane_init else None,
+            }
+        )
     output_names = [t.name for t in g.outputs]
     g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current)
     g.cleanup().toposort()

@@ -26,6 +26,7 @@ from .passes import (
 )
 
 DEFAULT_METHOD = "max"
+DEFAULT_PER_CHANNEL = False
 DEFAULT_CORRECTIONS: tuple[str, ...] = ()
 DEFAULT_TIMESTEPS = 32
 
@@ -59,7 +60,7 @@ def convert(
     calibration_data: Dataset | np.ndarray | str | os.PathLike,
     method: str = DEFAULT_METHOD,
     *,
-    per_channel: bool = False,
+    per_channel: bool = DEFAULT_PER_CHANNEL,
     corrections: Sequence[str] = DEFAULT_CORRECTIONS,
     timesteps: int = DEFAULT_TIMESTEPS,
     reset: str = "subtract",

@@ -108,8 +108,9 @@ def calibrate(
     m = parse_method(method)
     neurons = neurons or Neurons()
     if m.name == "spike-norm":
-        return finish_thresholds(graph, spike_norm_thresholds(graph, x, neurons, per_channel, m.percentile,
-                                                              batch_size), per_channel)
+        return finish_thresholds(
+            graph, spike_norm_thresholds(graph, x, neurons, per_channel, m.percentile, batch_size), per_channel
+        )
     nodes = activation_nodes(graph)
     names = [n.outputs[0].name for n in nodes]
     hist = Histograms(graph, names, x, per_channel, batch_size)

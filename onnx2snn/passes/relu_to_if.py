@@ -46,8 +46,9 @@ def relu_to_if(
         if node.name in current_shift:
             shifted = gs.Variable(f"{node.name}.shifted_current", dtype=out.dtype, shape=list(out.shape))
             shift = gs.Constant(f"{node.name}.current_shift", np.asarray(current_shift[node.name], np.float32))
-            graph.nodes.append(gs.Node("Add", f"{node.name}.current_correction", inputs=[current, shift],
-                                       outputs=[shifted]))
+            graph.nodes.append(
+                gs.Node("Add", f"{node.name}.current_correction", inputs=[current, shift], outputs=[shifted])
+            )
             current = shifted
         node.op, node.domain = OP_TYPE, DOMAIN
         node.attrs = {"reset_to_zero": int(reset == "zero"), "v_init": float(v_init)}

@@ -5,7 +5,8 @@ and samples; then go on to the next layer with that threshold fixed.
 
 The original research script's variant takes, for each (step, sample), the 99th percentile of
 the input current over the layer's neurons and averages it over steps and samples
-(``spike-norm:seed``; ``spike-norm:P`` for another percentile). Branching graphs work as chains
+(``spike-norm:seed``; ``spike-norm:P`` for another percentile). That variant is always per
+layer: a percentile over one channel's neurons means little (a dense layer has one). Branching graphs work as chains
 do: a layer's input depends only on layers before it in topological order."""
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ def spike_norm_thresholds(
 
     thresholds: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
+    per_channel = per_channel and percentile is None
     for node in activation_nodes(graph):
         current = node.inputs[0].name
         snn = assemble(graph, thresholds, neurons, outputs=[current], check=False)
-        session = SNNSession(snn, providers="cpu", batch_size=batch_size, encoding=neurons.encoding,
-                             seed=neurons.seed)
+        session = SNNSession(snn, providers="cpu", batch_size=batch_size, encoding=neurons.encoding, seed=neurons.seed)
         peak = total = None
         count = 0
         for _, _, _, step in session.iter_steps(x, neurons.timesteps):

@@ -43,6 +43,8 @@ def evaluate(
     batch_size: int = 256,
     providers: str | Sequence[str] | None = None,
     progress: bool = False,
+    encoding: str | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """ANN accuracy, and for each T the SNN's accuracy and top-1 agreement with the ANN.
 
@@ -63,7 +65,7 @@ def evaluate(
     ann_model = load_onnx(ann) if ann is not None else snn.to_ann()
     ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
 
-    session = SNNSession(snn, providers=providers, batch_size=batch_size)
+    session = SNNSession(snn, providers=providers, batch_size=batch_size, encoding=encoding, seed=seed)
     t_max = steps[-1]
     pred = np.empty((len(steps), len(x)), dtype=np.int64)
     seconds = np.zeros(t_max)
@@ -81,6 +83,7 @@ def evaluate(
     report: dict[str, Any] = {
         "samples": len(x),
         "method": snn.metadata["calibration"]["method"],
+        "encoding": session.encoding,
         "provider": session.provider,
         "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
         "snn": {},

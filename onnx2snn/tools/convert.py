@@ -8,20 +8,47 @@ from .args import add_data_args, positive_int, preprocessing
 from .format import describe_threshold
 
 
+def corrections_list(text: str) -> list[str]:
+    return [] if text == "none" else [c.strip() for c in text.split(",") if c.strip()]
+
+
 class Convert:
     name = "convert"
     help = "convert a ReLU ANN (ONNX) into an SNN artifact (ONNX)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from onnx2snn.convert import DEFAULT_CORRECTIONS, DEFAULT_METHOD, DEFAULT_PER_CHANNEL, DEFAULT_TIMESTEPS
+
         parser.add_argument("model", help="the ANN, an .onnx file")
         parser.add_argument("-o", "--output", required=True, help="where to write the SNN .onnx")
-        parser.add_argument("--method", default="max", help="threshold calibration: max | percentile:P (default max)")
-        parser.add_argument("--per-channel", action="store_true", help="one threshold per channel instead of per layer")
-        parser.add_argument("--timesteps", type=positive_int, default=32, help="default T stored in the artifact (32)")
         parser.add_argument(
-            "--reset", choices=["subtract", "zero"], default="subtract", help="membrane reset (subtract)"
+            "--method",
+            default=None,
+            help=f"thresholds: max | percentile:P | mmse | spike-norm | spike-norm:seed (default {DEFAULT_METHOD})",
         )
-        parser.add_argument("--v-init", type=float, default=0.5, help="initial membrane, fraction of threshold (0.5)")
+        parser.add_argument(
+            "--per-channel",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"one threshold per channel, or per layer with --no-per-channel (default: per "
+            f"{'channel' if DEFAULT_PER_CHANNEL else 'layer'})",
+        )
+        parser.add_argument(
+            "--corrections",
+            type=corrections_list,
+            default=None,
+            metavar="bias,potential|none",
+            help=f"training-free corrections after thresholds (default: {','.join(DEFAULT_CORRECTIONS) or 'none'})",
+        )
+        parser.add_argument(
+            "--timesteps",
+            type=positive_int,
+            default=None,
+            help=f"the T that thresholds and corrections are tuned for, the artifact's default T ({DEFAULT_TIMESTEPS})",
+        )
+        parser.add_argument("--reset", choices=["subtract", "zero"], default=None, help="membrane reset (subtract)")
+        parser.add_argument("--v-init", type=float, default=None, help="initial membrane, fraction of threshold (0.5)")
+        parser.add_argument("--encoding", choices=["direct", "poisson"], default=None, help="input encoding (direct)")
         parser.add_argument(
             "--calibration-samples",
             type=positive_int,
@@ -29,7 +56,9 @@ class Convert:
             metavar="N",
             help="calibrate on a seeded random subset of N samples",
         )
-        parser.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (0)")
+        parser.add_argument(
+            "--seed", type=int, default=None, help="seed of the calibration subset and Poisson input (0)"
+        )
         add_data_args(parser, "--calibration", "calibration data (train split by default)")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -37,22 +66,25 @@ class Convert:
 
         model = onnx2snn.load_onnx(args.model)  # a bad model file is reported before the data is read
         calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=preprocessing(args))
-        snn = onnx2snn.convert(
-            model,
-            calibration,
-            method=args.method,
-            per_channel=args.per_channel,
-            timesteps=args.timesteps,
-            reset=args.reset,
-            v_init=args.v_init,
-            calibration_samples=args.calibration_samples,
-            seed=args.seed,
-        )
+        given = {
+            "method": args.method,
+            "per_channel": args.per_channel,
+            "corrections": args.corrections,
+            "timesteps": args.timesteps,
+            "reset": args.reset,
+            "v_init": args.v_init,
+            "encoding": args.encoding,
+            "calibration_samples": args.calibration_samples,
+            "seed": args.seed,
+        }
+        snn = onnx2snn.convert(model, calibration, **{k: v for k, v in given.items() if v is not None})
         path = snn.save(args.output)
         cal = snn.metadata["calibration"]
+        fixes = ", corrections " + "+".join(cal["corrections"]) if cal["corrections"] else ""
         print(
-            f"converted {args.model} -> {path}: {len(snn.layers)} IF layers, method {cal['method']}"
-            f"{' per channel' if cal['per_channel'] else ''}, {cal['samples']} calibration samples"
+            f"converted {args.model} -> {path}: {len(snn.layers)} IF layers, method {cal['method']} per "
+            f"{'channel' if cal['per_channel'] else 'layer'}{fixes}, tuned for T={snn.timesteps}, "
+            f"{cal['samples']} calibration samples"
         )
         for node, theta in snn.thresholds.items():
             print(f"  {node:40s} threshold {describe_threshold(theta)}")

@@ -40,6 +40,10 @@ class Eval:
         parser.add_argument("--ann", default=None, help="the ANN to compare with (default: rebuilt from each artifact)")
         parser.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
         parser.add_argument("--plot", default=None, metavar="PATH", help="write a PNG plot of accuracy vs T")
+        parser.add_argument(
+            "--encoding", choices=["direct", "poisson"], default=None, help="input encoding (default: the artifact's)"
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed of Poisson input (0)")
         add_provider_args(parser)
         add_quiet_arg(parser)
 
@@ -61,6 +65,8 @@ class Eval:
                 batch_size=args.batch_size,
                 providers=args.providers,
                 progress=not args.quiet and sys.stderr.isatty(),
+                encoding=args.encoding,
+                seed=args.seed,
             )
             print_report(report, title=path if len(snns) > 1 else None)
             reports[path] = report

@@ -1,6 +1,6 @@
 """Train the reference ANNs on Fashion-MNIST (CPU, minutes) and export them to ONNX.
 
-    python benchmarks/train_reference.py            # all three, writes benchmarks/models/
+    python benchmarks/train_reference.py            # all of them, writes benchmarks/models/
     python benchmarks/train_reference.py cnn_bn     # one of them
 
 Models:
@@ -9,6 +9,8 @@ Models:
 - ``seed_cifar_net``  its CIFAR10 net adapted to one channel: conv 8 k5, ReLU, AvgPool2, conv 16 k3,
                       ReLU, AvgPool2, conv 32 k3, ReLU, Linear 288->10 (all bias-free, like the seed's)
 - ``cnn_bn``          a stronger CNN with biases and BatchNorm (also the bundled demo model)
+- ``resnet_small``    a ResNet-style net: stem, three basic blocks with residual adds (one 1x1
+                      downsample shortcut per stride), global average pooling
 
 Inputs are images scaled to [0, 1], NCHW [N, 1, 28, 28]. Each ONNX keeps its BatchNormalization
 nodes (onnx2snn folds them). Accuracies on the full test set go to ``models/reference.json``.
@@ -83,10 +85,49 @@ def cnn_bn() -> nn.Module:
     )
 
 
+class BasicBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN plus the shortcut (1x1 conv + BN when the shape changes), then ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def resnet_small() -> nn.Module:
+    """A ResNet-style net with residual adds: stem, three basic blocks, global average pooling."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        BasicBlock(16, 16),
+        BasicBlock(16, 32, 2),
+        BasicBlock(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
+
+
 RECIPES = {  # name: (builder, epochs, learning rate)
     "seed_mnist_net": (seed_mnist_net, 4, 2e-3),
     "seed_cifar_net": (seed_cifar_net, 6, 5e-3),
     "cnn_bn": (cnn_bn, 5, 2e-3),
+    "resnet_small": (resnet_small, 5, 4e-3),
 }
 
 

@@ -141,3 +141,39 @@ def test_calibration_is_deterministic_for_a_seed(digits_cnn, digits, method):
     for name in a.thresholds:
         np.testing.assert_array_equal(a.thresholds[name], b.thresholds[name])
     assert any(not np.array_equal(a.thresholds[n], c.thresholds[n]) for n in a.thresholds)
+
+
+def residual_net():
+    """x -> fc1 -> r1 -> {fc2 -> r2, concat(r1, r2) -> fc3 -> r3} + r1 -> r4 -> head: a residual
+    Add of two spiking branches and a Concat."""
+    rng = np.random.default_rng(5)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1"], ["h1"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h1"], ["r1"], name="r1"),
+        helper.make_node("Gemm", ["r1", "w2"], ["h2"], name="fc2", transB=1),
+        helper.make_node("Relu", ["h2"], ["r2"], name="r2"),
+        helper.make_node("Concat", ["r1", "r2"], ["c"], name="cat", axis=1),
+        helper.make_node("Gemm", ["c", "w3"], ["h3"], name="fc3", transB=1),
+        helper.make_node("Relu", ["h3"], ["r3"], name="r3"),
+        helper.make_node("Add", ["r3", "r1"], ["s"], name="residual"),
+        helper.make_node("Relu", ["s"], ["r4"], name="r4"),
+        helper.make_node("Gemm", ["r4", "w4"], ["y"], name="head", transB=1),
+    ]
+    inits = [
+        const("w1", rng.normal(0, 0.6, (8, 6))),
+        const("w2", rng.normal(0, 0.4, (8, 8))),
+        const("w3", rng.normal(0, 0.3, (8, 16))),
+        const("w4", rng.normal(0, 0.5, (5, 8))),
+    ]
+    return make_model(nodes, [tensor("x", ["N", 6])], [tensor("y", ["N", 5])], inits)
+
+
+@pytest.mark.parametrize("method", ["spike-norm", "mmse"])
+def test_branching_graphs_calibrate_and_converge(method):
+    model = residual_net()
+    x = np.random.default_rng(6).normal(size=(300, 6)).astype(np.float32)
+    snn = onnx2snn.convert(model, x, method, timesteps=16)
+    assert [layer["node"] for layer in snn.layers] == ["r1", "r2", "r3", "r4"]
+    ann = run_onnx(model, {"x": x})[0]
+    out = snn.session().run(x, 1024)
+    assert (out.argmax(1) == ann.argmax(1)).mean() >= 0.99

@@ -1,0 +1,184 @@
+"""Calibration quality, side by side with SpikingJelly's converter.
+
+    pip install -r benchmarks/requirements.txt       # the peers, benchmark environment only
+    python benchmarks/accuracy.py                    # writes benchmarks/results/calibration.{md,json,png}
+    python benchmarks/accuracy.py --models cnn_bn --limit 2000   # a quicker look (prints only)
+
+For each reference ANN (benchmarks/models, trained by train_reference.py) every onnx2snn
+configuration worth reporting and SpikingJelly 2.0's rate-coding converter (its ``max`` and
+``99.9%`` modes, and its channel-wise 99.9% with half-threshold start) are calibrated on the
+same 1,000 training images and evaluated on the same Fashion-MNIST test images at
+T = 4, 8, 16, 32, 64, 128 (one run of 128 steps each). onnx2snn's T-dependent calibrations
+(mmse, spike-norm, corrections) are tuned for T = 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import onnx2snn
+from onnx2snn.plot import plot_accuracy
+from onnx2snn.runtime.evaluate import evaluate
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from train_reference import RECIPES  # noqa: E402
+
+RESULTS = HERE / "results"
+TIMESTEPS = (4, 8, 16, 32, 64, 128)
+TUNED_T = 16
+CALIBRATION = 1000
+MODELS = ("seed_mnist_net", "seed_cifar_net", "cnn_bn", "resnet_small")
+CONFIGS = {  # label: convert() options
+    "max": {"method": "max"},
+    "percentile:99.99": {"method": "percentile:99.99"},
+    "spike-norm": {"method": "spike-norm"},
+    "spike-norm:seed": {"method": "spike-norm:seed"},
+    "mmse per-channel": {"method": "mmse", "per_channel": True},
+    "mmse per-channel + bias": {"method": "mmse", "per_channel": True, "corrections": ("bias",)},
+    "mmse per-channel + potential": {"method": "mmse", "per_channel": True, "corrections": ("potential",)},
+    "mmse per-channel + bias + potential": {
+        "method": "mmse",
+        "per_channel": True,
+        "corrections": ("bias", "potential"),
+    },
+    "spike-norm:seed + potential": {"method": "spike-norm:seed", "corrections": ("potential",)},
+}
+SPIKINGJELLY = {  # label: RateCodingRecipe options
+    "SpikingJelly max": {"mode": "max"},
+    "SpikingJelly 99.9%": {"mode": "99.9%"},
+    "SpikingJelly 99.9% channel-wise": {"mode": "99.9%", "channel_wise": True, "half_threshold": True},
+}
+
+
+def torch_model(name: str):
+    """The reference ANN as a torch module, its weights read from the committed ONNX file
+    (exported without constant folding, so initializers carry the state_dict names)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    net = RECIPES[name][0]()
+    weights = {
+        t.name: torch.tensor(numpy_helper.to_array(t).copy())
+        for t in onnx.load(str(HERE / "models" / f"fashion_mnist_{name}.onnx")).graph.initializer
+    }
+    state = {k: weights[k] for k in net.state_dict() if k in weights}
+    missing = [k for k in net.state_dict() if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise RuntimeError(f"{name}: weights not in the ONNX file: {missing}")
+    net.load_state_dict(state, strict=False)
+    return net.eval()
+
+
+def spikingjelly_curve(name: str, options: dict, calibration: np.ndarray, test: onnx2snn.Dataset) -> dict:
+    import torch
+    from spikingjelly.activation_based import ann2snn, functional
+
+    loader = [torch.tensor(calibration[i : i + 100]) for i in range(0, len(calibration), 100)]
+    recipe = ann2snn.RateCodingRecipe(dataloader=loader, **options)
+    snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(torch_model(name)).eval()
+    correct = np.zeros(max(TIMESTEPS))
+    with torch.no_grad():
+        for i in range(0, len(test), 500):
+            x = torch.tensor(test.x[i : i + 500])
+            y = torch.tensor(test.y[i : i + 500])
+            functional.reset_net(snn)
+            total = None
+            for t in range(max(TIMESTEPS)):
+                out = snn(x)
+                total = out if total is None else total + out
+                correct[t] += (total.argmax(1) == y).sum().item()
+    return {str(t): correct[t - 1] / len(test) for t in TIMESTEPS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--limit", type=int, default=None, help="first N test images only (prints, writes nothing)")
+    parser.add_argument("--no-peers", action="store_true", help="skip SpikingJelly")
+    args = parser.parse_args()
+    train = onnx2snn.load_data("fashion-mnist:train").sample(CALIBRATION, seed=0)
+    test = onnx2snn.load_data("fashion-mnist:test").head(args.limit)
+    results = {}
+    for model in args.models:
+        path = HERE / "models" / f"fashion_mnist_{model}.onnx"
+        rows = {}
+        for label, options in CONFIGS.items():
+            start = time.time()
+            snn = onnx2snn.convert(path, train, timesteps=TUNED_T, **options)
+            seconds = time.time() - start
+            report = evaluate(snn, test, list(TIMESTEPS))
+            rows[label] = {
+                "accuracy": {t: r["accuracy"] for t, r in report["snn"].items()},
+                "convert_seconds": round(seconds, 1),
+            }
+            ann = report["ann"]["accuracy"]
+            print(
+                f"{model:15s} {label:38s} "
+                + " ".join(f"{100 * a:6.2f}" for a in rows[label]["accuracy"].values())
+                + f"   (ANN {100 * ann:.2f}, convert {seconds:.0f}s)",
+                flush=True,
+            )
+        if not args.no_peers:
+            for label, options in SPIKINGJELLY.items():
+                try:
+                    curve = spikingjelly_curve(model, options, train.x, test)
+                except Exception as e:  # a peer's failure is a result too
+                    print(f"{model:15s} {label:38s} failed: {type(e).__name__}: {e}", flush=True)
+                    rows[label] = {"error": f"{type(e).__name__}: {e}"}
+                    continue
+                rows[label] = {"accuracy": curve}
+                print(f"{model:15s} {label:38s} " + " ".join(f"{100 * a:6.2f}" for a in curve.values()), flush=True)
+        results[model] = {"ann": ann, "samples": len(test), "rows": rows}
+    if args.limit is None:
+        write(results)
+
+
+def write(results: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "calibration.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# Calibration quality (generated by benchmarks/accuracy.py)",
+        "",
+        f"Fashion-MNIST test set, top-1 accuracy (%) at T timesteps; {CALIBRATION} calibration images; "
+        f"onnx2snn's T-dependent calibration tuned for T={TUNED_T}. **Bold**: the best at that T.",
+    ]
+    for model, res in results.items():
+        lines += [
+            "",
+            f"## `{model}` (ANN {100 * res['ann']:.2f}%, {res['samples']} test images)",
+            "",
+            "| configuration | " + " | ".join(f"T={t}" for t in TIMESTEPS) + " |",
+            "|---|" + "---|" * len(TIMESTEPS),
+        ]
+        ok = {k: v for k, v in res["rows"].items() if "accuracy" in v}
+        best = {str(t): max(v["accuracy"][str(t)] for v in ok.values()) for t in TIMESTEPS}
+        for label, row in res["rows"].items():
+            if "error" in row:
+                lines.append(f"| {label} | failed: {row['error']} |" + " |" * (len(TIMESTEPS) - 1))
+                continue
+            cells = []
+            for t in TIMESTEPS:
+                a = row["accuracy"][str(t)]
+                cells.append(f"**{100 * a:.2f}**" if a == best[str(t)] else f"{100 * a:.2f}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        curves = {label: {int(t): a for t, a in row["accuracy"].items()} for label, row in ok.items()}
+        plot_accuracy(
+            curves,
+            RESULTS / f"calibration_{model}.png",
+            {model: res["ann"]},
+            title=f"{model}: calibration methods vs SpikingJelly",
+        )
+        lines += ["", f"![{model}](calibration_{model}.png)"]
+    (RESULTS / "calibration.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

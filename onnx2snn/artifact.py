@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .runtime.session import SNNSession
 
 METADATA_KEY = "onnx2snn"
+LARGE_MODEL = 1_800_000_000  # bytes; protobuf refuses to serialize 2 GiB
 FORMAT = 1
 
 
@@ -38,12 +39,34 @@ def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:
-        proto = onnx.load(str(path))
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from e
     if not proto.graph.node and not proto.graph.input:
         raise ModelError(f"{path}: not an ONNX model (no graph)")
+    _load_external_data(proto, path)
     return proto
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Read weights stored beside the model (the dynamo exporter's ``.onnx.data``), refusing any
+    location outside the model's folder."""
+    from onnx import external_data_helper as ext
+
+    folder = path.parent.resolve()
+    tensors = [t for t in ext._get_all_tensors(proto) if ext.uses_external_data(t)]
+    for tensor in tensors:
+        info = ext.ExternalDataInfo(tensor)
+        target = (folder / info.location).resolve()
+        if Path(info.location).is_absolute() or not target.is_relative_to(folder):
+            raise ModelError(f"{path}: tensor '{tensor.name}' points outside the model's folder ({info.location})")
+        if not target.is_file():
+            raise ModelError(f"{path}: tensor '{tensor.name}' needs {info.location}, which is missing")
+    if tensors:
+        try:
+            ext.load_external_data_for_model(proto, str(folder))
+        except Exception as e:
+            raise ModelError(f"{path}: external data unreadable ({e})") from e
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -121,8 +144,25 @@ class SNNModel:
 
     # --- actions ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        write_atomic(path, self.proto.SerializeToString())
-        return Path(path)
+        """Write the artifact; past protobuf's 2 GB limit the weights go to ``<name>.data`` beside it."""
+        path = Path(path)
+        if self.proto.ByteSize() < LARGE_MODEL:
+            write_atomic(path, self.proto.SerializeToString())
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            model = onnx.ModelProto()
+            model.CopyFrom(self.proto)
+            onnx.save_model(
+                model,
+                str(Path(tmp) / path.name),
+                save_as_external_data=True,
+                location=f"{path.name}.data",
+                size_threshold=1024,
+            )
+            os.replace(Path(tmp) / f"{path.name}.data", path.parent / f"{path.name}.data")
+            os.replace(Path(tmp) / path.name, path)
+        return path
 
     def session(self, **kwargs: Any) -> SNNSession:
         from .runtime.session import SNNSession
@@ -137,13 +177,27 @@ class SNNModel:
         graph = model.graph
         layers = {layer["node"]: layer for layer in self.layers}
         states = {layer["membrane"] for layer in self.layers} | {layer["membrane_next"] for layer in self.layers}
+        pools = self.metadata.get("pools", [])
+        for pool in pools:
+            states |= {pool[k] for k in ("accumulated", "accumulated_next", "pooled", "pooled_next")}
+        # spiking max-pools back to plain ones: MaxPool(x) instead of MaxPool(accumulated + x) - pooled
+        pool_io = {}
+        for node in graph.node:
+            if any(node.name == f"{p['node']}.accumulate" for p in pools):
+                pool_io[node.name[: -len(".accumulate")]] = [node.input[1], None]
+        for node in graph.node:
+            if any(node.name == f"{p['node']}.difference" for p in pools):
+                pool_io[node.name[: -len(".difference")]][1] = node.output[0]
+        pool_parts = {f"{name}.{part}" for name in pool_io for part in ("accumulate", "difference")}
         # calibrated current corrections are no part of the ANN: read around their Add nodes
         shifts = {f"{layer['node']}.current_correction" for layer in self.layers if layer.get("current_shift")}
         bypass = {n.output[0]: n.input[0] for n in graph.node if n.name in shifts}
         nodes = []
         for node in graph.node:
-            if node.name in shifts:
+            if node.name in shifts or node.name in pool_parts:
                 continue
+            if node.name in pool_io:
+                node.input[0], node.output[0] = pool_io[node.name]
             node.input[:] = [bypass.get(i, i) for i in node.input]
             if node.domain == DOMAIN and node.op_type == OP_TYPE:
                 layer = layers[node.name]

@@ -19,6 +19,7 @@ from .graph import export_model
 from .neuron import DEFAULT_V_INIT, RESET_MODES
 from .passes.calibrate import activation_nodes
 from .passes.check_supported import clip_max
+from .passes.maxpool_to_spiking import maxpool_to_spiking, pool_state_names
 from .passes.relu_to_if import relu_to_if, state_names
 
 ENCODINGS = ("direct", "poisson")
@@ -55,6 +56,15 @@ class Corrections:
 
 def shape_of(tensor: gs.Tensor) -> list[int | None]:
     return [d if isinstance(d, int) else None for d in (tensor.shape or [])]
+
+
+def _reached(graph: gs.Graph, sources: list[str]) -> set[str]:
+    """Names of the tensors that depend on any of ``sources``."""
+    reached = set(sources)
+    for node in graph.toposort().nodes:
+        if any(t.name in reached for t in node.inputs):
+            reached.update(t.name for t in node.outputs)
+    return reached
 
 
 def assemble(
@@ -95,6 +105,25 @@ def assemble(
         )
     output_names = [t.name for t in g.outputs]
     g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current)
+    varying = _reached(
+        g,
+        [n.outputs[0].name for n in g.nodes if n.op == "IF"]
+        + ([data_input.name] if neurons.encoding == "poisson" else []),
+    )
+    pools = []
+    for node in g.nodes:
+        if node.op in ("MaxPool", "GlobalMaxPool") and node.inputs[0].name in varying:
+            acc, acc_next, pooled, pooled_next = pool_state_names(node.name)
+            pools.append(
+                {
+                    "node": node.name,
+                    "accumulated": acc,
+                    "accumulated_next": acc_next,
+                    "pooled": pooled,
+                    "pooled_next": pooled_next,
+                }
+            )
+    g = maxpool_to_spiking(g, varying)
     g.cleanup().toposort()
     meta = {
         "format": FORMAT,
@@ -108,6 +137,7 @@ def assemble(
         "reset": neurons.reset,
         "v_init": float(neurons.v_init),
         "layers": layers,
+        "pools": pools,
         **(metadata or {}),
     }
     proto = attach_neuron(export_model(g), meta)

@@ -55,6 +55,18 @@ def _input_model(model: Any, calibration: Dataset) -> onnx.ModelProto:
     return proto
 
 
+def keep_outputs(graph, names: Sequence[str]):
+    """The graph computing only the outputs named (what feeds the others is dropped)."""
+    available = {t.name: t for t in graph.outputs}
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ConversionError(
+            f"no model output named {', '.join(map(repr, missing))}; the outputs are {', '.join(available)}"
+        )
+    graph.outputs = [available[n] for n in names]
+    return graph.cleanup(remove_unused_graph_inputs=False)
+
+
 def convert(
     model: onnx.ModelProto | str | os.PathLike | Any,
     calibration_data: Dataset | np.ndarray | str | os.PathLike,
@@ -69,6 +81,7 @@ def convert(
     calibration_samples: int | None = None,
     seed: int = 0,
     batch_size: int = 128,
+    outputs: Sequence[str] | None = None,
 ) -> SNNModel:
     """Convert a ReLU ANN into a spiking network.
 
@@ -77,7 +90,8 @@ def convert(
     ``percentile:P``, ``mmse``, ``spike-norm`` or ``spike-norm:seed``. ``corrections``:
     any of ``bias``, ``potential``. ``timesteps``: the T that mmse, spike-norm and the
     corrections calibrate for, stored in the artifact as its default. ``encoding``: ``direct``
-    or ``poisson`` (seeded by ``seed``)."""
+    or ``poisson`` (seeded by ``seed``). ``outputs``: the model outputs to keep (all by default;
+    e.g. a classifier's probabilities without its label output)."""
     neurons = Neurons(reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed)
     if calibration_samples is not None and calibration_samples <= 0:
         raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
@@ -99,6 +113,8 @@ def convert(
     # canonicalize: the ANN as plain linear layers and activations
     ann = _input_model(model, calibration)
     graph = import_graph(ann)
+    if outputs:
+        graph = keep_outputs(graph, outputs)
     for rewrite in CANONICALIZE:
         graph = rewrite(graph)
     activations = output_activations(graph)

@@ -12,26 +12,16 @@ from ..graph import constant_value, is_constant
 
 # linear in their (single or summed) data inputs; attributes and shape inputs are constant
 LINEAR = {
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "Add",
-    "Sub",
-    "AveragePool",
-    "GlobalAveragePool",
-    "Flatten",
-    "Reshape",
-    "Pad",
-    "Concat",
-    "Transpose",
-    "Squeeze",
-    "Unsqueeze",
-    "Slice",
-}
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Neg", "AveragePool", "GlobalAveragePool",
+    "ReduceMean", "ReduceSum", "Flatten", "Reshape", "Pad", "Concat", "Split", "Transpose", "Squeeze",
+    "Unsqueeze", "Slice", "Gather", "Expand", "Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth",
+    "Identity",
+}  # fmt: skip
+# converted by their own rule (maxpool_to_spiking.py) where spikes reach them
+POOLS = {"MaxPool", "GlobalMaxPool"}
 # shape arithmetic that exporters emit (e.g. x.view(x.size(0), -1)): no data flows through it
 SHAPE_OPS = {"Shape", "Gather", "Constant", "ConstantOfShape", "Cast", "Range"}
 ACTIVATIONS = {"Relu", "Clip"}
-NOT_YET = {"MaxPool": "spiking max-pooling is not supported yet"}
 WHY = {
     "Sigmoid": "a sigmoid between layers has no rate-coded IF equivalent",
     "Tanh": "tanh between layers has no rate-coded IF equivalent (negative outputs)",
@@ -43,6 +33,11 @@ WHY = {
     "Softmax": "a softmax is only supported as the model's last node",
     "LogSoftmax": "a log-softmax is only supported as the model's last node",
     "BatchNormalization": "BatchNormalization should have been folded",
+    "ArgMax": "an arg-max (class label) output cannot be rate-coded: keep only the scores with "
+    "outputs=[...] / --outputs",
+    "ReduceMax": "a max over spikes needs the accumulated-input rule; only MaxPool has it",
+    "Mod": "not linear",
+    "Abs": "not linear (negative currents would spike)",
 }
 
 
@@ -68,8 +63,6 @@ def clip_max(node: gs.Node) -> float | None:
 
 def _check_node(node: gs.Node) -> None:
     op = node.op
-    if op in NOT_YET:
-        raise ConversionError(NOT_YET[op], node.name, op)
     if op in WHY:
         raise ConversionError(WHY[op], node.name, op)
     if op == "Clip":
@@ -86,6 +79,10 @@ def _check_node(node: gs.Node) -> None:
             raise ConversionError(
                 f"{op} of two activations is not linear in time (the {what} must be a constant)", node.name, op
             )
+        return
+    if op in POOLS:
+        if op == "MaxPool" and len(node.outputs) > 1 and node.outputs[1].outputs:
+            raise ConversionError("MaxPool indices are not supported on spikes", node.name, op)
         return
     if op in LINEAR or op in SHAPE_OPS or op in ACTIVATIONS:
         if op == "Pad" and node.attrs.get("mode", "constant") not in ("constant", "reflect", "edge"):

@@ -69,7 +69,21 @@ class SNNSession:
         self._outputs = list(self.model.outputs)
         self._probes = [p for p in probes if p not in self._outputs]
         self._activations = meta.get("output_activations", {})
-        varying = [layer["membrane"] for layer in self._layers]
+        # every state: (input name, output name, initial value broadcastable to the state)
+        thresholds = self.model.thresholds
+        inits = {t.name: t for t in self.model.proto.graph.initializer}
+        v_init = float(meta.get("v_init", 0.5))
+        self._states: list[tuple[str, str, np.ndarray]] = []
+        for layer in self._layers:
+            if layer.get("membrane_init"):
+                v0 = numpy_helper.to_array(inits[layer["membrane_init"]]).astype(np.float32)
+            else:
+                v0 = np.float32(v_init) * thresholds[layer["node"]].astype(np.float32)
+            self._states.append((layer["membrane"], layer["membrane_next"], v0))
+        for pool in meta.get("pools", []):  # spiking max-pools start from nothing accumulated
+            self._states.append((pool["accumulated"], pool["accumulated_next"], np.float32(0)))
+            self._states.append((pool["pooled"], pool["pooled_next"], np.float32(0)))
+        varying = [name for name, _, _ in self._states]
         if self.encoding == "poisson":
             varying.append(self.model.input_name)
         split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._probes)
@@ -81,17 +95,8 @@ class SNNSession:
         self._constant = split.constant_outputs
         self.provider: str = (self._step or self._prefix).get_providers()[0]
         self._device = device_of(self.provider)
-        thresholds = self.model.thresholds
-        inits = {t.name: t for t in self.model.proto.graph.initializer}
-        v_init = float(meta.get("v_init", 0.5))
-        self._v0 = []  # per layer: the initial membrane, broadcastable to its state
-        for layer in self._layers:
-            if layer.get("membrane_init"):
-                self._v0.append(numpy_helper.to_array(inits[layer["membrane_init"]]).astype(np.float32))
-            else:
-                self._v0.append(np.float32(v_init) * thresholds[layer["node"]].astype(np.float32))
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
-        self._state_shapes = [step_inputs[layer["membrane"]] for layer in self._layers]
+        self._state_shapes = [step_inputs[name] for name, _, _ in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs + self._probes]
 
@@ -104,7 +109,7 @@ class SNNSession:
 
     def _initial_states(self, n: int) -> list[np.ndarray]:
         states = []
-        for shape, v0 in zip(self._state_shapes, self._v0):
+        for shape, (_, _, v0) in zip(self._state_shapes, self._states):
             dims = tuple(n if not isinstance(d, int) else d for d in shape)
             if isinstance(shape[0], int) and shape[0] != n:
                 raise ConfigError(f"model has a static batch of {shape[0]}, got {n} samples")
@@ -130,7 +135,7 @@ class SNNSession:
             for _ in range(timesteps):
                 yield dict(constant)
             return
-        # two bindings, membranes ping-ponging between two buffers: no copies between steps
+        # two bindings, states ping-ponging between two buffers: no copies between steps
         states = [self._ortvalue(s) for s in self._initial_states(len(x))]
         spare = [self._ortvalue(np.empty_like(s)) for s in self._initial_states(len(x))]
         bindings = []
@@ -138,13 +143,13 @@ class SNNSession:
             io = self._step.io_binding()
             for boundary in self._boundary:
                 io.bind_ortvalue_input(boundary, self._ortvalue(feeds[boundary]))
-            for layer, a, b in zip(self._layers, src, dst):
-                io.bind_ortvalue_input(layer["membrane"], a)
-                io.bind_ortvalue_output(layer["membrane_next"], b)
+            for (name_in, name_out, _), a, b in zip(self._states, src, dst):
+                io.bind_ortvalue_input(name_in, a)
+                io.bind_ortvalue_output(name_out, b)
             for out in self._read:
                 io.bind_output(out, self._device)
             bindings.append(io)
-        first = len(self._layers)
+        first = len(self._states)
         for t in range(timesteps):
             io = bindings[t % 2]
             if poisson:  # a fresh Bernoulli spike train, P(spike) = input intensity
@@ -178,12 +183,16 @@ class SNNSession:
         timesteps: int | None = None,
         per_step: bool = False,
         progress: Callable[[int], None] | None = None,
+        output: str | None = None,
     ) -> Iterator[StepOutputs]:
         """Run ``x`` batch by batch; yields each batch's decoded outputs (see StepOutputs).
-        ``progress(n)`` is called after each step of a batch of ``n`` samples."""
+        ``progress(n)`` is called after each step of a batch of ``n`` samples. ``output``
+        picks which of the model's outputs to decode (the first by default)."""
         x, timesteps = self._check(x, timesteps)
         rng = np.random.default_rng(self.seed)
-        head = self._outputs[0]
+        head = output or self._outputs[0]
+        if head not in self._outputs:
+            raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self._outputs)}")
         activation = self._activations.get(head)
         start = 0
         for batch, n in chunks(x, self.batch_size, self.static_batch):
@@ -202,9 +211,12 @@ class SNNSession:
             yield StepOutputs(start, np.stack(kept).astype(np.float32), seconds)
             start += n
 
-    def run(self, x: np.ndarray, timesteps: int | None = None, per_step: bool = False) -> np.ndarray:
+    def run(
+        self, x: np.ndarray, timesteps: int | None = None, per_step: bool = False, output: str | None = None
+    ) -> np.ndarray:
         """The decoded output after ``timesteps`` steps, ``[N, ...]``; with ``per_step``
-        the decoded output after every step ``t = 1..T``, ``[T, N, ...]``."""
-        parts = [out.decoded for out in self.iter_run(x, timesteps, per_step)]
+        the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
+        one of several model outputs (the first by default)."""
+        parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, output=output)]
         decoded = np.concatenate(parts, axis=1)
         return decoded if per_step else decoded[0]

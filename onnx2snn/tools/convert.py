@@ -48,6 +48,13 @@ class Convert:
         )
         parser.add_argument("--reset", choices=["subtract", "zero"], default=None, help="membrane reset (subtract)")
         parser.add_argument("--v-init", type=float, default=None, help="initial membrane, fraction of threshold (0.5)")
+        parser.add_argument(
+            "--outputs",
+            type=lambda t: t.split(","),
+            default=None,
+            metavar="NAME[,NAME]",
+            help="model outputs to keep (default all), e.g. a classifier's probabilities without its labels",
+        )
         parser.add_argument("--encoding", choices=["direct", "poisson"], default=None, help="input encoding (direct)")
         parser.add_argument(
             "--calibration-samples",
@@ -76,6 +83,7 @@ class Convert:
             "encoding": args.encoding,
             "calibration_samples": args.calibration_samples,
             "seed": args.seed,
+            "outputs": args.outputs,
         }
         snn = onnx2snn.convert(model, calibration, **{k: v for k, v in given.items() if v is not None})
         path = snn.save(args.output)

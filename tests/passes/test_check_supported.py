@@ -46,16 +46,6 @@ def test_softmax_in_the_middle_is_refused_but_trailing_is_kept_out_of_the_loop()
         onnx2snn.convert(model, X)
 
 
-def test_maxpool_is_refused_until_supported():
-    nodes = [
-        helper.make_node("Relu", ["x"], ["a"], name="relu"),
-        helper.make_node("MaxPool", ["a"], ["y"], name="pool", kernel_shape=[2, 2]),
-    ]
-    model = make_model(nodes, [tensor("x", ["N", 1, 4, 4])], [tensor("y", ["N", 1, 2, 2])])
-    with pytest.raises(ConversionError, match="'pool' \\(MaxPool\\)"):
-        onnx2snn.convert(model, np.ones((2, 1, 4, 4), np.float32))
-
-
 def test_model_without_relu_is_refused():
     nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)]
     model = make_model(nodes, [tensor("x", ["N", 8])], [tensor("y", ["N", 4])], [const("w", np.ones((4, 8)))])

@@ -1,0 +1,143 @@
+"""Models from real exporters: PyTorch (TorchScript and dynamo, external data), scikit-learn
+through skl2onnx; several outputs; the shape arithmetic of ``x.view(x.size(0), -1)``."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import onnx2snn
+from tests.helpers import run_onnx
+
+
+def agreement(snn, model, x, steps=512, output=None):
+    name = model.graph.input[0].name
+    ann = run_onnx(model, {name: x})
+    index = [o.name for o in model.graph.output].index(output) if output else 0
+    out = snn.session().run(x, steps, output=output)
+    return (out.argmax(1) == ann[index].argmax(1)).mean()
+
+
+class ViewNet:
+    @staticmethod
+    def build():
+        import torch
+        from torch import nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 6, 3, padding=1)
+                self.fc = nn.Linear(6 * 4 * 4, 10)
+
+            def forward(self, x):
+                x = nn.functional.avg_pool2d(torch.relu(self.conv(x)), 2)
+                return self.fc(x.view(x.size(0), -1))  # functional relu and a Shape->Gather->Reshape chain
+
+        torch.manual_seed(0)
+        return Net().eval()
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_pytorch_view_and_functional_relu(digits, dynamo):
+    model = onnx2snn.from_torch(ViewNet.build(), digits[0][:1], dynamo=dynamo)
+    snn = onnx2snn.convert(model, digits[0][:200])
+    onnx.checker.check_model(snn.proto, full_check=True)
+    assert len(snn.layers) == 1
+    assert agreement(snn, model, digits[2][:100]) >= 0.99
+    assert snn.session().run(digits[2][:7], 4).shape == (7, 10)  # any batch size
+
+
+def test_dynamo_export_with_external_data(tmp_path, digits):
+    import torch
+
+    net = ViewNet.build()
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(
+        net,
+        (torch.tensor(digits[0][:1]),),
+        str(path),
+        dynamo=True,
+        external_data=True,
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+    )
+    assert (tmp_path / "net.onnx.data").exists()
+    snn = onnx2snn.convert(path, digits[0][:200])
+    assert agreement(snn, onnx.load(str(path)), digits[2][:100]) >= 0.99
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path, digits):
+    from onnx.external_data_helper import set_external_data
+
+    model = onnx2snn.from_torch(ViewNet.build(), digits[0][:1])
+    weight = next(t for t in model.graph.initializer if t.name.endswith("weight"))
+    size = len(weight.raw_data)
+    set_external_data(weight, location="../stolen.bin", offset=0, length=size)
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    weight.ClearField("raw_data")
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "m.onnx").write_bytes(model.SerializeToString())  # a crafted file, as an attacker would
+    (tmp_path / "stolen.bin").write_bytes(b"\0" * size)
+    with pytest.raises(onnx2snn.ModelError, match="points outside the model's folder"):
+        onnx2snn.load_onnx(inner / "m.onnx")
+
+
+def test_sklearn_mlp_through_skl2onnx(digits):
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.neural_network import MLPClassifier
+
+    x = digits[0].reshape(len(digits[0]), -1)
+    clf = MLPClassifier((32,), max_iter=300, random_state=0).fit(x, digits[1])
+    model = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
+    with pytest.raises(onnx2snn.ConversionError, match="ArgMax.*--outputs"):
+        onnx2snn.convert(model, x)
+    snn = onnx2snn.convert(model, x, outputs=["probabilities"])
+    assert snn.metadata["output_activations"]["probabilities"]["op"] == "Softmax"
+    test = digits[2].reshape(len(digits[2]), -1)
+    out = snn.session().run(test, 512)
+    np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)
+    assert (out.argmax(1) == clf.predict(test)).mean() >= 0.99
+    # images flatten themselves for a 2-D model input
+    assert snn.session().run(digits[2][:3], 8).shape == (3, 10)
+
+
+def test_several_outputs(digits):
+    import torch
+    from torch import nn
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU())
+            self.a, self.b = nn.Linear(32, 10), nn.Linear(32, 3)
+
+        def forward(self, x):
+            h = self.body(x)
+            return self.a(h), torch.relu(self.b(h))
+
+    torch.manual_seed(1)
+    net = TwoHeads().eval()
+    import io
+
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        net,
+        (torch.tensor(digits[0][:1]),),
+        buffer,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["digits", "aux"],
+        dynamic_axes={"input": {0: "N"}},
+    )
+    model = onnx.load_from_string(buffer.getvalue())
+    snn = onnx2snn.convert(model, digits[0][:200])
+    assert snn.outputs == ["digits", "aux"]
+    x = digits[2][:100]
+    assert agreement(snn, model, x, output="digits") >= 0.99
+    ann_aux = run_onnx(model, {"input": x})[1]
+    np.testing.assert_allclose(snn.session().run(x, 1024, output="aux"), ann_aux, atol=0.05 * ann_aux.max())
+    with pytest.raises(onnx2snn.ConfigError, match="no output 'nope'"):
+        snn.session().run(x, 4, output="nope")

@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .artifact import SNNModel, load, load_onnx  # noqa: E402
-from .convert import convert  # noqa: E402
+from .convert import analyze, convert  # noqa: E402
 from .data import Dataset, Preprocessing, load_data  # noqa: E402
 from .errors import (  # noqa: E402
     CalibrationError,
@@ -29,6 +29,7 @@ __all__ = [
     "SNNModel",
     "SNNSession",
     "__version__",
+    "analyze",
     "convert",
     "from_torch",
     "if_step",

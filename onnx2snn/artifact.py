@@ -115,6 +115,12 @@ class SNNModel:
                 f"{source or 'model'}: artifact format {self.metadata['format']} is newer than this onnx2snn"
             )
 
+    def commit_metadata(self) -> None:
+        """Write ``metadata`` (after a change) back into the model."""
+        for prop in self.proto.metadata_props:
+            if prop.key == METADATA_KEY:
+                prop.value = json.dumps(self.metadata)
+
     # --- what the metadata says -------------------------------------------------------
     @property
     def layers(self) -> list[dict[str, Any]]:

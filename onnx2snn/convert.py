@@ -24,6 +24,10 @@ from .passes import (
     parse_method,
     strip_output_activation,
 )
+from .passes.check_supported import ACTIVATIONS, POOLS, find_unsupported
+from .passes.name_nodes import name_nodes
+from .passes.resolve_shapes import PROBE, resolve_shapes
+from .report import Report, describe_threshold
 
 DEFAULT_METHOD = "max"
 DEFAULT_PER_CHANNEL = False
@@ -110,18 +114,17 @@ def convert(
     except DataError as e:
         raise CalibrationError(f"calibration data: {e}") from e
 
-    # canonicalize: the ANN as plain linear layers and activations
     ann = _input_model(model, calibration)
-    graph = import_graph(ann)
-    if outputs:
-        graph = keep_outputs(graph, outputs)
-    for rewrite in CANONICALIZE:
-        graph = rewrite(graph)
-    activations = output_activations(graph)
-    graph = strip_output_activation(graph)
+    graph, activations, report = canonical_graph(ann, outputs)
     # check: every node converts, or the node is named
-    graph = check_supported(graph)
+    try:
+        graph = check_supported(graph)
+    except ConversionError as e:
+        _mark_refused(report, e.problems or [e])
+        e.report = report.rows()
+        raise
     x = check_input(calibration.x, shape_of(graph.inputs[0]), graph.inputs[0].name, calibration.source)
+    graph = resolve_shapes(graph, x[:PROBE])
     # calibrate: thresholds, then the training-free corrections
     thresholds = calibrate(graph, x, method, per_channel, neurons, batch_size)
     fixes = correct_layers(graph, thresholds, x, neurons, corrections, batch_size)
@@ -138,5 +141,46 @@ def convert(
         "preprocessing": calibration.preprocessing.to_dict(),
     }
     snn = assemble(graph, thresholds, neurons, corrections=fixes, metadata=metadata)
+    for layer in snn.layers:
+        report.mark(
+            layer["node"], "converted", f"IF neuron, threshold {describe_threshold(snn.thresholds[layer['node']])}"
+        )
+    for pool in snn.metadata["pools"]:
+        report.mark(pool["node"], "converted", "spiking max-pool over the accumulated input")
+    snn.metadata["report"] = report.rows()
+    snn.commit_metadata()
     snn.proto.producer_name = ann.producer_name or "onnx2snn"
     return snn
+
+
+def canonical_graph(ann: onnx.ModelProto, outputs: Sequence[str] | None = None):
+    """canonicalize: the ANN as plain linear layers and activations, its trailing output
+    activations taken out. Returns (graph, output activations, report)."""
+    graph = name_nodes(import_graph(ann))
+    report = Report(graph)
+    if outputs:
+        graph = report.run(graph, lambda g: keep_outputs(g, outputs))
+    for rewrite in CANONICALIZE:
+        graph = report.run(graph, rewrite)
+    activations = output_activations(graph)
+    graph = report.run(graph, strip_output_activation)
+    return graph, activations, report
+
+
+def _mark_refused(report: Report, problems: Sequence[ConversionError]) -> None:
+    for problem in problems:
+        if problem.node:
+            report.mark(problem.node, "refused", str(problem).split(": ", 1)[-1])
+
+
+def analyze(model: onnx.ModelProto | str | os.PathLike) -> list[dict]:
+    """What conversion would do to every node of an ANN, without calibrating: kept, folded,
+    removed, converted to IF, or refused and why."""
+    graph, _, report = canonical_graph(load_onnx(model))
+    _mark_refused(report, find_unsupported(graph))
+    for node in graph.nodes:
+        if node.op in ACTIVATIONS and report.entries.get(node.name, {}).get("fate") == "kept":
+            report.mark(node.name, "converted", "IF neuron (threshold set by calibration)")
+        if node.op in POOLS:
+            report.mark(node.name, "converted", "spiking max-pool where spikes reach it")
+    return report.rows()

@@ -13,6 +13,8 @@ class ConversionError(Onnx2SnnError):
     def __init__(self, message: str, node: str | None = None, op_type: str | None = None):
         self.node = node
         self.op_type = op_type
+        self.problems: list[ConversionError] = []  # every unsupported node, when several are
+        self.report: list[dict] | None = None  # the conversion report up to the failure
         if node is not None:
             where = f"node '{node}'" + (f" ({op_type})" if op_type else "")
             message = f"{where}: {message}"

@@ -93,12 +93,29 @@ def _check_node(node: gs.Node) -> None:
     raise ConversionError("operator not supported between spiking layers", node.name, op)
 
 
-def check_supported(graph: gs.Graph) -> gs.Graph:
+def find_unsupported(graph: gs.Graph) -> list[ConversionError]:
+    """Every node that cannot convert, each as the ConversionError that names it."""
+    problems = []
     for node in graph.nodes:
-        _check_node(node)
+        try:
+            _check_node(node)
+        except ConversionError as e:
+            problems.append(e)
+    return problems
+
+
+def check_supported(graph: gs.Graph) -> gs.Graph:
+    problems = find_unsupported(graph)
+    if problems:
+        more = len(problems) - 1
+        others = ", ".join(f"'{p.node}' ({p.op_type})" for p in problems[1:4]) + (", ..." if more > 3 else "")
+        error = ConversionError(f"{problems[0]}" + (f" (and {more} more unsupported: {others})" if more else ""))
+        error.node, error.op_type = problems[0].node, problems[0].op_type
+        error.problems = problems
+        raise error
     if not any(node.op in ACTIVATIONS for node in graph.nodes):
         raise ConversionError("the model has no Relu or Clip(0, m) activation: nothing to convert to neurons")
-    if len([t for t in graph.inputs]) != 1:
+    if len(graph.inputs) != 1:
         names = ", ".join(t.name for t in graph.inputs)
         raise ConversionError(f"models with one data input are supported; this one has {len(graph.inputs)}: {names}")
     return graph

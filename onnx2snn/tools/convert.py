@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from onnx2snn.report import describe_threshold
+
 from .args import add_data_args, positive_int, preprocessing
-from .format import describe_threshold
 
 
 def corrections_list(text: str) -> list[str]:
@@ -55,6 +56,12 @@ class Convert:
             metavar="NAME[,NAME]",
             help="model outputs to keep (default all), e.g. a classifier's probabilities without its labels",
         )
+        parser.add_argument(
+            "--report",
+            default=None,
+            metavar="PATH",
+            help="write what became of every node (JSON for .json, else text); written even when refused",
+        )
         parser.add_argument("--encoding", choices=["direct", "poisson"], default=None, help="input encoding (direct)")
         parser.add_argument(
             "--calibration-samples",
@@ -85,8 +92,17 @@ class Convert:
             "seed": args.seed,
             "outputs": args.outputs,
         }
-        snn = onnx2snn.convert(model, calibration, **{k: v for k, v in given.items() if v is not None})
+        from onnx2snn.report import write_report
+
+        try:
+            snn = onnx2snn.convert(model, calibration, **{k: v for k, v in given.items() if v is not None})
+        except onnx2snn.ConversionError as e:
+            if args.report and e.report:
+                write_report(e.report, args.report)
+            raise
         path = snn.save(args.output)
+        if args.report:
+            write_report(snn.metadata["report"], args.report)
         cal = snn.metadata["calibration"]
         fixes = ", corrections " + "+".join(cal["corrections"]) if cal["corrections"] else ""
         print(

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import argparse
 
-from .format import describe_threshold
+from onnx2snn.report import describe_threshold
 
 
 class Inspect:
     name = "inspect"
-    help = "show an SNN artifact's IF layers, thresholds, state inputs/outputs and metadata"
+    help = (
+        "show an SNN artifact's IF layers, thresholds, states, metadata and conversion report; "
+        "for a plain ANN, what conversion would do to each node"
+    )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("model", help="the SNN artifact (.onnx)")
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
+        from onnx2snn.report import format_report
 
-        snn = onnx2snn.load(args.model)
+        model = onnx2snn.load_onnx(args.model)
+        try:
+            snn = onnx2snn.load(model)
+        except onnx2snn.ModelError:  # a plain ANN: what conversion would do
+            print(f"ANN {args.model} (not converted yet): what conversion would do to each node\n")
+            print(format_report(onnx2snn.analyze(model)))
+            return 0
         meta = snn.metadata
         shapes = {v.name: v for v in snn.proto.graph.input}
         cal = meta["calibration"]
@@ -42,6 +52,11 @@ class Inspect:
             print(f"    {layer['node']}  [{source}]  membrane {shape}")
             print(f"      state      {layer['membrane']} -> {layer['membrane_next']}")
             print(f"      threshold  {describe_threshold(thresholds[layer['node']])}")
+        for pool in meta.get("pools", []):
+            print(f"    {pool['node']}  [MaxPool on spikes]  states {pool['accumulated']}, {pool['pooled']}")
+        if meta.get("report"):
+            print("\n  conversion report:")
+            print("\n".join("    " + line for line in format_report(meta["report"]).splitlines()))
         return 0
 
 

@@ -1,0 +1,75 @@
+"""The conversion report: every node of the ANN and what became of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+KEPT = "linear: applied to spikes as it is"
+# what each rewrite does to the nodes it removes
+PASS_FATES = {
+    "fold_constants": ("folded", "a constant subgraph, evaluated once at conversion"),
+    "remove_identity": ("removed", "passes its input through at inference"),
+    "fold_batchnorm": ("folded", "into the Conv/Gemm before it (or a per-channel affine map)"),
+    "matmul_add_to_gemm": ("merged", "MatMul + Add became one Gemm"),
+    "strip_output_activation": ("moved", "applied after decoding, to the mean output over steps"),
+    "keep_outputs": ("removed", "feeds only outputs that were not kept"),
+}
+
+
+class Report:
+    def __init__(self, graph: gs.Graph):
+        self.entries: dict[str, dict] = {
+            n.name: {"node": n.name, "op": n.op, "fate": "kept", "detail": KEPT} for n in graph.nodes
+        }
+
+    def run(self, graph: gs.Graph, rewrite: Callable[[gs.Graph], gs.Graph]) -> gs.Graph:
+        """Apply ``rewrite`` and record which original nodes it took away."""
+        before = {n.name for n in graph.nodes}
+        graph = rewrite(graph)
+        fate, detail = PASS_FATES.get(rewrite.__name__, ("rewritten", f"by {rewrite.__name__}"))
+        for name in before - {n.name for n in graph.nodes}:
+            if name in self.entries and self.entries[name]["fate"] == "kept":
+                self.entries[name].update(fate=fate, detail=detail)
+        return graph
+
+    def mark(self, name: str, fate: str, detail: str) -> None:
+        if name in self.entries:
+            self.entries[name].update(fate=fate, detail=detail)
+
+    def rows(self) -> list[dict]:
+        return list(self.entries.values())
+
+
+def describe_threshold(theta: np.ndarray) -> str:
+    theta = np.asarray(theta)
+    if theta.size == 1:
+        return f"{float(theta):.4g}"
+    return f"per channel ({theta.size}): min {theta.min():.4g}  mean {theta.mean():.4g}  max {theta.max():.4g}"
+
+
+def format_report(rows: list[dict]) -> str:
+    """A plain-text table, one node a line."""
+    width = max([len(r["node"]) for r in rows] + [4])
+    ops = max([len(r["op"]) for r in rows] + [2])
+    lines = [f"{'node':{width}s}  {'op':{ops}s}  {'fate':9s}  detail"]
+    for r in rows:
+        lines.append(f"{r['node']:{width}s}  {r['op']:{ops}s}  {r['fate']:9s}  {r['detail']}")
+    counts = {}
+    for r in rows:
+        counts[r["fate"]] = counts.get(r["fate"], 0) + 1
+    lines.append("  ".join(f"{n} {fate}" for fate, n in counts.items()))
+    return "\n".join(lines)
+
+
+def write_report(rows: list[dict], path) -> None:
+    """JSON for a ``.json`` path, the text table otherwise; written whole or not at all."""
+    import json
+    from pathlib import Path
+
+    from .artifact import write_atomic
+
+    text = json.dumps(rows, indent=2) if Path(path).suffix == ".json" else format_report(rows)
+    write_atomic(path, (text + "\n").encode())

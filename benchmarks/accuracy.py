@@ -28,7 +28,7 @@ from onnx2snn.runtime.evaluate import evaluate
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from train_reference import RECIPES  # noqa: E402
+from train_reference import load_torch_model  # noqa: E402
 
 RESULTS = HERE / "results"
 TIMESTEPS = (4, 8, 16, 32, 64, 128)
@@ -57,33 +57,13 @@ SPIKINGJELLY = {  # label: RateCodingRecipe options
 }
 
 
-def torch_model(name: str):
-    """The reference ANN as a torch module, its weights read from the committed ONNX file
-    (exported without constant folding, so initializers carry the state_dict names)."""
-    import onnx
-    import torch
-    from onnx import numpy_helper
-
-    net = RECIPES[name][0]()
-    weights = {
-        t.name: torch.tensor(numpy_helper.to_array(t).copy())
-        for t in onnx.load(str(HERE / "models" / f"fashion_mnist_{name}.onnx")).graph.initializer
-    }
-    state = {k: weights[k] for k in net.state_dict() if k in weights}
-    missing = [k for k in net.state_dict() if k not in state and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise RuntimeError(f"{name}: weights not in the ONNX file: {missing}")
-    net.load_state_dict(state, strict=False)
-    return net.eval()
-
-
 def spikingjelly_curve(name: str, options: dict, calibration: np.ndarray, test: onnx2snn.Dataset) -> dict:
     import torch
     from spikingjelly.activation_based import ann2snn, functional
 
     loader = [torch.tensor(calibration[i : i + 100]) for i in range(0, len(calibration), 100)]
     recipe = ann2snn.RateCodingRecipe(dataloader=loader, **options)
-    snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(torch_model(name)).eval()
+    snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(load_torch_model(name)).eval()
     correct = np.zeros(max(TIMESTEPS))
     with torch.no_grad():
         for i in range(0, len(test), 500):

@@ -131,6 +131,24 @@ RECIPES = {  # name: (builder, epochs, learning rate)
 }
 
 
+def load_torch_model(name: str) -> nn.Module:
+    """The reference ANN as a torch module with the weights of its committed ONNX file (exported
+    without constant folding, so the initializers carry the state_dict names)."""
+    import onnx
+    from onnx import numpy_helper
+
+    net = RECIPES[name][0]()
+    weights = {
+        t.name: torch.tensor(numpy_helper.to_array(t).copy())
+        for t in onnx.load(str(MODELS / f"fashion_mnist_{name}.onnx")).graph.initializer
+    }
+    missing = [k for k in net.state_dict() if k not in weights and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise RuntimeError(f"{name}: weights not in the ONNX file: {missing}")
+    net.load_state_dict({k: weights[k] for k in net.state_dict() if k in weights}, strict=False)
+    return net.eval()
+
+
 def load(split: str):
     import onnx2snn
 

@@ -141,3 +141,38 @@ def test_several_outputs(digits):
     np.testing.assert_allclose(snn.session().run(x, 1024, output="aux"), ann_aux, atol=0.05 * ann_aux.max())
     with pytest.raises(onnx2snn.ConfigError, match="no output 'nope'"):
         snn.session().run(x, 4, output="nope")
+
+
+def _require(module: str):
+    """Import an optional front end; CI installs them all and must not skip."""
+    import importlib
+    import os
+
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+def test_jax_flax_through_jax2onnx(digits):
+    """A channels-last Flax CNN: jax2onnx emits Transposes, a Shape->Gather->Concat->Reshape chain
+    and opset 23."""
+    jax2onnx = _require("jax2onnx")
+    from flax import nnx
+
+    class CNN(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(1, 8, (3, 3), rngs=rngs)
+            self.fc = nnx.Linear(8 * 4 * 4, 10, rngs=rngs)
+
+        def __call__(self, x):  # NHWC
+            x = nnx.relu(self.conv(x))
+            x = nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+            return self.fc(x.reshape(x.shape[0], -1))
+
+    model = jax2onnx.to_onnx(CNN(nnx.Rngs(0)), [("B", 8, 8, 1)])
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load_from_string(model.SerializeToString())
+    assert "Transpose" in [n.op_type for n in model.graph.node]
+    x = np.ascontiguousarray(digits[0].transpose(0, 2, 3, 1))
+    snn = onnx2snn.convert(model, x[:200])
+    assert agreement(snn, model, np.ascontiguousarray(digits[2].transpose(0, 2, 3, 1))[:150]) >= 0.99

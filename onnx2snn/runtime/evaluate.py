@@ -20,13 +20,21 @@ from .providers import resolve_providers
 from .session import SNNSession
 
 
+def ann_session(
+    model: onnx.ModelProto, providers: str | Sequence[str] | None = None
+) -> tuple[ort.InferenceSession, str]:
+    """An onnxruntime session of an ANN, and its input's name."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=resolve_providers(providers))
+    return session, session.get_inputs()[0].name
+
+
 def run_ann(
     model: onnx.ModelProto, x: np.ndarray, batch_size: int = 256, providers: str | Sequence[str] | None = None
 ) -> np.ndarray:
     """The ANN's first output on ``x``, batch by batch."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=resolve_providers(providers))
+    session, _ = ann_session(model, providers)
     inp = session.get_inputs()[0]
     shape = [d if isinstance(d, int) else None for d in inp.shape]
     x = check_input(x, shape, inp.name)

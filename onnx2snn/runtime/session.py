@@ -32,9 +32,10 @@ class StepOutputs:
     seconds: np.ndarray  # [T]
 
 
-def _session(model, providers: list[str], threads: int | None) -> ort.InferenceSession:
+def _session(model, providers: list[str], threads: int | None, profile: bool = False) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.enable_profiling = profile
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
@@ -44,7 +45,8 @@ class SNNSession:
     """Runs an SNN artifact. ``providers``: None picks TensorRT, CUDA, then CPU by what works;
     ``provider`` says which one the session really uses. ``encoding`` overrides the artifact's
     input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``probes`` names
-    extra tensors of the artifact to read at every step (``iter_steps``)."""
+    extra tensors of the artifact to read at every step (``iter_steps``). ``profile`` records
+    onnxruntime's per-node times of the step model (``profile()``)."""
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class SNNSession:
         encoding: str | None = None,
         seed: int = 0,
         probes: Sequence[str] = (),
+        profile: bool = False,
     ):
         self.model = model if isinstance(model, SNNModel) else load(model)
         if batch_size <= 0:
@@ -89,7 +92,7 @@ class SNNSession:
         split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._probes)
         chosen = resolve_providers(providers)
         # a network truncated before its first neuron (as calibration builds them) has no step part
-        self._step = _session(split.step, chosen, threads) if split.step.graph.node else None
+        self._step = _session(split.step, chosen, threads, profile) if split.step.graph.node else None
         self._prefix = _session(split.prefix, chosen, threads) if split.prefix is not None else None
         self._boundary = split.boundary
         self._constant = split.constant_outputs
@@ -99,6 +102,14 @@ class SNNSession:
         self._state_shapes = [step_inputs[name] for name, _, _ in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs + self._probes]
+
+    def profile(self) -> list[dict]:
+        """Time of the step model by operator type since the session began (``profile=True``)."""
+        from .profile import summarize
+
+        if self._step is None:
+            return []
+        return summarize(self._step.end_profiling())
 
     @property
     def static_batch(self) -> int | None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .bench import Bench
 from .convert import Convert
 from .demo import Demo
 from .eval import Eval
 from .inspect import Inspect
 
-TOOLS = [Convert(), Eval(), Inspect(), Demo()]
+TOOLS = [Convert(), Eval(), Inspect(), Bench(), Demo()]
 
 EXIT_ERROR = 1  # bad input, unsupported model, failed calibration
 EXIT_INTERNAL = 3  # a bug: please report it

@@ -185,3 +185,18 @@ def test_eval_on_data_of_the_wrong_shape(files):
     result = run_cli("eval", str(snn), "--data", str(files / "bad.npz"))
     assert result.returncode == 1
     assert "shape [3, 1, 28, 28] does not match model input 'input' of shape [N, 1, 8, 8]" in result.stderr
+
+
+def test_bench_reports_speed_and_profile(files, capsys):
+    snn = files / "snn.onnx"
+    main(["convert", str(files / "ann.onnx"), "-o", str(snn), "--calibration", str(files / "cal.npz")])
+    out = files / "bench.json"
+    assert main(["bench", str(snn), "--timesteps", "4", "--repeat", "1", "--batch-size", "8", "--profile",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["batch"] == 8 and result["timesteps"] == 4 and result["snn_seconds"] > 0
+    assert result["vs_dense_limit"] == pytest.approx(result["snn_seconds"] / result["dense_limit_seconds"])
+    ops = {row["op"] for row in result["profile"]}
+    assert {"Conv", "GreaterOrEqual"} <= ops  # the IF body's ops are timed one by one
+    assert abs(sum(row["share"] for row in result["profile"]) - 1.0) < 1e-6
+    assert "dense limit" in capsys.readouterr().out

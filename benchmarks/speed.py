@@ -1,0 +1,225 @@
+"""SNN simulation speed, side by side in one run on the same network and inputs.
+
+    pip install -r benchmarks/requirements.txt       # the peers, benchmark environment only
+    python benchmarks/speed.py                       # writes benchmarks/results/speed.{md,json}
+
+Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, batch 64 and 1:
+- ``ann (dense limit)``: the ANN alone in onnxruntime, time x T: what any T-step simulation
+  of the same network would cost if the neurons were free;
+- ``onnx2snn step``: SNNSession (prefix once, T steps with IOBinding), CPU provider;
+- ``pytorch eager``: the same network in PyTorch with IF modules, a Python loop over T;
+- ``spikingjelly``: SpikingJelly 2.0's converted network (IFNode, single-step mode, its usual
+  way of simulating a converted ANN), a loop over T.
+Each measurement runs in its own process (peak memory = its max resident set size minus the
+baseline after loading) and reports the best of 3 repetitions. The machine is shared and
+noisy: only ratios within one run mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+MODELS = ("cnn_bn", "resnet_small")
+TIMESTEPS = (32, 128)
+BATCHES = (64, 1)
+FRAMEWORKS = ("ann", "onnx2snn", "pytorch", "spikingjelly")
+REPEAT = 3
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def images(batch: int) -> np.ndarray:
+    import onnx2snn
+
+    return onnx2snn.load_data("fashion-mnist:test").x[:batch]
+
+
+def snn_model(name: str):
+    import onnx2snn
+
+    calibration = onnx2snn.load_data("fashion-mnist:train").sample(500, seed=0)
+    return onnx2snn.convert(HERE / "models" / f"fashion_mnist_{name}.onnx", calibration)
+
+
+def measure(framework: str, name: str, steps: int, batch: int) -> dict:
+    """Seconds for one batch of T steps (best of REPEAT), and the peak memory it added."""
+    x = images(batch)
+    if framework == "ann":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(
+            str(HERE / "models" / f"fashion_mnist_{name}.onnx"), providers=["CPUExecutionProvider"]
+        )
+
+        def run():
+            for _ in range(steps):  # the dense limit: T passes of the ANN
+                session.run(None, {"input": x})
+    elif framework == "onnx2snn":
+        session = snn_model(name).session(providers="cpu", batch_size=batch)
+
+        def run():
+            session.run(x, steps)
+    else:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        sys.path.insert(0, str(HERE))
+        from train_reference import load_torch_model
+
+        if framework == "pytorch":
+            net = with_if_neurons(load_torch_model(name), snn_model(name))
+            xt = torch.tensor(x)
+
+            def run():
+                with torch.no_grad():
+                    reset(net)
+                    total = 0
+                    for _ in range(steps):
+                        total = total + net(xt)
+        else:
+            from spikingjelly.activation_based import ann2snn, functional
+
+            calibration = [torch.tensor(images(500)[i : i + 100]) for i in range(0, 500, 100)]
+            recipe = ann2snn.RateCodingRecipe(dataloader=calibration, mode="max")
+            net = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(load_torch_model(name)).eval()
+            xt = torch.tensor(x)
+
+            def run():
+                with torch.no_grad():
+                    functional.reset_net(net)
+                    total = 0
+                    for _ in range(steps):
+                        total = total + net(xt)
+
+    run()  # warm-up
+    base = rss_mb()
+    best = min(_timed(run) for _ in range(REPEAT))
+    return {"seconds": best, "peak_mb": max(rss_mb() - base, 0.0)}
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def with_if_neurons(net, snn):
+    """Replace each nn.ReLU of ``net`` (in order) by an IF module with onnx2snn's thresholds."""
+    import torch
+    from torch import nn
+
+    class IF(nn.Module):
+        def __init__(self, threshold):
+            super().__init__()
+            self.threshold = torch.tensor(threshold)
+            self.v = None
+
+        def forward(self, x):
+            if self.v is None:
+                self.v = 0.5 * self.threshold.expand_as(x).clone()
+            self.v = self.v + x
+            spikes = (self.v >= self.threshold).to(x.dtype) * self.threshold
+            self.v = self.v - spikes  # reset by subtraction
+            return spikes
+
+    thresholds = iter(snn.thresholds.values())
+    relus = [
+        (parent, key)
+        for parent in net.modules()
+        for key, child in parent.named_children()
+        if isinstance(child, nn.ReLU)
+    ]
+    for parent, key in relus:
+        setattr(parent, key, IF(next(thresholds)))
+    return net
+
+
+def reset(net) -> None:
+    for m in net.modules():
+        if hasattr(m, "v"):
+            m.v = None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS))
+    parser.add_argument("--one", nargs=4, metavar=("FRAMEWORK", "MODEL", "T", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:  # a child process: one measurement, printed as JSON
+        framework, model, steps, batch = args.one
+        print(json.dumps(measure(framework, model, int(steps), int(batch))))
+        return
+    rows = []
+    for model in args.models:
+        for steps in TIMESTEPS:
+            for batch in BATCHES:
+                for framework in args.frameworks:
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--one", framework, model, str(steps), str(batch)],
+                        capture_output=True,
+                        text=True,
+                    )
+                    if out.returncode != 0:
+                        row = {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+                    else:
+                        row = json.loads(out.stdout.strip().splitlines()[-1])
+                        row["images_per_s"] = batch / row["seconds"]
+                        row["ms_per_step"] = 1000 * row["seconds"] / steps
+                    rows.append({"model": model, "timesteps": steps, "batch": batch, "framework": framework, **row})
+                    print(json.dumps(rows[-1]), flush=True)
+    write(rows)
+
+
+def write(rows: list[dict]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "speed.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = [
+        "# SNN simulation speed (generated by benchmarks/speed.py)",
+        "",
+        f"CPU only, {os.cpu_count()} cores; best of {REPEAT}; each row in its own process. "
+        "Ratios are to onnx2snn's step form in the same run (higher = onnx2snn faster); "
+        "`vs dense` is onnx2snn's time over T x the ANN's own onnxruntime time.",
+        "",
+    ]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        lines += [
+            f"## `{model}`",
+            "",
+            "| T | batch | framework | images/s | ms/step | peak MB | onnx2snn speed-up |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for steps in TIMESTEPS:
+            for batch in BATCHES:
+                group = [r for r in rows if r["model"] == model and r["timesteps"] == steps and r["batch"] == batch]
+                ours = next((r for r in group if r["framework"] == "onnx2snn" and "seconds" in r), None)
+                for r in group:
+                    if "seconds" not in r:
+                        lines.append(f"| {steps} | {batch} | {r['framework']} | failed: {r['error']} | | | |")
+                        continue
+                    ratio = f"{r['seconds'] / ours['seconds']:.2f}x" if ours and r is not ours else ""
+                    if ours and r["framework"] == "ann":
+                        ratio = f"vs dense: {ours['seconds'] / r['seconds']:.2f}x"
+                    lines.append(
+                        f"| {steps} | {batch} | {r['framework']} | {r['images_per_s']:.1f} | "
+                        f"{r['ms_per_step']:.3f} | {r['peak_mb']:.0f} | {ratio} |"
+                    )
+        lines.append("")
+    (RESULTS / "speed.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""onnx2snn bench: how fast an SNN artifact simulates here, against the dense limit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from .args import add_provider_args, positive_int
+
+
+class Bench:
+    name = "bench"
+    help = "time T steps of an SNN against T passes of its ANN (the dense limit); --profile says where time goes"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("model", help="the SNN artifact (.onnx)")
+        parser.add_argument("--timesteps", type=positive_int, default=32, help="T (default 32)")
+        parser.add_argument("--repeat", type=positive_int, default=3, help="repetitions, the best is kept (3)")
+        parser.add_argument("--data", default=None, help="inputs (default: random inputs of the model's shape)")
+        parser.add_argument("--profile", action="store_true", help="time per operator type inside a step")
+        parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+        add_provider_args(parser)
+        parser.set_defaults(batch_size=64)
+
+    def run(self, args: argparse.Namespace) -> int:
+        import numpy as np
+
+        import onnx2snn
+        from onnx2snn.artifact import write_atomic
+        from onnx2snn.runtime.evaluate import ann_session
+
+        snn = onnx2snn.load(args.model)
+        batch = args.batch_size
+        if args.data:
+            x = onnx2snn.load_data(args.data).x[:batch]
+        else:
+            shape = [batch if d is None else d for d in snn.input_shape]
+            x = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
+        session = onnx2snn.SNNSession(snn, providers=args.providers, batch_size=batch, profile=args.profile)
+        ann, ann_input = ann_session(snn.to_ann(), args.providers)
+
+        def best(fn) -> float:
+            fn()  # warm-up
+            times = []
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            return min(times)
+
+        steps = args.timesteps
+        snn_s = best(lambda: session.run(x, steps))
+        ann_s = best(lambda: ann.run(None, {ann_input: x})) * steps
+        result = {
+            "provider": session.provider,
+            "batch": len(x),
+            "timesteps": steps,
+            "snn_seconds": snn_s,
+            "images_per_s": len(x) / snn_s,
+            "ms_per_step": 1000 * snn_s / steps,
+            "dense_limit_seconds": ann_s,
+            "vs_dense_limit": snn_s / ann_s,
+        }
+        print(f"{len(x)} inputs x {steps} steps on {session.provider}")
+        print(
+            f"  SNN           {snn_s:8.3f} s   {result['images_per_s']:9.1f} images/s   "
+            f"{result['ms_per_step']:.3f} ms/step"
+        )
+        print(f"  dense limit   {ann_s:8.3f} s   (T x the ANN alone)   SNN / dense = {result['vs_dense_limit']:.2f}x")
+        if args.profile:
+            rows = session.profile()
+            result["profile"] = rows
+            print("  where a step's time goes (onnxruntime profile):")
+            for row in rows[:12]:
+                print(f"    {row['op']:22s} {100 * row['share']:5.1f}%")
+        if args.json:
+            write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode())
+        return 0

@@ -2,14 +2,15 @@
 
     pip install -r benchmarks/requirements.txt       # the peers, benchmark environment only
     python benchmarks/accuracy.py                    # writes benchmarks/results/calibration.{md,json,png}
-    python benchmarks/accuracy.py --models cnn_bn --limit 2000   # a quicker look (prints only)
+    python benchmarks/accuracy.py --models cnn_bn --samples 500 --no-write   # a quicker look
 
 For each reference ANN (benchmarks/models, trained by train_reference.py) every onnx2snn
 configuration worth reporting and SpikingJelly 2.0's rate-coding converter (its ``max`` and
 ``99.9%`` modes, and its channel-wise 99.9% with half-threshold start) are calibrated on the
-same 1,000 training images and evaluated on the same Fashion-MNIST test images at
-T = 4, 8, 16, 32, 64, 128 (one run of 128 steps each). onnx2snn's T-dependent calibrations
-(mmse, spike-norm, corrections) are tuned for T = 16.
+same 1,000 training images and evaluated on the same first 2,000 Fashion-MNIST test images at
+T = 4, 8, 16, 32, 64, 128 (one run of 128 steps each; SpikingJelly simulates in PyTorch eager
+at about a millisecond per image and step here, which is what limits the sample).
+onnx2snn's T-dependent calibrations (mmse, spike-norm, corrections) are tuned for T = 16.
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ def spikingjelly_curve(name: str, options: dict, calibration: np.ndarray, test: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--limit", type=int, default=None, help="first N test images only (prints, writes nothing)")
+    parser.add_argument("--samples", type=int, default=2000, help="the first N test images (2000)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--no-peers", action="store_true", help="skip SpikingJelly")
     args = parser.parse_args()
     train = onnx2snn.load_data("fashion-mnist:train").sample(CALIBRATION, seed=0)
-    test = onnx2snn.load_data("fashion-mnist:test").head(args.limit)
+    test = onnx2snn.load_data("fashion-mnist:test").head(args.samples)
     results = {}
     for model in args.models:
         path = HERE / "models" / f"fashion_mnist_{model}.onnx"
@@ -117,7 +119,7 @@ def main() -> None:
                 rows[label] = {"accuracy": curve}
                 print(f"{model:15s} {label:38s} " + " ".join(f"{100 * a:6.2f}" for a in curve.values()), flush=True)
         results[model] = {"ann": ann, "samples": len(test), "rows": rows}
-    if args.limit is None:
+    if not args.no_write:
         write(results)
 
 

@@ -2,7 +2,8 @@
 "A Free Lunch From ANN", sec. 4.2-4.3, the "light" pipeline).
 
 Layer by layer in graph order, with the corrections of earlier layers in place: simulate the
-SNN up to this layer for T steps on the calibration data and measure, per channel, the mean
+SNN up to this layer for T steps on the calibration data (at most 1,024 samples of it, seeded)
+and measure, per channel, the mean
 gap between the ANN activation and the SNN's output rate (spikes carry theta, so their mean
 over steps is directly comparable):
 
@@ -20,7 +21,7 @@ import onnx_graphsurgeon as gs
 
 from ..errors import ConfigError
 from .calibrate import activation_nodes
-from .statistics import channel_rows, stream_activations
+from .statistics import channel_rows, simulation_subset, stream_activations
 
 KINDS = ("bias", "potential")
 
@@ -57,6 +58,7 @@ def correct_layers(
     corrections = Corrections()
     if not kinds:
         return corrections
+    x = simulation_subset(x, neurons.seed)
     for node in activation_nodes(graph):
         out = node.outputs[0].name
         rank = len(node.outputs[0].shape or ())

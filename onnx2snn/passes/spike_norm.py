@@ -1,7 +1,7 @@
 """Spike-Norm (Sengupta et al. 2019, "Going Deeper in Spiking Neural Networks", Alg. 1):
 layer by layer in graph order, simulate the SNN built so far for T steps on the calibration
-data and set the layer's threshold to the maximum of its input current over steps, neurons
-and samples; then go on to the next layer with that threshold fixed.
+data (at most 1,024 samples of it, seeded) and set the layer's threshold to the maximum of
+its input current over steps, neurons and samples; then go on to the next layer with that threshold fixed.
 
 The original research script's variant takes, for each (step, sample), the 99th percentile of
 the input current over the layer's neurons and averages it over steps and samples
@@ -16,6 +16,7 @@ import onnx_graphsurgeon as gs
 
 from ..errors import CalibrationError
 from .calibrate import activation_nodes
+from .statistics import simulation_subset
 
 
 def _rows(current: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -35,6 +36,7 @@ def spike_norm_thresholds(
     thresholds: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
     per_channel = per_channel and percentile is None
+    x = simulation_subset(x, neurons.seed)
     for node in activation_nodes(graph):
         current = node.inputs[0].name
         snn = assemble(graph, thresholds, neurons, outputs=[current], check=False)

@@ -191,8 +191,24 @@ def test_bench_reports_speed_and_profile(files, capsys):
     snn = files / "snn.onnx"
     main(["convert", str(files / "ann.onnx"), "-o", str(snn), "--calibration", str(files / "cal.npz")])
     out = files / "bench.json"
-    assert main(["bench", str(snn), "--timesteps", "4", "--repeat", "1", "--batch-size", "8", "--profile",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(snn),
+                "--timesteps",
+                "4",
+                "--repeat",
+                "1",
+                "--batch-size",
+                "8",
+                "--profile",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["batch"] == 8 and result["timesteps"] == 4 and result["snn_seconds"] > 0
     assert result["vs_dense_limit"] == pytest.approx(result["snn_seconds"] / result["dense_limit_seconds"])

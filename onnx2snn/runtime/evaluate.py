@@ -53,6 +53,8 @@ def evaluate(
     progress: bool = False,
     encoding: str | None = None,
     seed: int = 0,
+    form: str = "auto",
+    max_memory: int = 2 << 30,
 ) -> dict[str, Any]:
     """ANN accuracy, and for each T the SNN's accuracy and top-1 agreement with the ANN.
 
@@ -73,7 +75,9 @@ def evaluate(
     ann_model = load_onnx(ann) if ann is not None else snn.to_ann()
     ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
 
-    session = SNNSession(snn, providers=providers, batch_size=batch_size, encoding=encoding, seed=seed)
+    session = SNNSession(
+        snn, providers=providers, batch_size=batch_size, encoding=encoding, seed=seed, form=form, max_memory=max_memory
+    )
     t_max = steps[-1]
     pred = np.empty((len(steps), len(x)), dtype=np.int64)
     seconds = np.zeros(t_max)
@@ -92,6 +96,7 @@ def evaluate(
         "samples": len(x),
         "method": snn.metadata["calibration"]["method"],
         "encoding": session.encoding,
+        "form": session.form,
         "provider": session.provider,
         "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
         "snn": {},

@@ -20,6 +20,8 @@ from .forms import specialize_neuron, split_time_invariant
 from .providers import device_of, resolve_providers
 
 ENCODINGS = ("direct", "poisson")
+FORMS = ("auto", "step", "unrolled")
+DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
 
 
 @dataclass
@@ -46,7 +48,9 @@ class SNNSession:
     ``provider`` says which one the session really uses. ``encoding`` overrides the artifact's
     input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``probes`` names
     extra tensors of the artifact to read at every step (``iter_steps``). ``profile`` records
-    onnxruntime's per-node times of the step model (``profile()``)."""
+    onnxruntime's per-node times of the step model (``profile()``). ``form``: ``step`` (one
+    ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
+    ``max_memory`` bytes) or ``auto``: step on CPU, where it measured faster, unrolled on GPUs."""
 
     def __init__(
         self,
@@ -58,6 +62,8 @@ class SNNSession:
         seed: int = 0,
         probes: Sequence[str] = (),
         profile: bool = False,
+        form: str = "auto",
+        max_memory: int = DEFAULT_MAX_MEMORY,
     ):
         self.model = model if isinstance(model, SNNModel) else load(model)
         if batch_size <= 0:
@@ -98,6 +104,16 @@ class SNNSession:
         self._constant = split.constant_outputs
         self.provider: str = (self._step or self._prefix).get_providers()[0]
         self._device = device_of(self.provider)
+        if form not in FORMS:
+            raise ConfigError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+        if form == "auto":
+            form = "unrolled" if self._device == "cuda" and self.encoding == "direct" else "step"
+        if form == "unrolled" and self.encoding != "direct":
+            raise ConfigError("the unrolled form needs direct encoding")
+        self.form = form
+        self.max_memory = max_memory
+        self._providers, self._threads = chosen, threads
+        self._unrolled: dict[int, ort.InferenceSession] = {}
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
         self._state_shapes = [step_inputs[name] for name, _, _ in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
@@ -204,6 +220,9 @@ class SNNSession:
         head = output or self._outputs[0]
         if head not in self._outputs:
             raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self._outputs)}")
+        if self.form == "unrolled":
+            yield from self._iter_unrolled(x, timesteps, per_step, progress, head)
+            return
         activation = self._activations.get(head)
         start = 0
         for batch, n in chunks(x, self.batch_size, self.static_batch):
@@ -220,6 +239,30 @@ class SNNSession:
                 if progress:
                     progress(n)
             yield StepOutputs(start, np.stack(kept).astype(np.float32), seconds)
+            start += n
+
+    def _iter_unrolled(self, x, timesteps, per_step, progress, head) -> Iterator[StepOutputs]:
+        from .unrolled import PER_STEP, batch_for_budget, unroll
+
+        if timesteps not in self._unrolled:
+            self._unrolled[timesteps] = _session(unroll(self.model, timesteps), self._providers, self._threads)
+        session = self._unrolled[timesteps]
+        size = min(self.batch_size, batch_for_budget(self.model, timesteps, self.max_memory))
+        activation = self._activations.get(head)
+        if activation and activation.get("axis", -1) >= 0:  # the outputs gain a leading time axis
+            activation = {**activation, "axis": activation["axis"] + 1}
+        start = 0
+        for batch, n in chunks(x, size, self.static_batch):
+            began = time.perf_counter()
+            (means,) = session.run([head + PER_STEP], {self.model.input_name: batch})
+            elapsed = time.perf_counter() - began
+            kept = means[:, :n] if per_step else means[-1:, :n]
+            if progress:
+                for _ in range(timesteps):
+                    progress(n)
+            # one run computes every step: its time is spread evenly over them
+            seconds = elapsed * np.arange(1, timesteps + 1) / timesteps
+            yield StepOutputs(start, apply_activation(kept.astype(np.float64), activation).astype(np.float32), seconds)
             start += n
 
     def run(

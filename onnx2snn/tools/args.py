@@ -40,6 +40,19 @@ def add_provider_args(parser: argparse.ArgumentParser) -> None:
         help="execution providers: tensorrt, cuda, cpu (default: the best that works here)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=256, help="samples per batch (default 256)")
+    parser.add_argument(
+        "--form",
+        choices=["auto", "step", "unrolled"],
+        default="auto",
+        help="execution form: one run per step, or all steps in one run (auto: step on CPU, unrolled on GPU)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=positive_int,
+        default=2048,
+        metavar="MB",
+        help="memory budget of the unrolled form; batches are split to stay under it (2048)",
+    )
 
 
 DATA_HELP = (

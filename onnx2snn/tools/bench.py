@@ -37,7 +37,14 @@ class Bench:
         else:
             shape = [batch if d is None else d for d in snn.input_shape]
             x = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
-        session = onnx2snn.SNNSession(snn, providers=args.providers, batch_size=batch, profile=args.profile)
+        session = onnx2snn.SNNSession(
+            snn,
+            providers=args.providers,
+            batch_size=batch,
+            profile=args.profile,
+            form=args.form,
+            max_memory=args.max_memory << 20,
+        )
         ann, ann_input = ann_session(snn.to_ann(), args.providers)
 
         def best(fn) -> float:
@@ -62,13 +69,13 @@ class Bench:
             "dense_limit_seconds": ann_s,
             "vs_dense_limit": snn_s / ann_s,
         }
-        print(f"{len(x)} inputs x {steps} steps on {session.provider}")
+        print(f"{len(x)} inputs x {steps} steps on {session.provider}, {session.form} form")
         print(
             f"  SNN           {snn_s:8.3f} s   {result['images_per_s']:9.1f} images/s   "
             f"{result['ms_per_step']:.3f} ms/step"
         )
         print(f"  dense limit   {ann_s:8.3f} s   (T x the ANN alone)   SNN / dense = {result['vs_dense_limit']:.2f}x")
-        if args.profile:
+        if args.profile and session.form == "step":
             rows = session.profile()
             result["profile"] = rows
             print("  where a step's time goes (onnxruntime profile):")

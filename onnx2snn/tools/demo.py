@@ -52,6 +52,8 @@ class Demo:
             batch_size=args.batch_size,
             providers=args.providers,
             progress=not args.quiet and sys.stderr.isatty(),
+            form=args.form,
+            max_memory=args.max_memory << 20,
         )
         print(f"\nFashion-MNIST, {report['samples']} test images, {report['provider']}")
         print(f"{'':>8}  {'accuracy':>9}  {'agreement':>9}")

@@ -67,6 +67,8 @@ class Eval:
                 progress=not args.quiet and sys.stderr.isatty(),
                 encoding=args.encoding,
                 seed=args.seed,
+                form=args.form,
+                max_memory=args.max_memory << 20,
             )
             print_report(report, title=path if len(snns) > 1 else None)
             reports[path] = report

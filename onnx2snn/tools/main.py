@@ -11,8 +11,9 @@ from .convert import Convert
 from .demo import Demo
 from .eval import Eval
 from .inspect import Inspect
+from .unroll import Unroll
 
-TOOLS = [Convert(), Eval(), Inspect(), Bench(), Demo()]
+TOOLS = [Convert(), Eval(), Inspect(), Bench(), Unroll(), Demo()]
 
 EXIT_ERROR = 1  # bad input, unsupported model, failed calibration
 EXIT_INTERNAL = 3  # a bug: please report it

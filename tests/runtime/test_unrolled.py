@@ -1,0 +1,80 @@
+"""The unrolled form gives the step form's numbers, within its memory budget, and deploys alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import onnx2snn
+from onnx2snn.runtime.unrolled import PER_STEP, batch_for_budget, unroll
+from tests.helpers import export_torch
+
+
+@pytest.fixture(scope="module")
+def pooled_snn(digits):
+    """MaxPool, a residual add, a softmax head and potential correction: every state kind."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            self.b = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * 16, 10), nn.Softmax(dim=1))
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.head(torch.relu(self.b(h) + h))
+
+    torch.manual_seed(0)
+    model = export_torch(Net(), torch.tensor(digits[0][:1]), fold=True)
+    return onnx2snn.convert(model, digits[0][:200], "mmse", corrections=("potential",), timesteps=8)
+
+
+def test_forms_agree(pooled_snn, digits):
+    x = digits[2][:50]
+    step = pooled_snn.session(form="step").run(x, 24, per_step=True)
+    unrolled_session = pooled_snn.session(form="unrolled")
+    assert unrolled_session.form == "unrolled"
+    unrolled = unrolled_session.run(x, 24, per_step=True)
+    np.testing.assert_allclose(unrolled, step, atol=1e-5)
+
+
+def test_memory_budget_splits_batches(pooled_snn, digits):
+    x = digits[2][:40]
+    small = batch_for_budget(pooled_snn, 16, 2_000_000)
+    assert 1 <= small < 40
+    split = pooled_snn.session(form="unrolled", max_memory=2_000_000).run(x, 16)
+    whole = pooled_snn.session(form="unrolled").run(x, 16)
+    np.testing.assert_allclose(split, whole, atol=1e-5)
+
+
+def test_unrolled_model_runs_alone(pooled_snn, digits, tmp_path):
+    from onnx2snn.tools.main import main
+
+    path = tmp_path / "snn.onnx"
+    pooled_snn.save(path)
+    assert main(["unroll", str(path), "-o", str(tmp_path / "unrolled.onnx"), "--timesteps", "12"]) == 0
+    model = onnx.load(str(tmp_path / "unrolled.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = digits[2][:20]
+    head = pooled_snn.outputs[0]
+    decoded, per_step = session.run([head + ".decoded", head + PER_STEP], {"input": x})
+    assert per_step.shape == (12, 20, 10)
+    np.testing.assert_allclose(decoded, pooled_snn.session(form="step").run(x, 12), atol=1e-5)
+    np.testing.assert_allclose(decoded.sum(1), 1.0, rtol=1e-5)  # the softmax after the mean
+
+
+def test_unrolled_form_refuses_poisson_and_static_batch(digits):
+    from tests.helpers import mlp
+
+    snn = onnx2snn.convert(mlp(), np.ones((4, 8), np.float32), encoding="poisson")
+    with pytest.raises(onnx2snn.ConfigError, match="direct encoding"):
+        snn.session(form="unrolled")
+    assert snn.session().form == "step"
+    with pytest.raises(onnx2snn.ConfigError, match="direct encoding"):
+        unroll(snn, 4)

@@ -6,7 +6,8 @@
 Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, batch 64 and 1:
 - ``ann (dense limit)``: the ANN alone in onnxruntime, time x T: what any T-step simulation
   of the same network would cost if the neurons were free;
-- ``onnx2snn step``: SNNSession (prefix once, T steps with IOBinding), CPU provider;
+- ``onnx2snn``: SNNSession's step form (prefix once, T steps with IOBinding), CPU provider;
+- ``onnx2snn-unrolled``: its unrolled form (all T steps in one run, 2 GB budget);
 - ``pytorch eager``: the same network in PyTorch with IF modules, a Python loop over T;
 - ``spikingjelly``: SpikingJelly 2.0's converted network (IFNode, single-step mode, its usual
   way of simulating a converted ANN), a loop over T.
@@ -33,7 +34,7 @@ RESULTS = HERE / "results"
 MODELS = ("cnn_bn", "resnet_small")
 TIMESTEPS = (32, 128)
 BATCHES = (64, 1)
-FRAMEWORKS = ("ann", "onnx2snn", "pytorch", "spikingjelly")
+FRAMEWORKS = ("ann", "onnx2snn", "onnx2snn-unrolled", "pytorch", "spikingjelly")
 REPEAT = 3
 
 
@@ -67,8 +68,9 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
         def run():
             for _ in range(steps):  # the dense limit: T passes of the ANN
                 session.run(None, {"input": x})
-    elif framework == "onnx2snn":
-        session = snn_model(name).session(providers="cpu", batch_size=batch)
+    elif framework.startswith("onnx2snn"):
+        form = "unrolled" if framework.endswith("unrolled") else "step"
+        session = snn_model(name).session(providers="cpu", batch_size=batch, form=form)
 
         def run():
             session.run(x, steps)
@@ -104,8 +106,8 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
                     for _ in range(steps):
                         total = total + net(xt)
 
-    run()  # warm-up
-    base = rss_mb()
+    base = rss_mb()  # models loaded, nothing run yet
+    run()  # warm-up (counted in the peak: the first run allocates the working memory)
     best = min(_timed(run) for _ in range(REPEAT))
     return {"seconds": best, "peak_mb": max(rss_mb() - base, 0.0)}
 

@@ -31,7 +31,7 @@ class Neurons:
 
     reset: str = "subtract"
     v_init: float = DEFAULT_V_INIT
-    timesteps: int = 32
+    timesteps: int = 16
     encoding: str = "direct"
     seed: int = 0
 

@@ -155,7 +155,9 @@ def test_architecture_converts_and_agrees(name, images):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.3)
     model = export_torch(net, torch.tensor(images[:1]), fold=False)
-    snn = onnx2snn.convert(model, images[:200], "max")  # per layer: a per-neuron max from 200 samples clips
+    snn = onnx2snn.convert(
+        model, images[:200], "max", per_channel=False, corrections=()
+    )  # per layer: a per-neuron max from 200 samples clips
     onnx.checker.check_model(snn.proto, full_check=True)
     ort.InferenceSession(snn.proto.SerializeToString(), providers=["CPUExecutionProvider"])  # plain onnxruntime
     x = images[200:]

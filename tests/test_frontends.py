@@ -133,7 +133,7 @@ def test_several_outputs(digits):
         dynamic_axes={"input": {0: "N"}},
     )
     model = onnx.load_from_string(buffer.getvalue())
-    snn = onnx2snn.convert(model, digits[0][:200])
+    snn = onnx2snn.convert(model, digits[0][:200], "max", per_channel=False, corrections=())
     assert snn.outputs == ["digits", "aux"]
     x = digits[2][:100]
     assert agreement(snn, model, x, output="digits") >= 0.99

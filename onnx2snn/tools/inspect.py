@@ -39,8 +39,9 @@ class Inspect:
             after = f", then {act['op']}(axis={act['axis']})" if act else ""
             print(f"  output     {name}   decoded: {meta['decode']} over steps{after}")
         print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
+        fixes = "".join(f", {c} correction" for c in cal.get("corrections", []))
         print(
-            f"  thresholds {cal['method']}{' per channel' if cal['per_channel'] else ' per layer'}"
+            f"  thresholds {cal['method']}{' per channel' if cal['per_channel'] else ' per layer'}{fixes}"
             f", {cal['samples']} calibration samples"
         )
         print(f"  timesteps  {meta['timesteps']} (default)")

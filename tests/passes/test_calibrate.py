@@ -29,7 +29,7 @@ def data():
 def test_max_is_the_maximum_activation_per_layer_and_channel(data):
     model = mlp()
     a = hidden_activations(model, data)
-    layer = onnx2snn.convert(model, data, "max", batch_size=37).thresholds["act1"]
+    layer = onnx2snn.convert(model, data, "max", batch_size=37, per_channel=False, corrections=()).thresholds["act1"]
     assert layer.shape == () and layer == pytest.approx(a.max(), rel=1e-6)
     channel = onnx2snn.convert(model, data, "max", per_channel=True, batch_size=37).thresholds["act1"]
     expected = a.max(axis=0)
@@ -41,7 +41,9 @@ def test_max_is_the_maximum_activation_per_layer_and_channel(data):
 def test_percentile_matches_numpy_on_positive_activations(data, p):
     model = mlp()
     a = hidden_activations(model, data)
-    theta = onnx2snn.convert(model, data, f"percentile:{p}", batch_size=64).thresholds["act1"]
+    theta = onnx2snn.convert(
+        model, data, f"percentile:{p}", batch_size=64, per_channel=False, corrections=()
+    ).thresholds["act1"]
     expected = np.percentile(a[a > 0], p)
     assert float(theta) == pytest.approx(expected, abs=float(a.max()) / 4096 * 2 + 1e-6)
 
@@ -66,14 +68,20 @@ def test_clip_caps_the_threshold(data):
         [tensor("y", ["N", 2])],
         [const("w", rng.normal(0, 3, (4, 8))), const("lo", 0.0), const("hi", 6.0), const("w2", np.ones((2, 4)))],
     )
-    assert float(onnx2snn.convert(model, data).thresholds["relu6"]) == 6.0
+    assert float(onnx2snn.convert(model, data, "max", per_channel=False, corrections=()).thresholds["relu6"]) == 6.0
 
 
 def test_calibration_subset_is_seeded(data):
     model = mlp()
-    a = onnx2snn.convert(model, data, calibration_samples=50, seed=1).thresholds["act1"]
-    b = onnx2snn.convert(model, data, calibration_samples=50, seed=1).thresholds["act1"]
-    c = onnx2snn.convert(model, data, calibration_samples=50, seed=2).thresholds["act1"]
+    a = onnx2snn.convert(
+        model, data, "max", calibration_samples=50, seed=1, per_channel=False, corrections=()
+    ).thresholds["act1"]
+    b = onnx2snn.convert(
+        model, data, "max", calibration_samples=50, seed=1, per_channel=False, corrections=()
+    ).thresholds["act1"]
+    c = onnx2snn.convert(
+        model, data, "max", calibration_samples=50, seed=2, per_channel=False, corrections=()
+    ).thresholds["act1"]
     assert a == b and a != c
 
 

@@ -33,7 +33,7 @@ def test_spike_norm_equals_hand_computation():
     model, w1, w2 = two_layer_net()
     x = np.random.default_rng(0).uniform(0, 1, (20, 3)).astype(np.float32)
     T = 10
-    snn = onnx2snn.convert(model, x, "spike-norm", timesteps=T)
+    snn = onnx2snn.convert(model, x, "spike-norm", timesteps=T, per_channel=False, corrections=())
     # layer 1: its input current is x @ w1.T at every step (direct encoding)
     current1 = x @ w1.T.astype(np.float32)
     theta1 = current1.max()
@@ -65,7 +65,9 @@ def test_mmse_minimizes_quantization_error():
     model, w1, _ = two_layer_net()
     x = np.random.default_rng(2).uniform(0, 1, (400, 3)).astype(np.float32)
     T = 4
-    theta = float(onnx2snn.convert(model, x, "mmse", timesteps=T).thresholds["relu1"])
+    theta = float(
+        onnx2snn.convert(model, x, "mmse", timesteps=T, per_channel=False, corrections=()).thresholds["relu1"]
+    )
     a = np.maximum(x @ w1.T, 0)
 
     def error(th):

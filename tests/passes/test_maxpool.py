@@ -24,7 +24,7 @@ def pool_net():
 def test_pooled_rate_is_max_of_input_rates():
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.2, 1.0, (5, 2, 4, 4)).astype(np.float32)
-    snn = onnx2snn.convert(pool_net(), x)
+    snn = onnx2snn.convert(pool_net(), x, "max", per_channel=False, corrections=())
     assert [p["node"] for p in snn.metadata["pools"]] == ["pool"]
     theta = snn.thresholds["relu"]
     per_step = snn.session().run(x, 20, per_step=True)

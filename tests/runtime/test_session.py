@@ -32,7 +32,7 @@ def reference_mlp_snn(model: onnx.ModelProto, snn: onnx2snn.SNNModel, x: np.ndar
 def test_session_matches_numpy_reference(reset):
     model = mlp()
     x = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
-    snn = onnx2snn.convert(model, x, reset=reset)
+    snn = onnx2snn.convert(model, x, "max", reset=reset, per_channel=False, corrections=())
     got = snn.session(batch_size=16).run(x, 25)
     np.testing.assert_allclose(got, reference_mlp_snn(model, snn, x, 25), rtol=1e-5, atol=1e-5)
 
@@ -40,7 +40,7 @@ def test_session_matches_numpy_reference(reset):
 def test_per_step_output_is_cumulative_mean():
     model = mlp()
     x = np.random.default_rng(1).normal(size=(10, 8)).astype(np.float32)
-    snn = onnx2snn.convert(model, x)
+    snn = onnx2snn.convert(model, x, "max", per_channel=False, corrections=())
     session = snn.session()
     per_step = session.run(x, 12, per_step=True)
     assert per_step.shape == (12, 10, 4)

@@ -100,7 +100,8 @@ def test_inspect_lists_layers(files, capsys):
     capsys.readouterr()
     assert main(["inspect", str(snn)]) == 0
     out = capsys.readouterr().out
-    assert "3 IF layers" in out and ".membrane_next" in out and "threshold" in out and "max per layer" in out
+    assert "3 IF layers" in out and ".membrane_next" in out and "threshold" in out
+    assert "mmse per channel, potential correction" in out  # the defaults
 
 
 def run_cli(*args):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .runtime.session import SNNSession
 
 METADATA_KEY = "onnx2snn"
+ENCODINGS = ("direct", "poisson")  # how the input drives the first layer
 LARGE_MODEL = 1_800_000_000  # bytes; protobuf refuses to serialize 2 GiB
 FORMAT = 1
 

@@ -13,7 +13,7 @@ import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
 from . import __version__
-from .artifact import FORMAT, SNNModel, attach_neuron
+from .artifact import ENCODINGS, FORMAT, SNNModel, attach_neuron
 from .errors import ConfigError, ConversionError
 from .graph import export_model
 from .neuron import DEFAULT_V_INIT, RESET_MODES
@@ -21,8 +21,6 @@ from .passes.calibrate import activation_nodes
 from .passes.check_supported import clip_max
 from .passes.maxpool_to_spiking import maxpool_to_spiking, pool_state_names
 from .passes.relu_to_if import relu_to_if, state_names
-
-ENCODINGS = ("direct", "poisson")
 
 
 @dataclass(frozen=True)

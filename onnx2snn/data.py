@@ -23,7 +23,7 @@ import os
 import pickle
 import struct
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,8 +334,3 @@ def check_input(x: np.ndarray, shape: Sequence[int | None], name: str, source: s
     if x.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape[1:], x.shape[1:])):
         raise DataError(f"{source}: shape {list(x.shape)} does not match model input '{name}' of shape {expected}")
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def iter_batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(x), batch_size):
-        yield x[start : start + batch_size]

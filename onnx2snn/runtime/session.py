@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from ..artifact import SNNModel, load
+from ..artifact import ENCODINGS, SNNModel, load
 from ..data import check_input
 from ..errors import ConfigError, DataError
 from .batching import chunks
@@ -19,7 +19,6 @@ from .decode import apply_activation
 from .forms import specialize_neuron, split_time_invariant
 from .providers import device_of, resolve_providers
 
-ENCODINGS = ("direct", "poisson")
 FORMS = ("auto", "step", "unrolled")
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
 
@@ -46,8 +45,7 @@ def _session(model, providers: list[str], threads: int | None, profile: bool = F
 class SNNSession:
     """Runs an SNN artifact. ``providers``: None picks TensorRT, CUDA, then CPU by what works;
     ``provider`` says which one the session really uses. ``encoding`` overrides the artifact's
-    input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``probes`` names
-    extra tensors of the artifact to read at every step (``iter_steps``). ``profile`` records
+    input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``profile`` records
     onnxruntime's per-node times of the step model (``profile()``). ``form``: ``step`` (one
     ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
     ``max_memory`` bytes) or ``auto``: step on CPU, where it measured faster, unrolled on GPUs."""
@@ -60,7 +58,6 @@ class SNNSession:
         threads: int | None = None,
         encoding: str | None = None,
         seed: int = 0,
-        probes: Sequence[str] = (),
         profile: bool = False,
         form: str = "auto",
         max_memory: int = DEFAULT_MAX_MEMORY,
@@ -76,7 +73,6 @@ class SNNSession:
         self.seed = seed
         self._layers = self.model.layers
         self._outputs = list(self.model.outputs)
-        self._probes = [p for p in probes if p not in self._outputs]
         self._activations = meta.get("output_activations", {})
         # every state: (input name, output name, initial value broadcastable to the state)
         thresholds = self.model.thresholds
@@ -95,7 +91,7 @@ class SNNSession:
         varying = [name for name, _, _ in self._states]
         if self.encoding == "poisson":
             varying.append(self.model.input_name)
-        split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._probes)
+        split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs)
         chosen = resolve_providers(providers)
         # a network truncated before its first neuron (as calibration builds them) has no step part
         self._step = _session(split.step, chosen, threads, profile) if split.step.graph.node else None
@@ -117,7 +113,7 @@ class SNNSession:
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
         self._state_shapes = [step_inputs[name] for name, _, _ in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
-        self._read = [o.name for o in step_outputs if o.name in self._outputs + self._probes]
+        self._read = [o.name for o in step_outputs if o.name in self._outputs]
 
     def profile(self) -> list[dict]:
         """Time of the step model by operator type since the session began (``profile=True``)."""
@@ -144,7 +140,7 @@ class SNNSession:
         return states
 
     def _steps(self, x: np.ndarray, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
-        """Raw outputs (head and probes) of each step for one batch."""
+        """Raw outputs of each step for one batch."""
         name = self.model.input_name
         poisson = self.encoding == "poisson"
         if poisson and (x.min() < 0 or x.max() > 1):
@@ -195,7 +191,7 @@ class SNNSession:
     def iter_steps(
         self, x: np.ndarray, timesteps: int | None = None
     ) -> Iterator[tuple[int, int, int, dict[str, np.ndarray]]]:
-        """Raw per-step values of the outputs and probes: yields (batch start, samples, t, values)."""
+        """Raw per-step values of the outputs: yields (batch start, samples, t, values)."""
         x, timesteps = self._check(x, timesteps)
         rng = np.random.default_rng(self.seed)
         start = 0

@@ -43,7 +43,10 @@ class Demo:
         print(f"converting the bundled {MODEL} on {len(calibration)} calibration images ...", flush=True)
         snn = onnx2snn.convert(asset(MODEL), calibration, **options)
         snn_path = snn.save(out / "snn.onnx")
-        print(f"  {len(snn.layers)} IF layers, thresholds by {snn.metadata['calibration']['method']} -> {snn_path}")
+        cal = snn.metadata["calibration"]
+        how = cal["method"] + (" per channel" if cal["per_channel"] else " per layer")
+        how += "".join(f" + {c} correction" for c in cal["corrections"]) + f", tuned for T={snn.timesteps}"
+        print(f"  {len(snn.layers)} IF layers, thresholds by {how} -> {snn_path}")
         print(f"simulating {len(test)} test images for T = 1..{args.timesteps} in one run ...", flush=True)
         report = evaluate(
             snn,

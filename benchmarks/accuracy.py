@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), help="onnx2snn configurations (labels)")
     parser.add_argument("--peers", nargs="+", default=list(SPIKINGJELLY), help="SpikingJelly modes (labels)")
     parser.add_argument("--tag", default="", help="results go to calibration<tag>.{md,json,png}")
+    parser.add_argument("--merge", action="store_true", help="add these rows to the results already written")
     args = parser.parse_args()
     train = onnx2snn.load_data("fashion-mnist:train").sample(CALIBRATION, seed=0)
     test = onnx2snn.load_data("fashion-mnist:test").head(args.samples)
@@ -126,6 +127,14 @@ def main() -> None:
                 print(f"{model:15s} {label:38s} " + " ".join(f"{100 * a:6.2f}" for a in curve.values()), flush=True)
         results[model] = {"ann": ann, "samples": len(test), "rows": rows}
     if not args.no_write:
+        if args.merge and (RESULTS / f"calibration{args.tag}.json").exists():
+            old = json.loads((RESULTS / f"calibration{args.tag}.json").read_text())
+            for model, res in results.items():
+                if model in old:
+                    old[model]["rows"].update(res["rows"])
+                else:
+                    old[model] = res
+            results = old
         write(results, args.tag)
 
 
@@ -163,6 +172,7 @@ def write(results: dict, tag: str = "") -> None:
             RESULTS / f"calibration{tag}_{model}.png",
             {model: res["ann"]},
             title=f"{model}: calibration methods vs SpikingJelly",
+            label_prefix="",
         )
         lines += ["", f"![{model}](calibration{tag}_{model}.png)"]
     (RESULTS / f"calibration{tag}.md").write_text("\n".join(lines) + "\n")

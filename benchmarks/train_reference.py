@@ -138,10 +138,12 @@ def load_torch_model(name: str) -> nn.Module:
     from onnx import numpy_helper
 
     net = RECIPES[name][0]()
-    weights = {
-        t.name: torch.tensor(numpy_helper.to_array(t).copy())
-        for t in onnx.load(str(MODELS / f"fashion_mnist_{name}.onnx")).graph.initializer
-    }
+    model = onnx.load(str(MODELS / f"fashion_mnist_{name}.onnx"))
+    weights = {t.name: torch.tensor(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
+    # the exporter shares identical initializers: a duplicate is an Identity of the first one
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights.setdefault(node.output[0], weights[node.input[0]])
     missing = [k for k in net.state_dict() if k not in weights and not k.endswith("num_batches_tracked")]
     if missing:
         raise RuntimeError(f"{name}: weights not in the ONNX file: {missing}")

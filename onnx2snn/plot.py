@@ -14,6 +14,7 @@ def plot_accuracy(
     path: str | os.PathLike,
     ann_accuracy: Mapping[str, float] | None = None,
     title: str = "SNN accuracy vs timesteps",
+    label_prefix: str = "SNN ",
 ) -> None:
     """One line per curve (label -> {T: accuracy in [0, 1]}), each ANN's accuracy dashed."""
     import matplotlib
@@ -31,7 +32,8 @@ def plot_accuracy(
             marker="o" if len(ts) <= 12 else None,
             ms=3,
             color=colors[i % len(colors)],
-            label=f"SNN {label}",
+            ls=("-", "--", ":")[(i // len(colors)) % 3],
+            label=f"{label_prefix}{label}",
         )
     for i, (label, acc) in enumerate((ann_accuracy or {}).items()):
         ax.axhline(100 * acc, ls="--", lw=1, color=colors[i % len(colors)], label=f"ANN {label}: {100 * acc:.2f}%")

@@ -58,19 +58,27 @@ def measure(model: str, method: str, limit: int | None = None) -> dict:
     }
 
 
-def default_description() -> str:
+def configuration(method: str) -> str:
+    """What a row's method means with convert's other defaults (per channel, corrections, T)."""
     from onnx2snn.convert import DEFAULT_CORRECTIONS, DEFAULT_METHOD, DEFAULT_PER_CHANNEL, DEFAULT_TIMESTEPS
+    from onnx2snn.passes import per_layer_only
+    from onnx2snn.report import describe_calibration
 
-    parts = [f"`{DEFAULT_METHOD}`" + (" per channel" if DEFAULT_PER_CHANNEL else "")]
-    parts += [f"+ {c} correction" for c in DEFAULT_CORRECTIONS]
-    return " ".join(parts) + f", tuned for T={DEFAULT_TIMESTEPS}"
+    name = DEFAULT_METHOD if method == "default" else method
+    calibration = {
+        "method": f"`{name}`",
+        "per_channel": DEFAULT_PER_CHANNEL and not per_layer_only(name),
+        "corrections": DEFAULT_CORRECTIONS,
+    }
+    text = describe_calibration(calibration, DEFAULT_TIMESTEPS)
+    return f"default: {text}" if method == "default" else text
 
 
 def markdown(rows: list[dict]) -> str:
     head = "| Dataset / model | Method | ANN | " + " | ".join(f"SNN T={t}" for t in TIMESTEPS) + " |"
     lines = [head, "|" + "---|" * (3 + len(TIMESTEPS))]
     for r in rows:
-        method = f"default: {default_description()}" if r["method"] == "default" else f"`{r['method']}`"
+        method = configuration(r["method"])
         cells = [f"Fashion-MNIST `{r['model']}`", method, f"{100 * r['ann']:.2f}"]
         cells += [f"{100 * r['snn'][str(t)]:.2f}" for t in TIMESTEPS]
         lines.append("| " + " | ".join(cells) + " |")

@@ -22,6 +22,7 @@ from .passes import (
     correct_layers,
     output_activations,
     parse_method,
+    per_layer_only,
     strip_output_activation,
 )
 from .passes.check_supported import ACTIVATIONS, POOLS, find_unsupported
@@ -134,7 +135,7 @@ def convert(
         "output_activations": activations,
         "calibration": {
             "method": str(parse_method(method)),
-            "per_channel": bool(per_channel),
+            "per_channel": bool(per_channel) and not per_layer_only(method),
             "corrections": list(corrections),
             "samples": len(x),
             "seed": seed,

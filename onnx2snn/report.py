@@ -43,6 +43,14 @@ class Report:
         return list(self.entries.values())
 
 
+def describe_calibration(calibration: dict, timesteps: int | None = None) -> str:
+    """How an artifact's thresholds were set, from its ``calibration`` metadata, e.g.
+    ``mmse per channel + potential correction, tuned for T=16``."""
+    text = calibration["method"] + (" per channel" if calibration["per_channel"] else " per layer")
+    text += "".join(f" + {c} correction" for c in calibration.get("corrections", []))
+    return text + (f", tuned for T={timesteps}" if timesteps else "")
+
+
 def describe_threshold(theta: np.ndarray) -> str:
     theta = np.asarray(theta)
     if theta.size == 1:

@@ -1,6 +1,6 @@
 """Graph rewrites, one per file, each ``Graph -> Graph`` with its rule in its docstring."""
 
-from .calibrate import activation_nodes, calibrate, parse_method
+from .calibrate import activation_nodes, calibrate, parse_method, per_layer_only
 from .check_supported import check_supported
 from .correct_layers import correct_layers
 from .fold_batchnorm import fold_batchnorm
@@ -36,6 +36,7 @@ __all__ = [
     "name_nodes",
     "output_activations",
     "parse_method",
+    "per_layer_only",
     "relu_to_if",
     "remove_identity",
     "state_names",

@@ -63,6 +63,12 @@ def parse_method(method: str) -> Method:
     raise ConfigError(f"unknown calibration method {method!r}: use one of {', '.join(METHODS)}")
 
 
+def per_layer_only(method: str) -> bool:
+    """The original script's Spike-Norm variant takes one percentile over a whole layer."""
+    m = parse_method(method)
+    return m.name == "spike-norm" and m.percentile is not None
+
+
 def activation_nodes(graph: gs.Graph) -> list[gs.Node]:
     """The nodes that become IF neurons, in graph order."""
     return [n for n in graph.toposort().nodes if n.op in ACTIVATIONS]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from onnx2snn.report import describe_threshold
+from onnx2snn.report import describe_calibration, describe_threshold
 
 from .args import add_data_args, positive_int, preprocessing
 
@@ -104,11 +104,9 @@ class Convert:
         if args.report:
             write_report(snn.metadata["report"], args.report)
         cal = snn.metadata["calibration"]
-        fixes = ", corrections " + "+".join(cal["corrections"]) if cal["corrections"] else ""
         print(
-            f"converted {args.model} -> {path}: {len(snn.layers)} IF layers, method {cal['method']} per "
-            f"{'channel' if cal['per_channel'] else 'layer'}{fixes}, tuned for T={snn.timesteps}, "
-            f"{cal['samples']} calibration samples"
+            f"converted {args.model} -> {path}: {len(snn.layers)} IF layers, thresholds by "
+            f"{describe_calibration(cal, snn.timesteps)}, {cal['samples']} calibration samples"
         )
         for node, theta in snn.thresholds.items():
             print(f"  {node:40s} threshold {describe_threshold(theta)}")

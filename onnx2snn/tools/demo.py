@@ -33,6 +33,7 @@ class Demo:
         import onnx2snn
         from onnx2snn.artifact import write_atomic
         from onnx2snn.demo import MODEL, asset, demo_data
+        from onnx2snn.report import describe_calibration
         from onnx2snn.runtime.evaluate import evaluate
 
         from .eval import plot_reports
@@ -44,9 +45,7 @@ class Demo:
         snn = onnx2snn.convert(asset(MODEL), calibration, **options)
         snn_path = snn.save(out / "snn.onnx")
         cal = snn.metadata["calibration"]
-        how = cal["method"] + (" per channel" if cal["per_channel"] else " per layer")
-        how += "".join(f" + {c} correction" for c in cal["corrections"]) + f", tuned for T={snn.timesteps}"
-        print(f"  {len(snn.layers)} IF layers, thresholds by {how} -> {snn_path}")
+        print(f"  {len(snn.layers)} IF layers, thresholds by {describe_calibration(cal, snn.timesteps)} -> {snn_path}")
         print(f"simulating {len(test)} test images for T = 1..{args.timesteps} in one run ...", flush=True)
         report = evaluate(
             snn,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from onnx2snn.report import describe_threshold
+from onnx2snn.report import describe_calibration, describe_threshold
 
 
 class Inspect:
@@ -39,11 +39,7 @@ class Inspect:
             after = f", then {act['op']}(axis={act['axis']})" if act else ""
             print(f"  output     {name}   decoded: {meta['decode']} over steps{after}")
         print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
-        fixes = "".join(f", {c} correction" for c in cal.get("corrections", []))
-        print(
-            f"  thresholds {cal['method']}{' per channel' if cal['per_channel'] else ' per layer'}{fixes}"
-            f", {cal['samples']} calibration samples"
-        )
+        print(f"  thresholds {describe_calibration(cal)}, {cal['samples']} calibration samples")
         print(f"  timesteps  {meta['timesteps']} (default)")
         print(f"\n  {len(snn.layers)} IF layers (replaced op -> state input / output):")
         thresholds = snn.thresholds

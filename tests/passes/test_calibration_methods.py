@@ -59,6 +59,7 @@ def test_spike_norm_seed_variant_is_mean_of_percentiles():
 def test_spike_norm_seed_variant_is_per_layer(digits_cnn, digits):
     snn = onnx2snn.convert(digits_cnn, digits[0][:100], "spike-norm:seed", per_channel=True, timesteps=4)
     assert all(theta.size == 1 for theta in snn.thresholds.values())
+    assert snn.metadata["calibration"]["per_channel"] is False  # the artifact says what was done
 
 
 def test_mmse_minimizes_quantization_error():

@@ -101,7 +101,7 @@ def test_inspect_lists_layers(files, capsys):
     assert main(["inspect", str(snn)]) == 0
     out = capsys.readouterr().out
     assert "3 IF layers" in out and ".membrane_next" in out and "threshold" in out
-    assert "mmse per channel, potential correction" in out  # the defaults
+    assert "mmse per channel + potential correction" in out  # the defaults
 
 
 def run_cli(*args):

@@ -10,7 +10,10 @@ Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, ba
 - ``onnx2snn-unrolled``: its unrolled form (all T steps in one run, 2 GB budget);
 - ``pytorch eager``: the same network in PyTorch with IF modules, a Python loop over T;
 - ``spikingjelly``: SpikingJelly 2.0's converted network (IFNode, single-step mode, its usual
-  way of simulating a converted ANN), a loop over T.
+  way of simulating a converted ANN), a loop over T;
+- ``spikingjelly-multistep``: the same network with every IFNode in multi-step mode: the input
+  repeated T times along the batch, the layers run once on all T x N samples, each IFNode
+  steps through [T, N, ...] (its outputs equal the single-step loop's).
 Each measurement runs in its own process (peak memory = its max resident set size minus the
 baseline after loading) and reports the best of 3 repetitions. The machine is shared and
 noisy: only ratios within one run mean anything.
@@ -34,7 +37,7 @@ RESULTS = HERE / "results"
 MODELS = ("cnn_bn", "resnet_small")
 TIMESTEPS = (32, 128)
 BATCHES = (64, 1)
-FRAMEWORKS = ("ann", "onnx2snn", "onnx2snn-unrolled", "pytorch", "spikingjelly")
+FRAMEWORKS = ("ann", "onnx2snn", "onnx2snn-unrolled", "pytorch", "spikingjelly", "spikingjelly-multistep")
 REPEAT = 3
 
 
@@ -98,13 +101,23 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
             recipe = ann2snn.RateCodingRecipe(dataloader=calibration, mode="max")
             net = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(load_torch_model(name)).eval()
             xt = torch.tensor(x)
+            if framework == "spikingjelly-multistep":
+                multi_step(net, steps)
+                xt = xt.repeat(steps, *([1] * (xt.dim() - 1)))
 
-            def run():
-                with torch.no_grad():
-                    functional.reset_net(net)
-                    total = 0
-                    for _ in range(steps):
-                        total = total + net(xt)
+                def run():
+                    with torch.no_grad():
+                        functional.reset_net(net)
+                        net(xt).reshape(steps, batch, -1).sum(0)
+
+            else:
+
+                def run():
+                    with torch.no_grad():
+                        functional.reset_net(net)
+                        total = 0
+                        for _ in range(steps):
+                            total = total + net(xt)
 
     base = rss_mb()  # models loaded, nothing run yet
     run()  # warm-up (counted in the peak: the first run allocates the working memory)
@@ -147,6 +160,27 @@ def with_if_neurons(net, snn):
     for parent, key in relus:
         setattr(parent, key, IF(next(thresholds)))
     return net
+
+
+def multi_step(net, steps: int) -> None:
+    """Switch every spiking neuron of ``net`` to multi-step mode; the layers between them see
+    the T steps folded into the batch ([T * N, ...]), each neuron unfolds them ([T, N, ...])."""
+    from spikingjelly.activation_based import neuron
+    from torch import nn
+
+    class MultiStep(nn.Module):
+        def __init__(self, node):
+            super().__init__()
+            node.step_mode = "m"
+            self.node = node
+
+        def forward(self, x):
+            return self.node(x.reshape(steps, -1, *x.shape[1:])).reshape(x.shape)
+
+    for parent in list(net.modules()):
+        for key, child in list(parent.named_children()):
+            if isinstance(child, neuron.BaseNode):
+                setattr(parent, key, MultiStep(child))
 
 
 def reset(net) -> None:

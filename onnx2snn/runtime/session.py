@@ -136,7 +136,8 @@ class SNNSession:
             dims = tuple(n if not isinstance(d, int) else d for d in shape)
             if isinstance(shape[0], int) and shape[0] != n:
                 raise ConfigError(f"model has a static batch of {shape[0]}, got {n} samples")
-            states.append(np.ascontiguousarray(np.broadcast_to(v0, dims), dtype=np.float32))
+            # a fresh buffer: the run writes into it (a view of v0 would overwrite v0 itself)
+            states.append(np.array(np.broadcast_to(v0, dims), dtype=np.float32, copy=True))
         return states
 
     def _steps(self, x: np.ndarray, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:

@@ -87,6 +87,19 @@ def test_time_invariant_prefix_runs_once(digits_cnn, digits):
     assert [n.op_type for n in split.prefix.graph.node] == ["Conv"]
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_runs_repeat_exactly(digits_cnn, digits, batch_size):
+    """A run leaves nothing behind: with batch 1 the initial membranes (per neuron, from
+    potential correction) once aliased the state buffers and the run overwrote them."""
+    snn = onnx2snn.convert(digits_cnn, digits[0], corrections=("potential",))
+    assert all(layer.get("membrane_init") for layer in snn.layers)
+    session = snn.session(providers="cpu", batch_size=batch_size, form="step")
+    x = digits[2][:3]
+    first = session.run(x, 8)
+    np.testing.assert_array_equal(session.run(x, 8), first)
+    np.testing.assert_allclose(snn.session(form="unrolled").run(x, 8), first, atol=1e-5)
+
+
 def test_trailing_softmax_is_applied_after_the_mean():
     rng = np.random.default_rng(4)
     nodes = [

@@ -251,12 +251,15 @@ def unroll(snn: SNNModel, timesteps: int) -> onnx.ModelProto:
 
 
 def batch_for_budget(snn: SNNModel, timesteps: int, max_memory: int) -> int:
-    """Samples per run of the unrolled form so that its largest time-folded tensors stay under
-    ``max_memory`` bytes (a heuristic: four live copies of the largest state)."""
-    largest = 1
+    """Samples per run of the unrolled form so that its time-folded tensors stay under
+    ``max_memory`` bytes. A heuristic, conservative on the reference networks (peak resident
+    memory measured by benchmarks/speed.py): every state's [T, N, ...] sequence twice (a Scan's
+    input current and its spikes) and two more copies of the largest."""
+    sizes = [1]
     for value in snn.proto.graph.input:
+        if value.name == snn.input_name:
+            continue
         dims = value.type.tensor_type.shape.dim[1:]
-        size = int(np.prod([d.dim_value if d.HasField("dim_value") else 1 for d in dims] or [1]))
-        largest = max(largest, size)
-    per_sample = 4 * largest * 4 * timesteps
+        sizes.append(int(np.prod([d.dim_value if d.HasField("dim_value") else 1 for d in dims] or [1])))
+    per_sample = 4 * timesteps * (2 * sum(sizes) + 2 * max(sizes))
     return max(1, int(max_memory // per_sample))

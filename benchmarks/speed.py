@@ -15,7 +15,7 @@ Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, ba
   repeated T times along the batch, the layers run once on all T x N samples, each IFNode
   steps through [T, N, ...] (its outputs equal the single-step loop's).
 The networks are converted once beforehand; each measurement runs in its own process that only
-loads its network (peak memory = its max resident set size minus the baseline after loading)
+loads its network (peak memory = its peak resident set size while running minus its size after loading)
 and reports the best of 3 repetitions. The machine is shared and
 noisy: only ratios within one run mean anything.
 """
@@ -44,8 +44,27 @@ REPEAT = 3
 ARTIFACTS = "ONNX2SNN_SPEED_ARTIFACTS"  # where main() leaves the converted networks for its children
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def start_peak() -> float:
+    """Reset the peak resident set size to the current one (Linux); returns the current size."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_mb("VmRSS")
+    except OSError:  # elsewhere: the lifetime peak, which loading may already have set
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak() -> float:
+    try:
+        return _status_mb("VmHWM")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def images(batch: int) -> np.ndarray:
@@ -131,10 +150,10 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
                         for _ in range(steps):
                             total = total + net(xt)
 
-    base = rss_mb()  # models loaded, nothing run yet
+    base = start_peak()  # models loaded, nothing run yet
     run()  # warm-up (counted in the peak: the first run allocates the working memory)
     best = min(_timed(run) for _ in range(REPEAT))
-    return {"seconds": best, "peak_mb": max(rss_mb() - base, 0.0)}
+    return {"seconds": best, "peak_mb": max(peak() - base, 0.0)}
 
 
 def _timed(fn) -> float:

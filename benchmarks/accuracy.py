@@ -3,6 +3,8 @@
     pip install -r benchmarks/requirements.txt       # the peers, benchmark environment only
     python benchmarks/accuracy.py                    # writes benchmarks/results/calibration.{md,json,png}
     python benchmarks/accuracy.py --models cnn_bn --samples 500 --no-write   # a quicker look
+    python benchmarks/accuracy.py --models cnn_bn --samples 10000 --configs "mmse per-channel + potential" \
+        --peers "SpikingJelly 99.9%" "SpikingJelly 99.9% channel-wise" --tag _full   # the full test set
 
 For each reference ANN (benchmarks/models, trained by train_reference.py) every onnx2snn
 configuration worth reporting and SpikingJelly 2.0's rate-coding converter (its ``max`` and

@@ -58,11 +58,13 @@ class Demo:
             max_memory=args.max_memory << 20,
         )
         print(f"\nFashion-MNIST, {report['samples']} test images, {report['provider']}")
-        print(f"{'':>8}  {'accuracy':>9}  {'agreement':>9}")
-        print(f"{'ANN':>8}  {percent(report['ann']['accuracy']):>9}")
-        for t in [t for t in SHOWN if t <= args.timesteps] + ([args.timesteps] if args.timesteps not in SHOWN else []):
+        shown = [t for t in SHOWN if t <= args.timesteps] + ([args.timesteps] if args.timesteps not in SHOWN else [])
+        width = len(f"SNN T={max(shown)}")
+        print(f"{'':>{width}}  {'accuracy':>9}  {'agreement':>9}")
+        print(f"{'ANN':>{width}}  {percent(report['ann']['accuracy']):>9}")
+        for t in shown:
             row = report["snn"][str(t)]
-            print(f"{'SNN T=' + str(t):>8}  {percent(row['accuracy']):>9}  {percent(row['agreement']):>9}")
+            print(f"{'SNN T=' + str(t):>{width}}  {percent(row['accuracy']):>9}  {percent(row['agreement']):>9}")
         write_atomic(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
         plot_reports(
             {"fashion_mnist_cnn_bn": report},

@@ -82,7 +82,7 @@ def evaluate(
     pred = np.empty((len(steps), len(x)), dtype=np.int64)
     seconds = np.zeros(t_max)
     idx = np.array(steps) - 1
-    bar = _progress(len(x) * t_max, progress)
+    bar = progress_bar(len(x) * t_max, progress)
     start = time.perf_counter()
     for out in session.iter_run(x, t_max, per_step=True, progress=bar.update):
         n = out.decoded.shape[1]
@@ -119,7 +119,7 @@ class _NoBar:
         pass
 
 
-def _progress(total_steps: int, enabled: bool):
+def progress_bar(total_steps: int, enabled: bool):
     if not enabled:
         return _NoBar()
     from tqdm import tqdm

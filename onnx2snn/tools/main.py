@@ -11,9 +11,10 @@ from .convert import Convert
 from .demo import Demo
 from .eval import Eval
 from .inspect import Inspect
+from .run import Run
 from .unroll import Unroll
 
-TOOLS = [Convert(), Eval(), Inspect(), Bench(), Unroll(), Demo()]
+TOOLS = [Convert(), Run(), Eval(), Inspect(), Bench(), Unroll(), Demo()]
 
 EXIT_ERROR = 1  # bad input, unsupported model, failed calibration
 EXIT_INTERNAL = 3  # a bug: please report it

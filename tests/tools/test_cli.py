@@ -217,3 +217,25 @@ def test_bench_reports_speed_and_profile(files, capsys):
     assert {"Conv", "GreaterOrEqual"} <= ops  # the IF body's ops are timed one by one
     assert abs(sum(row["share"] for row in result["profile"]) - 1.0) < 1e-6
     assert "dense limit" in capsys.readouterr().out
+
+
+def test_run_writes_outputs_and_predictions(files, capsys):
+    import onnx2snn
+
+    snn = files / "snn.onnx"
+    assert main(["convert", str(files / "ann.onnx"), "-o", str(snn), "--calibration", str(files / "cal.npz")]) == 0
+    out = files / "out.npz"
+    args = ["run", str(snn), "--data", str(files / "test.npz"), "-o", str(out), "--timesteps", "12", "--limit", "50"]
+    assert main(args + ["--per-step"]) == 0
+    assert "50 samples x 12 steps" in capsys.readouterr().out
+    written = np.load(out)
+    x = np.load(files / "test.npz")["x"][:50]
+    expected = onnx2snn.SNNSession(str(snn)).run(x, 12, per_step=True)
+    np.testing.assert_allclose(written["per_step"], expected, rtol=1e-6)
+    np.testing.assert_array_equal(written["outputs"], expected[-1])
+    np.testing.assert_array_equal(written["predictions"], expected[-1].argmax(-1))
+    # bad input: one line, exit 1, nothing written
+    missing = files / "missing.npz"
+    assert main(["run", str(snn), "--data", str(missing), "-o", str(files / "bad.npz")]) == 1
+    assert "missing.npz" in capsys.readouterr().err
+    assert not (files / "bad.npz").exists()

@@ -22,7 +22,7 @@ from onnx import numpy_helper
 from ..artifact import SNNModel
 from ..errors import ConfigError
 from ..graph import IR_VERSION, default_opset
-from ..neuron import DOMAIN, OP_TYPE
+from ..neuron import ALPHA, DOMAIN, OP_TYPE
 
 PER_STEP = ".per_step"
 
@@ -85,15 +85,15 @@ def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> 
     v_in = gs.Variable(f"{name}.v_in", dtype=np.float32, shape=shape)
     x_in = gs.Variable(f"{name}.x_in", dtype=np.float32, shape=shape)
     v = gs.Variable(f"{name}.v", dtype=np.float32)
-    fired_bool = gs.Variable(f"{name}.fired_bool", dtype=np.bool_)
+    over = gs.Variable(f"{name}.over", dtype=np.float32)
     fired = gs.Variable(f"{name}.fired", dtype=np.float32)
     spikes = gs.Variable(f"{name}.spikes", dtype=np.float32, shape=shape)
     v_out = gs.Variable(f"{name}.v_out", dtype=np.float32, shape=shape)
     threshold = gs.Constant(f"{name}.theta", theta.astype(np.float32))
     nodes = [
         gs.Node("Add", inputs=[v_in, x_in], outputs=[v]),
-        gs.Node("GreaterOrEqual", inputs=[v, threshold], outputs=[fired_bool]),
-        gs.Node("Cast", attrs={"to": onnx.TensorProto.FLOAT}, inputs=[fired_bool], outputs=[fired]),
+        gs.Node("Sub", inputs=[v, threshold], outputs=[over]),  # fired = [v >= theta], as the step form's
+        gs.Node("HardSigmoid", attrs={"alpha": ALPHA, "beta": 1.0}, inputs=[over], outputs=[fired]),
         gs.Node("Mul", inputs=[fired, threshold], outputs=[spikes]),
     ]
     if reset_to_zero:

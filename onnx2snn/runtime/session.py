@@ -21,6 +21,9 @@ from .providers import device_of, resolve_providers
 
 FORMS = ("auto", "step", "unrolled")
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
+# on CPU, batches up to this size run faster unrolled (benchmarks/results/speed.md, batch 1;
+# 4 and 16 measured side by side): per-step session calls dominate small batches
+SMALL_BATCH = 16
 
 
 @dataclass
@@ -48,7 +51,9 @@ class SNNSession:
     input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``profile`` records
     onnxruntime's per-node times of the step model (``profile()``). ``form``: ``step`` (one
     ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
-    ``max_memory`` bytes) or ``auto``: step on CPU, where it measured faster, unrolled on GPUs."""
+    ``max_memory`` bytes) or ``auto``: unrolled on GPUs and, on CPU, for batches of at most
+    ``SMALL_BATCH`` samples (where one run per step costs more than the work in it); step
+    otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed batch)."""
 
     def __init__(
         self,
@@ -103,7 +108,8 @@ class SNNSession:
         if form not in FORMS:
             raise ConfigError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
         if form == "auto":
-            form = "unrolled" if self._device == "cuda" and self.encoding == "direct" else "step"
+            can_unroll = self.encoding == "direct" and self.static_batch is None
+            form = "unrolled" if can_unroll and (self._device == "cuda" or batch_size <= SMALL_BATCH) else "step"
         if form == "unrolled" and self.encoding != "direct":
             raise ConfigError("the unrolled form needs direct encoding")
         self.form = form

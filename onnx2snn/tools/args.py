@@ -44,7 +44,8 @@ def add_provider_args(parser: argparse.ArgumentParser) -> None:
         "--form",
         choices=["auto", "step", "unrolled"],
         default="auto",
-        help="execution form: one run per step, or all steps in one run (auto: step on CPU, unrolled on GPU)",
+        help="execution form: one run per step, or all steps in one run (auto: unrolled on GPU and for "
+        "batches of at most 16 on CPU, else step)",
     )
     parser.add_argument(
         "--max-memory",

@@ -42,7 +42,7 @@ class Bench:
             providers=args.providers,
             batch_size=batch,
             profile=args.profile,
-            form=args.form,
+            form="step" if args.profile and args.form == "auto" else args.form,  # the profile is the step's
             max_memory=args.max_memory << 20,
         )
         ann, ann_input = ann_session(snn.to_ann(), args.providers)
@@ -80,6 +80,8 @@ class Bench:
             f"{result['ms_per_step']:.3f} ms/step"
         )
         print(f"  dense limit   {ann_s:8.3f} s   (T x the ANN alone)   SNN / dense = {result['vs_dense_limit']:.2f}x")
+        if args.profile and session.form != "step":
+            print("  (--profile times the step form's operators; run with --form step to see them)")
         if args.profile and session.form == "step":
             rows = session.profile()
             result["profile"] = rows

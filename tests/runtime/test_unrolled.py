@@ -78,3 +78,19 @@ def test_unrolled_form_refuses_poisson_and_static_batch(digits):
     assert snn.session().form == "step"
     with pytest.raises(onnx2snn.ConfigError, match="direct encoding"):
         unroll(snn, 4)
+
+
+def test_auto_form_unrolls_small_batches_where_it_can():
+    from tests.helpers import mlp
+
+    x = np.random.default_rng(2).normal(size=(10, 8)).astype(np.float32)
+    snn = onnx2snn.convert(mlp(), x)
+    assert snn.session(batch_size=1).form == "unrolled"  # per-step calls would dominate
+    assert snn.session(batch_size=256).form == "step"
+    np.testing.assert_allclose(snn.session(batch_size=1).run(x, 16), snn.session().run(x, 16), atol=1e-5)
+    fixed = mlp()
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    fixed.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 1
+    assert onnx2snn.convert(fixed, x).session(batch_size=1).form == "step"  # the unrolled form needs a free batch
+    poisson = onnx2snn.convert(mlp(), np.abs(x) / np.abs(x).max(), encoding="poisson")
+    assert poisson.session(batch_size=1).form == "step"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ def _session(model, providers: list[str], threads: int | None, profile: bool = F
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.enable_profiling = profile
+    if profile:  # into the temporary folder, never the user's working directory
+        options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "onnx2snn_profile")
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
@@ -113,6 +116,9 @@ class SNNSession:
         if form == "unrolled" and self.encoding != "direct":
             raise ConfigError("the unrolled form needs direct encoding")
         self.form = form
+        self._profiling = profile and form == "step" and self._step is not None
+        if profile and not self._profiling and self._step is not None:  # only the step form is profiled
+            os.remove(self._step.end_profiling())  # no stray profile file left behind
         self.max_memory = max_memory
         self._providers, self._threads = chosen, threads
         self._unrolled: dict[int, ort.InferenceSession] = {}
@@ -125,8 +131,9 @@ class SNNSession:
         """Time of the step model by operator type since the session began (``profile=True``)."""
         from .profile import summarize
 
-        if self._step is None:
+        if not self._profiling:
             return []
+        self._profiling = False
         return summarize(self._step.end_profiling())
 
     @property

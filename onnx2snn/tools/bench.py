@@ -41,7 +41,7 @@ class Bench:
             snn,
             providers=args.providers,
             batch_size=batch,
-            profile=args.profile,
+            profile=args.profile,  # of the step form only
             form="step" if args.profile and args.form == "auto" else args.form,  # the profile is the step's
             max_memory=args.max_memory << 20,
         )

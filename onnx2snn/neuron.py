@@ -58,10 +58,11 @@ def initial_membrane(
 ALPHA = float(np.finfo(np.float32).max)
 
 
-def _body(reset: str | None) -> list[onnx.NodeProto]:
+def body_nodes(reset: str | None) -> list[onnx.NodeProto]:
     """Nodes of the function body. ``reset=None`` reads the node's attribute (the generic
     body kept in artifacts: plain comparison and cast, portable to any runtime); "subtract"
-    or "zero" gives the shorter body for one mode, which sessions swap in."""
+    or "zero" gives the shorter body for one mode, which sessions swap in (and the unrolled
+    form scans). Formal names: inputs x, membrane, threshold; outputs spikes, membrane_next."""
     n = helper.make_node
     if reset is not None:
         nodes = [
@@ -110,7 +111,7 @@ def if_function(opset: int, reset: str | None = None) -> onnx.FunctionProto:
         OP_TYPE,
         inputs=["x", "membrane", "threshold"],
         outputs=["spikes", "membrane_next"],
-        nodes=_body(reset),
+        nodes=body_nodes(reset),
         opset_imports=[helper.make_opsetid("", opset)],
         attributes=[],
         doc_string=__doc__.split("\n\n")[1] if __doc__ else "",

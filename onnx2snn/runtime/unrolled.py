@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from ..artifact import SNNModel
 from ..errors import ConfigError
 from ..graph import IR_VERSION, default_opset
-from ..neuron import ALPHA, DOMAIN, OP_TYPE
+from ..neuron import DOMAIN, OP_TYPE, body_nodes
 
 PER_STEP = ".per_step"
 
@@ -82,26 +82,27 @@ class _Builder:
 
 
 def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> gs.Graph:
-    v_in = gs.Variable(f"{name}.v_in", dtype=np.float32, shape=shape)
-    x_in = gs.Variable(f"{name}.x_in", dtype=np.float32, shape=shape)
-    v = gs.Variable(f"{name}.v", dtype=np.float32)
-    over = gs.Variable(f"{name}.over", dtype=np.float32)
-    fired = gs.Variable(f"{name}.fired", dtype=np.float32)
-    spikes = gs.Variable(f"{name}.spikes", dtype=np.float32, shape=shape)
-    v_out = gs.Variable(f"{name}.v_out", dtype=np.float32, shape=shape)
-    threshold = gs.Constant(f"{name}.theta", theta.astype(np.float32))
-    nodes = [
-        gs.Node("Add", inputs=[v_in, x_in], outputs=[v]),
-        gs.Node("Sub", inputs=[v, threshold], outputs=[over]),  # fired = [v >= theta], as the step form's
-        gs.Node("HardSigmoid", attrs={"alpha": ALPHA, "beta": 1.0}, inputs=[over], outputs=[fired]),
-        gs.Node("Mul", inputs=[fired, threshold], outputs=[spikes]),
-    ]
-    if reset_to_zero:
-        kept = gs.Variable(f"{name}.v_fired", dtype=np.float32)
-        nodes += [gs.Node("Mul", inputs=[v, fired], outputs=[kept]), gs.Node("Sub", inputs=[v, kept], outputs=[v_out])]
-    else:
-        nodes.append(gs.Node("Sub", inputs=[v, spikes], outputs=[v_out]))  # reset by subtraction
-    return gs.Graph(nodes=nodes, inputs=[v_in, x_in], outputs=[v_out, spikes], name=f"{name}.step")
+    """The Scan body of one IF layer: the neuron's own step (neuron.body_nodes, as the step form
+    runs it), its names prefixed with the layer's and its threshold a constant."""
+    nodes = []
+    for proto in body_nodes("zero" if reset_to_zero else "subtract"):
+        node = onnx.NodeProto()
+        node.CopyFrom(proto)
+        node.input[:] = [f"{name}.{t}" for t in proto.input]
+        node.output[:] = [f"{name}.{t}" for t in proto.output]
+        nodes.append(node)
+
+    def value(t: str) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(f"{name}.{t}", onnx.TensorProto.FLOAT, shape)
+
+    body = helper.make_graph(
+        nodes,
+        f"{name}.step",
+        inputs=[value("membrane"), value("x")],
+        outputs=[value("membrane_next"), value("spikes")],
+        initializer=[numpy_helper.from_array(theta.astype(np.float32), f"{name}.threshold")],
+    )
+    return gs.import_onnx(helper.make_model(body))
 
 
 def unroll(snn: SNNModel, timesteps: int) -> onnx.ModelProto:

@@ -42,6 +42,18 @@ def run_ann(
     return np.concatenate(outs)
 
 
+def model_inputs(snn: SNNModel, data: Dataset, limit: int | None = None) -> tuple[Dataset, np.ndarray]:
+    """The first ``limit`` samples of ``data`` (all by default), and their inputs checked
+    against the artifact's input (DataError naming the source when empty or mismatched)."""
+    if limit is not None:
+        if limit <= 0:
+            raise ConfigError(f"limit must be positive, got {limit}")
+        data = data.head(limit)
+    if len(data) == 0:
+        raise DataError(f"{data.source}: no samples")
+    return data, check_input(data.x, snn.input_shape, snn.input_name, data.source)
+
+
 def evaluate(
     snn: SNNModel | str | os.PathLike,
     data: Dataset,
@@ -65,13 +77,7 @@ def evaluate(
     if not steps or steps[0] <= 0:
         raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
     snn = snn if isinstance(snn, SNNModel) else load(snn)
-    if limit is not None:
-        if limit <= 0:
-            raise ConfigError(f"limit must be positive, got {limit}")
-        data = data.head(limit)
-    if len(data) == 0:
-        raise DataError(f"{data.source}: no samples")
-    x = check_input(data.x, snn.input_shape, snn.input_name, data.source)
+    data, x = model_inputs(snn, data, limit)
     ann_model = load_onnx(ann) if ann is not None else snn.to_ann()
     ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
 

@@ -32,17 +32,11 @@ class Run:
 
         import onnx2snn
         from onnx2snn.artifact import write_atomic
-        from onnx2snn.data import check_input
-        from onnx2snn.errors import DataError
-        from onnx2snn.runtime.evaluate import progress_bar
+        from onnx2snn.runtime.evaluate import model_inputs, progress_bar
 
         snn = onnx2snn.load(args.model)
         data = onnx2snn.load_data(args.data, preprocessing=preprocessing(args, snn.metadata.get("preprocessing")))
-        if args.limit is not None:
-            data = data.head(args.limit)
-        if len(data) == 0:
-            raise DataError(f"{data.source}: no samples")
-        x = check_input(data.x, snn.input_shape, snn.input_name, data.source)
+        data, x = model_inputs(snn, data, args.limit)
         steps = args.timesteps or snn.timesteps
         session = snn.session(
             providers=args.providers,

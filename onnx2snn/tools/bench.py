@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from .args import add_provider_args, positive_int
 
@@ -28,7 +27,7 @@ class Bench:
 
         import onnx2snn
         from onnx2snn.artifact import write_atomic
-        from onnx2snn.runtime.evaluate import ann_session
+        from onnx2snn.runtime.profile import time_against_dense
 
         snn = onnx2snn.load(args.model)
         batch = args.batch_size
@@ -41,39 +40,18 @@ class Bench:
             snn,
             providers=args.providers,
             batch_size=batch,
-            profile=args.profile,  # of the step form only
-            form="step" if args.profile and args.form == "auto" else args.form,  # the profile is the step's
+            profile=args.profile,
+            form="step" if args.profile and args.form == "auto" else args.form,  # only the step form is profiled
             max_memory=args.max_memory << 20,
         )
-        ann, ann_input = ann_session(snn.to_ann(), args.providers)
-
-        def best(fn) -> float:
-            fn()  # warm-up
-            times = []
-            for _ in range(args.repeat):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return min(times)
-
         steps = args.timesteps
-        snn_s = best(lambda: session.run(x, steps))
-
-        def dense() -> None:  # T passes, timed as a whole like the T steps (one pass alone is too noisy)
-            for _ in range(steps):
-                ann.run(None, {ann_input: x})
-
-        ann_s = best(dense)
         result = {
             "provider": session.provider,
             "batch": len(x),
             "timesteps": steps,
-            "snn_seconds": snn_s,
-            "images_per_s": len(x) / snn_s,
-            "ms_per_step": 1000 * snn_s / steps,
-            "dense_limit_seconds": ann_s,
-            "vs_dense_limit": snn_s / ann_s,
+            **time_against_dense(session, x, steps, args.repeat, args.providers),
         }
+        snn_s, ann_s = result["snn_seconds"], result["dense_limit_seconds"]
         print(f"{len(x)} inputs x {steps} steps on {session.provider}, {session.form} form")
         print(
             f"  SNN           {snn_s:8.3f} s   {result['images_per_s']:9.1f} images/s   "
@@ -82,7 +60,7 @@ class Bench:
         print(f"  dense limit   {ann_s:8.3f} s   (T x the ANN alone)   SNN / dense = {result['vs_dense_limit']:.2f}x")
         if args.profile and session.form != "step":
             print("  (--profile times the step form's operators; run with --form step to see them)")
-        if args.profile and session.form == "step":
+        elif args.profile:
             rows = session.profile()
             result["profile"] = rows
             print("  where a step's time goes (onnxruntime profile):")

@@ -29,7 +29,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -150,16 +149,11 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
                         for _ in range(steps):
                             total = total + net(xt)
 
+    from onnx2snn.runtime.profile import best_time
+
     base = start_peak()  # models loaded, nothing run yet
-    run()  # warm-up (counted in the peak: the first run allocates the working memory)
-    best = min(_timed(run) for _ in range(REPEAT))
+    best = best_time(run, REPEAT)  # its warm-up counts in the peak: the first run allocates the working memory
     return {"seconds": best, "peak_mb": max(peak() - base, 0.0)}
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def with_if_neurons(net, snn):

@@ -16,16 +16,18 @@ from ..artifact import SNNModel, load, load_onnx
 from ..data import Dataset, check_input
 from ..errors import ConfigError, DataError
 from .batching import chunks
-from .providers import resolve_providers
+from .providers import resolve_providers, session_options
 from .session import SNNSession
 
 
 def ann_session(
-    model: onnx.ModelProto, providers: str | Sequence[str] | None = None
+    model: onnx.ModelProto,
+    providers: str | Sequence[str] | None = None,
+    batch_size: int = 256,
+    spin: bool | None = None,
 ) -> tuple[ort.InferenceSession, str]:
-    """An onnxruntime session of an ANN, and its input's name."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+    """An onnxruntime session of an ANN for batches of ``batch_size``, and its input's name."""
+    options = session_options(batch_size, spin=spin)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=resolve_providers(providers))
     return session, session.get_inputs()[0].name
 
@@ -34,7 +36,7 @@ def run_ann(
     model: onnx.ModelProto, x: np.ndarray, batch_size: int = 256, providers: str | Sequence[str] | None = None
 ) -> np.ndarray:
     """The ANN's first output on ``x``, batch by batch."""
-    session, _ = ann_session(model, providers)
+    session, _ = ann_session(model, providers, batch_size)
     inp = session.get_inputs()[0]
     shape = [d if isinstance(d, int) else None for d in inp.shape]
     x = check_input(x, shape, inp.name)
@@ -67,12 +69,15 @@ def evaluate(
     seed: int = 0,
     form: str = "auto",
     max_memory: int = 2 << 30,
+    threads: int | None = None,
+    spin: bool | None = None,
 ) -> dict[str, Any]:
     """ANN accuracy, and for each T the SNN's accuracy and top-1 agreement with the ANN.
 
     Returns ``{"ann": {"accuracy"}, "snn": {"<T>": {"accuracy", "agreement", "seconds"}},
     "samples", "provider"}``; accuracies are None without labels. ``ann`` defaults to the
-    ANN rebuilt from the artifact (its neurons back to ReLUs)."""
+    ANN rebuilt from the artifact (its neurons back to ReLUs). The remaining arguments are
+    SNNSession's."""
     steps = sorted({int(t) for t in timesteps})
     if not steps or steps[0] <= 0:
         raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
@@ -82,7 +87,15 @@ def evaluate(
     ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
 
     session = SNNSession(
-        snn, providers=providers, batch_size=batch_size, encoding=encoding, seed=seed, form=form, max_memory=max_memory
+        snn,
+        providers=providers,
+        batch_size=batch_size,
+        encoding=encoding,
+        seed=seed,
+        form=form,
+        max_memory=max_memory,
+        threads=threads,
+        spin=spin,
     )
     t_max = steps[-1]
     pred = np.empty((len(steps), len(x)), dtype=np.int64)

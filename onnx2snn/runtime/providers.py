@@ -10,6 +10,10 @@ import contextlib
 import functools
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 from ..errors import ConfigError
 
@@ -74,6 +78,34 @@ def resolve_providers(requested: str | Sequence[str] | None = None) -> list[str]
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
     return chosen
+
+
+# onnxruntime's worker threads spin between operators by default. On the 2-core CPU of
+# benchmarks/speed.py that cost the step form 10-50% at batches of 16 and 64 (the many small
+# elementwise operators of the neurons leave the spinning thread fighting the main one for a
+# core) and helped only at batch 1 (measured side by side, both forms and the ANN).
+SPIN_MAX_BATCH = 4
+
+
+def session_options(
+    batch_size: int, threads: int | None = None, spin: bool | None = None, profile_prefix: str | None = None
+) -> ort.SessionOptions:
+    """onnxruntime options for sessions running batches of ``batch_size``: ``threads``
+    intra-op threads (onnxruntime's choice when None), spinning between operators only for
+    batches up to SPIN_MAX_BATCH unless ``spin`` says otherwise, profiling into files starting
+    with ``profile_prefix`` when given."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    spin = batch_size <= SPIN_MAX_BATCH if spin is None else spin
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return options
 
 
 def device_of(provider: str) -> str:

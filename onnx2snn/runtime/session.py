@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -18,7 +19,7 @@ from ..errors import ConfigError, DataError
 from .batching import chunks
 from .decode import apply_activation
 from .forms import specialize_neuron, split_time_invariant
-from .providers import device_of, resolve_providers
+from .providers import device_of, resolve_providers, session_options
 
 FORMS = ("auto", "step", "unrolled")
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
@@ -37,14 +38,7 @@ class StepOutputs:
     seconds: np.ndarray  # [T]
 
 
-def _session(model, providers: list[str], threads: int | None, profile: bool = False) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.enable_profiling = profile
-    if profile:  # into the temporary folder, never the user's working directory
-        options.profile_file_prefix = os.path.join(tempfile.gettempdir(), "onnx2snn_profile")
-    if threads:
-        options.intra_op_num_threads = threads
+def _session(model, providers: list[str], options: ort.SessionOptions) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
 
 
@@ -56,7 +50,9 @@ class SNNSession:
     ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
     ``max_memory`` bytes) or ``auto``: unrolled on GPUs and, on CPU, for batches of at most
     ``SMALL_BATCH`` samples (where one run per step costs more than the work in it); step
-    otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed batch)."""
+    otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed batch).
+    ``threads``: onnxruntime's intra-op threads; ``spin``: whether they spin between operators
+    (None: only for batches of at most ``providers.SPIN_MAX_BATCH``)."""
 
     def __init__(
         self,
@@ -69,6 +65,7 @@ class SNNSession:
         profile: bool = False,
         form: str = "auto",
         max_memory: int = DEFAULT_MAX_MEMORY,
+        spin: bool | None = None,
     ):
         self.model = model if isinstance(model, SNNModel) else load(model)
         if batch_size <= 0:
@@ -102,8 +99,11 @@ class SNNSession:
         split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs)
         chosen = resolve_providers(providers)
         # a network truncated before its first neuron (as calibration builds them) has no step part
-        self._step = _session(split.step, chosen, threads, profile) if split.step.graph.node else None
-        self._prefix = _session(split.prefix, chosen, threads) if split.prefix is not None else None
+        self._options = functools.partial(session_options, batch_size, threads, spin)
+        # profiles go to the temporary folder, never the user's working directory
+        profiled = self._options(os.path.join(tempfile.gettempdir(), "onnx2snn_profile") if profile else None)
+        self._step = _session(split.step, chosen, profiled) if split.step.graph.node else None
+        self._prefix = _session(split.prefix, chosen, self._options()) if split.prefix is not None else None
         self._boundary = split.boundary
         self._constant = split.constant_outputs
         self.provider: str = (self._step or self._prefix).get_providers()[0]
@@ -120,7 +120,7 @@ class SNNSession:
         if profile and not self._profiling and self._step is not None:  # only the step form is profiled
             os.remove(self._step.end_profiling())  # no stray profile file left behind
         self.max_memory = max_memory
-        self._providers, self._threads = chosen, threads
+        self._providers = chosen
         self._unrolled: dict[int, ort.InferenceSession] = {}
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
         self._state_shapes = [step_inputs[name] for name, _, _ in self._states]
@@ -255,7 +255,7 @@ class SNNSession:
         from .unrolled import PER_STEP, batch_for_budget, unroll
 
         if timesteps not in self._unrolled:
-            self._unrolled[timesteps] = _session(unroll(self.model, timesteps), self._providers, self._threads)
+            self._unrolled[timesteps] = _session(unroll(self.model, timesteps), self._providers, self._options())
         session = self._unrolled[timesteps]
         size = min(self.batch_size, batch_for_budget(self.model, timesteps, self.max_memory))
         activation = self._activations.get(head)

@@ -54,6 +54,25 @@ def add_provider_args(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="memory budget of the unrolled form; batches are split to stay under it (2048)",
     )
+    parser.add_argument("--threads", type=positive_int, default=None, help="onnxruntime's intra-op threads")
+    parser.add_argument(
+        "--spin",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="let onnxruntime's threads spin between operators (auto: only for batches of at most 4)",
+    )
+
+
+def session_args(args: argparse.Namespace) -> dict:
+    """SNNSession's keyword arguments from the flags of add_provider_args."""
+    return {
+        "providers": args.providers,
+        "batch_size": args.batch_size,
+        "form": args.form,
+        "max_memory": args.max_memory << 20,
+        "threads": args.threads,
+        "spin": {"auto": None, "on": True, "off": False}[args.spin],
+    }
 
 
 DATA_HELP = (

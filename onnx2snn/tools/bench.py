@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .args import add_provider_args, positive_int
+from .args import add_provider_args, positive_int, session_args
 
 
 class Bench:
@@ -36,14 +36,10 @@ class Bench:
         else:
             shape = [batch if d is None else d for d in snn.input_shape]
             x = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
-        session = onnx2snn.SNNSession(
-            snn,
-            providers=args.providers,
-            batch_size=batch,
-            profile=args.profile,
-            form="step" if args.profile and args.form == "auto" else args.form,  # only the step form is profiled
-            max_memory=args.max_memory << 20,
-        )
+        options = session_args(args)
+        if args.profile and args.form == "auto":
+            options["form"] = "step"  # only the step form is profiled
+        session = onnx2snn.SNNSession(snn, profile=args.profile, **options)
         steps = args.timesteps
         result = {
             "provider": session.provider,

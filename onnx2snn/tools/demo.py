@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .args import add_provider_args, add_quiet_arg, positive_int
+from .args import add_provider_args, add_quiet_arg, positive_int, session_args
 from .format import percent
 
 SHOWN = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -51,11 +51,8 @@ class Demo:
             snn,
             test,
             range(1, args.timesteps + 1),
-            batch_size=args.batch_size,
-            providers=args.providers,
             progress=not args.quiet and sys.stderr.isatty(),
-            form=args.form,
-            max_memory=args.max_memory << 20,
+            **session_args(args),
         )
         print(f"\nFashion-MNIST, {report['samples']} test images, {report['provider']}")
         shown = [t for t in SHOWN if t <= args.timesteps] + ([args.timesteps] if args.timesteps not in SHOWN else [])

@@ -7,7 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from .args import add_data_args, add_provider_args, add_quiet_arg, positive_int, preprocessing, timesteps_list
+from .args import (
+    add_data_args,
+    add_provider_args,
+    add_quiet_arg,
+    positive_int,
+    preprocessing,
+    session_args,
+    timesteps_list,
+)
 from .format import percent
 
 
@@ -62,13 +70,10 @@ class Eval:
                 args.timesteps,
                 ann=args.ann,
                 limit=args.limit,
-                batch_size=args.batch_size,
-                providers=args.providers,
                 progress=not args.quiet and sys.stderr.isatty(),
                 encoding=args.encoding,
                 seed=args.seed,
-                form=args.form,
-                max_memory=args.max_memory << 20,
+                **session_args(args),
             )
             print_report(report, title=path if len(snns) > 1 else None)
             reports[path] = report

@@ -6,7 +6,7 @@ import argparse
 import io
 import sys
 
-from .args import add_data_args, add_provider_args, add_quiet_arg, positive_int, preprocessing
+from .args import add_data_args, add_provider_args, add_quiet_arg, positive_int, preprocessing, session_args
 from .format import percent
 
 
@@ -39,11 +39,8 @@ class Run:
         data, x = model_inputs(snn, data, args.limit)
         steps = args.timesteps or snn.timesteps
         session = snn.session(
-            providers=args.providers,
-            batch_size=args.batch_size,
+            **session_args(args),
             seed=args.seed,
-            form=args.form,
-            max_memory=args.max_memory << 20,
         )
         bar = progress_bar(len(x) * steps, not args.quiet and sys.stderr.isatty())
         parts = list(session.iter_run(x, steps, per_step=args.per_step, progress=bar.update))

@@ -155,3 +155,18 @@ def test_provider_is_reported():
     assert session.provider == "CPUExecutionProvider"
     with pytest.raises(onnx2snn.ConfigError, match="unknown execution provider"):
         onnx2snn.convert(mlp(), np.ones((4, 8), np.float32)).session(providers="tpu")
+
+
+def test_threads_spin_only_for_small_batches(digits_cnn, digits):
+    from onnx2snn.runtime.providers import SPIN_MAX_BATCH, session_options
+
+    def spins(options: ort.SessionOptions) -> str:
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spins(session_options(1)) == "1"
+    assert spins(session_options(SPIN_MAX_BATCH + 1)) == "0"
+    assert spins(session_options(64, spin=True)) == "1"
+    # either setting computes the same numbers
+    x = digits[2][:8]
+    snn = onnx2snn.convert(digits_cnn, digits[0][:64])
+    np.testing.assert_array_equal(snn.session(spin=True).run(x, 6), snn.session(spin=False).run(x, 6))

@@ -16,6 +16,7 @@ from .errors import (  # noqa: E402
 from .export import from_torch  # noqa: E402
 from .neuron import if_step  # noqa: E402
 from .runtime import SNNSession  # noqa: E402
+from .runtime.activity import activity  # noqa: E402
 
 __all__ = [
     "CalibrationError",
@@ -29,6 +30,7 @@ __all__ = [
     "SNNModel",
     "SNNSession",
     "__version__",
+    "activity",
     "analyze",
     "convert",
     "from_torch",

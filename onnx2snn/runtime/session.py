@@ -52,7 +52,8 @@ class SNNSession:
     ``SMALL_BATCH`` samples (where one run per step costs more than the work in it); step
     otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed batch).
     ``threads``: onnxruntime's intra-op threads; ``spin``: whether they spin between operators
-    (None: only for batches of at most ``providers.SPIN_MAX_BATCH``)."""
+    (None: only for batches of at most ``providers.SPIN_MAX_BATCH``). ``record``: more tensors
+    of the step model that ``iter_steps`` returns every step (the step form only)."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class SNNSession:
         form: str = "auto",
         max_memory: int = DEFAULT_MAX_MEMORY,
         spin: bool | None = None,
+        record: Sequence[str] = (),
     ):
         self.model = model if isinstance(model, SNNModel) else load(model)
         if batch_size <= 0:
@@ -96,7 +98,8 @@ class SNNSession:
         varying = [name for name, _, _ in self._states]
         if self.encoding == "poisson":
             varying.append(self.model.input_name)
-        split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs)
+        self._record = list(record)
+        split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._record)
         chosen = resolve_providers(providers)
         # a network truncated before its first neuron (as calibration builds them) has no step part
         self._options = functools.partial(session_options, batch_size, threads, spin)
@@ -125,7 +128,7 @@ class SNNSession:
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
         self._state_shapes = [step_inputs[name] for name, _, _ in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
-        self._read = [o.name for o in step_outputs if o.name in self._outputs]
+        self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
 
     def profile(self) -> list[dict]:
         """Time of the step model by operator type since the session began (``profile=True``)."""

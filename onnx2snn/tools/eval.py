@@ -52,13 +52,20 @@ class Eval:
             "--encoding", choices=["direct", "poisson"], default=None, help="input encoding (default: the artifact's)"
         )
         parser.add_argument("--seed", type=int, default=0, help="seed of Poisson input (0)")
+        parser.add_argument(
+            "--activity",
+            action="store_true",
+            help="also firing rates per layer and synaptic operations vs the ANN's MACs, at the largest T "
+            "(one more run, step form)",
+        )
         add_provider_args(parser)
         add_quiet_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
         from onnx2snn.artifact import write_atomic
-        from onnx2snn.runtime.evaluate import evaluate
+        from onnx2snn.runtime.activity import activity, format_activity
+        from onnx2snn.runtime.evaluate import evaluate, model_inputs, progress_bar
 
         snns = [onnx2snn.load(path) for path in args.models]  # every model is checked before any work
         reports = {}
@@ -76,6 +83,15 @@ class Eval:
                 **session_args(args),
             )
             print_report(report, title=path if len(snns) > 1 else None)
+            if args.activity:
+                _, x = model_inputs(snn, data, args.limit)
+                bar = progress_bar(len(x) * max(args.timesteps), not args.quiet and sys.stderr.isatty())
+                options = {k: v for k, v in session_args(args).items() if k not in ("form", "max_memory")}
+                report["activity"] = activity(
+                    snn, x, max(args.timesteps), progress=bar.update, encoding=args.encoding, seed=args.seed, **options
+                )
+                bar.close()
+                print(format_activity(report["activity"]))
             reports[path] = report
         if args.json:
             payload = next(iter(reports.values())) if len(reports) == 1 else reports

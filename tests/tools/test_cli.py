@@ -239,3 +239,19 @@ def test_run_writes_outputs_and_predictions(files, capsys):
     assert main(["run", str(snn), "--data", str(missing), "-o", str(files / "bad.npz")]) == 1
     assert "missing.npz" in capsys.readouterr().err
     assert not (files / "bad.npz").exists()
+
+
+def test_eval_reports_activity(files, digits_cnn, digits, capsys):
+    import onnx2snn
+
+    snn = files / "snn.onnx"
+    onnx2snn.convert(digits_cnn, digits[0][:100]).save(snn)
+    out = files / "report.json"
+    args = ["eval", str(snn), "--data", str(files / "test.npz"), "--limit", "40", "--timesteps", "4,12"]
+    assert main(args + ["--activity", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "activity over 12 steps, 40 samples" in text and "MACs" in text
+    activity = json.loads(out.read_text())["activity"]
+    assert activity["timesteps"] == 12 and activity["samples"] == 40
+    assert len(activity["layers"]) == 3 and all(0 <= layer["rate"] <= 1 for layer in activity["layers"])
+    assert activity["snn_ops"] > 0 and activity["ann_macs"] > 0

@@ -1,0 +1,174 @@
+"""How much an SNN computes: firing rates and synaptic operations.
+
+Per IF layer: its firing rate (spikes per neuron per step) and the share of its neurons that
+never fired. Per weighted layer (Conv, ConvTranspose, Gemm, MatMul with a weight initializer):
+the ANN does all its multiply-accumulates (MACs) once per sample; the SNN, at every step, one
+synaptic operation (SOP, an accumulate) for each synapse that a nonzero input reaches:
+``nonzero inputs x MACs / inputs``. A weighted layer no neuron reaches (the first layer under
+direct encoding) runs once per sample and counts its MACs once. The ratio of the SNN's
+operations over T steps to the ANN's MACs is the usual first estimate of what the SNN saves on
+hardware where an accumulate costs less than a multiply-accumulate and silence costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from onnx import numpy_helper
+
+from ..artifact import SNNModel, load
+from ..data import check_input
+from ..errors import ConfigError
+from ..neuron import DOMAIN, OP_TYPE
+from .session import SNNSession
+
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _shapes(snn: SNNModel) -> dict[str, list]:
+    graph = snn.proto.graph
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+        for v in [*graph.value_info, *graph.input, *graph.output]
+    }
+
+
+def _macs(node, weight: np.ndarray, shapes: dict[str, list]) -> int | None:
+    """Multiply-accumulates of one weighted node for one sample (None when a shape is unknown)."""
+    inp, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+    if inp is None or out is None or None in inp[1:] or None in out[1:]:
+        return None
+    if node.op_type == "Conv":  # each output: Cin/groups x kernel products
+        return int(np.prod(out[1:]) * np.prod(weight.shape[1:]))
+    if node.op_type == "ConvTranspose":  # each input: Cout/groups x kernel products
+        return int(np.prod(inp[1:]) * np.prod(weight.shape[1:]))
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return int(np.prod(out[1:]) * weight.shape[trans_b])  # x its input features
+    return int(np.prod(out[1:]) * weight.shape[-2])  # MatMul
+
+
+def activity(
+    snn: SNNModel | str | os.PathLike,
+    x: np.ndarray,
+    timesteps: int | None = None,
+    batch_size: int = 256,
+    providers: str | Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,  # called with n after each step of a batch of n
+    **session_kwargs: Any,
+) -> dict[str, Any]:
+    """Firing rates and synaptic operations of ``snn`` on ``x`` over ``timesteps`` steps.
+
+    Returns ``{"samples", "timesteps", "rate", "layers": [{"node", "neurons", "rate",
+    "silent"}], "synapses": [{"node", "op", "macs", "sops", "once"}], "ann_macs", "snn_ops",
+    "ops_ratio"}``: ``neurons`` per sample; ``rate`` spikes per neuron per step (``rate`` at the
+    top: over all neurons); ``silent`` the share of neurons that never fired; ``macs`` the ANN's
+    per sample; ``sops`` the SNN's per sample over all T steps (its MACs when ``once``);
+    ``snn_ops`` their sum and ``ops_ratio`` = snn_ops / ann_macs. More keyword arguments go to
+    SNNSession (always the step form: it is the one that shows each step's spikes)."""
+    snn = snn if isinstance(snn, SNNModel) else load(snn)
+    graph = snn.proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    shapes = _shapes(snn)
+    neurons = {layer["node"] for layer in snn.layers}
+    spikes = {n.name: n.output[0] for n in graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE}
+    if not spikes:
+        raise ConfigError("the model has no IF neurons: nothing fires")
+
+    varying = {layer["membrane"] for layer in snn.layers}
+    if session_kwargs.get("encoding", snn.metadata.get("encoding", "direct")) == "poisson":
+        varying.add(snn.input_name)
+    for node in graph.node:  # in topological order, as artifacts are written
+        if any(t in varying for t in node.input):
+            varying.update(node.output)
+    weighted = []
+    for node in graph.node:
+        if node.op_type in WEIGHTED and len(node.input) > 1 and node.input[1] in inits:
+            macs = _macs(node, numpy_helper.to_array(inits[node.input[1]]), shapes)
+            if macs is not None:
+                weighted.append((node, macs, node.input[0] in varying))
+
+    record = [spikes[n] for n in spikes if n in neurons] + [n.input[0] for n, _, v in weighted if v]
+    session = SNNSession(
+        snn, providers=providers, batch_size=batch_size, **{**session_kwargs, "form": "step", "record": record}
+    )
+    steps = snn.timesteps if timesteps is None else timesteps
+    x = check_input(x, snn.input_shape, snn.input_name)
+    fired = {name: 0 for name in spikes}
+    silent = {name: 0 for name in spikes}
+    nonzero = {node.name: 0.0 for node, _, v in weighted if v}
+    ever: dict[str, np.ndarray] = {}
+    for _, n, t, values in session.iter_steps(x, steps):
+        for name, tensor in spikes.items():
+            on = values[tensor] > 0  # spikes carry the (positive) threshold as amplitude
+            fired[name] += int(np.count_nonzero(on))
+            ever[name] = on if t == 0 else ever[name] | on
+            if t == steps - 1:
+                silent[name] += int(ever[name].size - np.count_nonzero(ever[name]))
+        for node, _, v in weighted:
+            if v:
+                value = values[node.input[0]]
+                nonzero[node.name] += np.count_nonzero(value) / (value.size / n)
+        if progress:
+            progress(n)
+
+    samples = len(x)
+    layers = []
+    for name in spikes:
+        size = int(np.prod(shapes[spikes[name]][1:]))
+        layers.append(
+            {
+                "node": name,
+                "neurons": size,
+                "rate": fired[name] / (samples * size * steps),
+                "silent": silent[name] / (samples * size),
+            }
+        )
+    synapses = [
+        {
+            "node": node.name,
+            "op": node.op_type,
+            "macs": macs,
+            "sops": macs * nonzero[node.name] / samples if v else macs,
+            "once": not v,
+        }
+        for node, macs, v in weighted
+    ]
+    total_neurons = sum(layer["neurons"] for layer in layers)
+    ann_macs = sum(s["macs"] for s in synapses)
+    snn_ops = sum(s["sops"] for s in synapses)
+    return {
+        "samples": samples,
+        "timesteps": steps,
+        "rate": sum(fired.values()) / (samples * total_neurons * steps),
+        "layers": layers,
+        "synapses": synapses,
+        "ann_macs": ann_macs,
+        "snn_ops": snn_ops,
+        "ops_ratio": snn_ops / ann_macs if ann_macs else None,
+    }
+
+
+def format_activity(report: dict[str, Any]) -> str:
+    """The activity report as aligned text."""
+    width = max(len(row["node"]) for row in report["layers"] + report["synapses"])
+    lines = [
+        f"activity over {report['timesteps']} steps, {report['samples']} samples: "
+        f"{report['rate']:.4f} spikes per neuron per step",
+        f"  {'IF layer':{width}s}  {'neurons':>9s}  {'rate':>7s}  {'silent':>7s}",
+    ]
+    for row in report["layers"]:
+        lines.append(f"  {row['node']:{width}s}  {row['neurons']:9,d}  {row['rate']:7.4f}  {100 * row['silent']:6.1f}%")
+    lines.append(f"  {'weighted layer':{width}s}  {'ANN MACs':>12s}  {'SNN ops (T steps)':>18s}")
+    for row in report["synapses"]:
+        note = "  (analog input: MACs, once)" if row["once"] else ""
+        lines.append(f"  {row['node']:{width}s}  {row['macs']:12,d}  {row['sops']:18,.0f}{note}")
+    if report["ops_ratio"] is not None:
+        lines.append(
+            f"  per sample: ANN {report['ann_macs']:,} MACs, SNN {report['snn_ops']:,.0f} operations "
+            f"over {report['timesteps']} steps ({report['ops_ratio']:.2f}x)"
+        )
+    return "\n".join(lines)

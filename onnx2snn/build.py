@@ -15,7 +15,7 @@ from onnx import numpy_helper
 from . import __version__
 from .artifact import ENCODINGS, FORMAT, SNNModel, attach_neuron
 from .errors import ConfigError, ConversionError
-from .graph import export_model
+from .graph import export_model, reached_from
 from .neuron import DEFAULT_V_INIT, RESET_MODES
 from .passes.calibrate import activation_nodes
 from .passes.check_supported import clip_max
@@ -56,15 +56,6 @@ def shape_of(tensor: gs.Tensor) -> list[int | None]:
     return [d if isinstance(d, int) else None for d in (tensor.shape or [])]
 
 
-def _reached(graph: gs.Graph, sources: list[str]) -> set[str]:
-    """Names of the tensors that depend on any of ``sources``."""
-    reached = set(sources)
-    for node in graph.toposort().nodes:
-        if any(t.name in reached for t in node.inputs):
-            reached.update(t.name for t in node.outputs)
-    return reached
-
-
 def assemble(
     graph: gs.Graph,
     thresholds: dict[str, np.ndarray],
@@ -103,7 +94,7 @@ def assemble(
         )
     output_names = [t.name for t in g.outputs]
     g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current)
-    varying = _reached(
+    varying = reached_from(
         g,
         [n.outputs[0].name for n in g.nodes if n.op == "IF"]
         + ([data_input.name] if neurons.encoding == "poisson" else []),

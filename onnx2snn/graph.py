@@ -3,6 +3,8 @@ and asking whether a tensor is a constant."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
@@ -68,3 +70,13 @@ def replace_uses(graph: gs.Graph, old: gs.Tensor, new: gs.Tensor) -> bool:
     for consumer in list(old.outputs):
         consumer.inputs = [new if t is old else t for t in consumer.inputs]
     return True
+
+
+def reached_from(graph: gs.Graph, sources: Iterable[str]) -> set[str]:
+    """Names of ``sources`` and of every tensor that depends on one of them (the graph is
+    sorted in place, nodes only: local functions and Scan/Loop bodies are not entered)."""
+    reached = set(sources)
+    for node in graph.toposort(mode="nodes").nodes:
+        if any(t.name in reached for t in node.inputs):
+            reached.update(t.name for t in node.outputs)
+    return reached

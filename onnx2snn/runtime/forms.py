@@ -17,7 +17,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..errors import ModelError
-from ..graph import IR_VERSION, default_opset
+from ..graph import IR_VERSION, default_opset, reached_from
 from ..neuron import DOMAIN, OP_TYPE, if_function
 
 
@@ -61,10 +61,7 @@ def split_time_invariant(model: onnx.ModelProto, varying: list[str], outputs: li
     missing = [n for n in outputs if n not in tensors]
     if missing:
         raise ModelError(f"no tensor named {', '.join(map(repr, missing))} in the model")
-    reached: set[str] = set(varying)
-    for node in graph.toposort(mode="nodes").nodes:
-        if any(t.name in reached for t in node.inputs):
-            reached.update(t.name for t in node.outputs)
+    reached = reached_from(graph, varying)
     wanted = list(dict.fromkeys([t.name for t in graph.outputs] + list(outputs)))
     step_outputs = [n for n in wanted if n in reached]
     constant = [n for n in wanted if n not in reached]

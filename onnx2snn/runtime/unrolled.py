@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 
 from ..artifact import SNNModel
 from ..errors import ConfigError
-from ..graph import IR_VERSION, default_opset
+from ..graph import IR_VERSION, default_opset, reached_from
 from ..neuron import DOMAIN, OP_TYPE, body_nodes
 
 PER_STEP = ".per_step"
@@ -125,11 +125,8 @@ def unroll(snn: SNNModel, timesteps: int) -> onnx.ModelProto:
         states |= {pool["accumulated"], pool["pooled"]}
     b = _Builder(graph, timesteps)
 
-    varying: set[str] = set(states)
-    order = graph.toposort(mode="nodes").nodes
-    for node in order:
-        if any(t.name in varying for t in node.inputs):
-            varying.update(t.name for t in node.outputs)
+    varying = reached_from(graph, states)
+    order = graph.nodes
     folded: dict[str, gs.Tensor] = {}  # name of a [N, ...] tensor -> its [T*N, ...] version
 
     def fold(t: gs.Tensor) -> gs.Tensor:

@@ -17,37 +17,30 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from onnx import numpy_helper
+import onnx_graphsurgeon as gs
 
 from ..artifact import SNNModel, load
+from ..build import shape_of
 from ..data import check_input
 from ..errors import ConfigError
+from ..graph import reached_from
 from ..neuron import DOMAIN, OP_TYPE
 from .session import SNNSession
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
-def _shapes(snn: SNNModel) -> dict[str, list]:
-    graph = snn.proto.graph
-    return {
-        v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-        for v in [*graph.value_info, *graph.input, *graph.output]
-    }
-
-
-def _macs(node, weight: np.ndarray, shapes: dict[str, list]) -> int | None:
+def _macs(node: gs.Node, weight: np.ndarray) -> int | None:
     """Multiply-accumulates of one weighted node for one sample (None when a shape is unknown)."""
-    inp, out = shapes.get(node.input[0]), shapes.get(node.output[0])
-    if inp is None or out is None or None in inp[1:] or None in out[1:]:
+    inp, out = shape_of(node.inputs[0]), shape_of(node.outputs[0])
+    if not inp or not out or None in inp[1:] or None in out[1:]:
         return None
-    if node.op_type == "Conv":  # each output: Cin/groups x kernel products
+    if node.op == "Conv":  # each output: Cin/groups x kernel products
         return int(np.prod(out[1:]) * np.prod(weight.shape[1:]))
-    if node.op_type == "ConvTranspose":  # each input: Cout/groups x kernel products
+    if node.op == "ConvTranspose":  # each input: Cout/groups x kernel products
         return int(np.prod(inp[1:]) * np.prod(weight.shape[1:]))
-    if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return int(np.prod(out[1:]) * weight.shape[trans_b])  # x its input features
+    if node.op == "Gemm":
+        return int(np.prod(out[1:]) * weight.shape[node.attrs.get("transB", 0)])  # x its input features
     return int(np.prod(out[1:]) * weight.shape[-2])  # MatMul
 
 
@@ -70,28 +63,24 @@ def activity(
     ``snn_ops`` their sum and ``ops_ratio`` = snn_ops / ann_macs. More keyword arguments go to
     SNNSession (always the step form: it is the one that shows each step's spikes)."""
     snn = snn if isinstance(snn, SNNModel) else load(snn)
-    graph = snn.proto.graph
-    inits = {t.name: t for t in graph.initializer}
-    shapes = _shapes(snn)
+    graph = gs.import_onnx(snn.proto)
     neurons = {layer["node"] for layer in snn.layers}
-    spikes = {n.name: n.output[0] for n in graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE}
+    spikes = {n.name: n.outputs[0] for n in graph.nodes if n.domain == DOMAIN and n.op == OP_TYPE}
     if not spikes:
         raise ConfigError("the model has no IF neurons: nothing fires")
 
-    varying = {layer["membrane"] for layer in snn.layers}
+    sources = [layer["membrane"] for layer in snn.layers]
     if session_kwargs.get("encoding", snn.metadata.get("encoding", "direct")) == "poisson":
-        varying.add(snn.input_name)
-    for node in graph.node:  # in topological order, as artifacts are written
-        if any(t in varying for t in node.input):
-            varying.update(node.output)
+        sources.append(snn.input_name)
+    varying = reached_from(graph, sources)
     weighted = []
-    for node in graph.node:
-        if node.op_type in WEIGHTED and len(node.input) > 1 and node.input[1] in inits:
-            macs = _macs(node, numpy_helper.to_array(inits[node.input[1]]), shapes)
+    for node in graph.nodes:
+        if node.op in WEIGHTED and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
+            macs = _macs(node, node.inputs[1].values)
             if macs is not None:
-                weighted.append((node, macs, node.input[0] in varying))
+                weighted.append((node, macs, node.inputs[0].name in varying))
 
-    record = [spikes[n] for n in spikes if n in neurons] + [n.input[0] for n, _, v in weighted if v]
+    record = [spikes[n].name for n in spikes if n in neurons] + [n.inputs[0].name for n, _, v in weighted if v]
     session = SNNSession(
         snn, providers=providers, batch_size=batch_size, **{**session_kwargs, "form": "step", "record": record}
     )
@@ -103,14 +92,14 @@ def activity(
     ever: dict[str, np.ndarray] = {}
     for _, n, t, values in session.iter_steps(x, steps):
         for name, tensor in spikes.items():
-            on = values[tensor] > 0  # spikes carry the (positive) threshold as amplitude
+            on = values[tensor.name] > 0  # spikes carry the (positive) threshold as amplitude
             fired[name] += int(np.count_nonzero(on))
             ever[name] = on if t == 0 else ever[name] | on
             if t == steps - 1:
                 silent[name] += int(ever[name].size - np.count_nonzero(ever[name]))
         for node, _, v in weighted:
             if v:
-                value = values[node.input[0]]
+                value = values[node.inputs[0].name]
                 nonzero[node.name] += np.count_nonzero(value) / (value.size / n)
         if progress:
             progress(n)
@@ -118,7 +107,7 @@ def activity(
     samples = len(x)
     layers = []
     for name in spikes:
-        size = int(np.prod(shapes[spikes[name]][1:]))
+        size = int(np.prod(shape_of(spikes[name])[1:]))
         layers.append(
             {
                 "node": name,
@@ -130,7 +119,7 @@ def activity(
     synapses = [
         {
             "node": node.name,
-            "op": node.op_type,
+            "op": node.op,
             "macs": macs,
             "sops": macs * nonzero[node.name] / samples if v else macs,
             "once": not v,

@@ -58,3 +58,18 @@ def test_silent_network_and_conv_counts(digits_cnn, digits):
     # blank inputs drive fewer spikes, hence fewer operations downstream
     quiet = onnx2snn.activity(snn, np.zeros_like(x), 4)
     assert quiet["snn_ops"] < report["snn_ops"]
+
+
+def test_padding_of_a_fixed_batch_is_not_counted():
+    x = np.random.default_rng(5).normal(size=(10, 8)).astype(np.float32)
+    free = mlp()
+    fixed = mlp()
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4  # 10 samples: 3 batches, 2 rows padded
+    fixed.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 4
+    options = {"method": "max", "per_channel": False, "corrections": ()}
+    a = onnx2snn.activity(onnx2snn.convert(free, x, **options), x, 12)
+    b = onnx2snn.activity(onnx2snn.convert(fixed, x, **options), x, 12)
+    assert b["samples"] == 10
+    assert b["layers"][0]["rate"] == pytest.approx(a["layers"][0]["rate"])
+    assert b["layers"][0]["silent"] == pytest.approx(a["layers"][0]["silent"])
+    assert b["snn_ops"] == pytest.approx(a["snn_ops"])

@@ -70,7 +70,7 @@ def activity(
         raise ConfigError("the model has no IF neurons: nothing fires")
 
     sources = [layer["membrane"] for layer in snn.layers]
-    if session_kwargs.get("encoding", snn.metadata.get("encoding", "direct")) == "poisson":
+    if (session_kwargs.get("encoding") or snn.metadata.get("encoding", "direct")) == "poisson":
         sources.append(snn.input_name)
     varying = reached_from(graph, sources)
     weighted = []

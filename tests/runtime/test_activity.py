@@ -73,3 +73,14 @@ def test_padding_of_a_fixed_batch_is_not_counted():
     assert b["layers"][0]["rate"] == pytest.approx(a["layers"][0]["rate"])
     assert b["layers"][0]["silent"] == pytest.approx(a["layers"][0]["silent"])
     assert b["snn_ops"] == pytest.approx(a["snn_ops"])
+
+
+@pytest.mark.parametrize("encoding", [None, "poisson"])
+def test_poisson_input_makes_the_first_layer_synaptic(encoding):
+    """Spike trains as input: the first layer accumulates input spikes at every step instead
+    of its MACs once (whether the artifact or the caller asks for Poisson encoding)."""
+    x = np.random.default_rng(2).uniform(0, 1, size=(12, 8)).astype(np.float32)
+    snn = onnx2snn.convert(mlp(), x, encoding="poisson" if encoding is None else "direct")
+    fc1 = onnx2snn.activity(snn, x, 10, encoding=encoding)["synapses"][0]
+    assert not fc1["once"]
+    assert 0 < fc1["sops"] < 10 * fc1["macs"]

@@ -162,9 +162,8 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
     if framework != "ann":
         runs = [run]
     base = start_peak()  # models loaded, nothing run yet
-    best = min(
-        best_time(run, REPEAT) for run in runs
-    )  # its warm-up counts in the peak: the first run allocates the working memory
+    # the warm-up counts in the peak: the first run allocates the working memory
+    best = min(best_time(run, REPEAT) for run in runs)
     return {"seconds": best, "peak_mb": max(peak() - base, 0.0)}
 
 

@@ -86,9 +86,14 @@ class Eval:
             if args.activity:
                 _, x = model_inputs(snn, data, args.limit)
                 bar = progress_bar(len(x) * max(args.timesteps), not args.quiet and sys.stderr.isatty())
-                options = {k: v for k, v in session_args(args).items() if k not in ("form", "max_memory")}
                 report["activity"] = activity(
-                    snn, x, max(args.timesteps), progress=bar.update, encoding=args.encoding, seed=args.seed, **options
+                    snn,
+                    x,
+                    max(args.timesteps),
+                    progress=bar.update,
+                    encoding=args.encoding,
+                    seed=args.seed,
+                    **session_args(args),  # in the step form, whatever --form says
                 )
                 bar.close()
                 print(format_activity(report["activity"]))

@@ -64,7 +64,6 @@ def activity(
     SNNSession (always the step form: it is the one that shows each step's spikes)."""
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     graph = gs.import_onnx(snn.proto)
-    neurons = {layer["node"] for layer in snn.layers}
     spikes = {n.name: n.outputs[0] for n in graph.nodes if n.domain == DOMAIN and n.op == OP_TYPE}
     if not spikes:
         raise ConfigError("the model has no IF neurons: nothing fires")
@@ -80,7 +79,7 @@ def activity(
             if macs is not None:
                 weighted.append((node, macs, node.inputs[0].name in varying))
 
-    record = [spikes[n].name for n in spikes if n in neurons] + [n.inputs[0].name for n, _, v in weighted if v]
+    record = [t.name for t in spikes.values()] + [n.inputs[0].name for n, _, v in weighted if v]
     session = SNNSession(
         snn, providers=providers, batch_size=batch_size, **{**session_kwargs, "form": "step", "record": record}
     )

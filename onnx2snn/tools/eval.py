@@ -47,7 +47,12 @@ class Eval:
         )
         parser.add_argument("--ann", default=None, help="the ANN to compare with (default: rebuilt from each artifact)")
         parser.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
-        parser.add_argument("--plot", default=None, metavar="PATH", help="write a PNG plot of accuracy vs T")
+        parser.add_argument(
+            "--plot",
+            default=None,
+            metavar="PATH",
+            help="write a PNG plot of accuracy vs T (with --activity also PATH_activity.png)",
+        )
         parser.add_argument(
             "--encoding", choices=["direct", "poisson"], default=None, help="input encoding (default: the artifact's)"
         )
@@ -103,6 +108,14 @@ class Eval:
             write_atomic(args.json, (json.dumps(payload, indent=2) + "\n").encode())
         if args.plot:
             plot_reports(reports, args.plot)
+            if args.activity:
+                from onnx2snn.plot import plot_activity
+
+                plot = Path(args.plot)
+                for path, report in reports.items():
+                    suffix = f"_{Path(path).stem}" if len(reports) > 1 else ""
+                    name = plot.with_name(f"{plot.stem}_activity{suffix}{plot.suffix or '.png'}")
+                    plot_activity(report["activity"], name, f"SNN activity, {Path(path).stem}")
         return 0
 
 

@@ -248,7 +248,8 @@ def test_eval_reports_activity(files, digits_cnn, digits, capsys):
     onnx2snn.convert(digits_cnn, digits[0][:100]).save(snn)
     out = files / "report.json"
     args = ["eval", str(snn), "--data", str(files / "test.npz"), "--limit", "40", "--timesteps", "4,12"]
-    assert main(args + ["--activity", "--json", str(out)]) == 0
+    assert main(args + ["--activity", "--json", str(out), "--plot", str(files / "acc.png")]) == 0
+    assert (files / "acc_activity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
     assert "activity over 12 steps, 40 samples" in text and "MACs" in text
     activity = json.loads(out.read_text())["activity"]

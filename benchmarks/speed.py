@@ -2,6 +2,7 @@
 
     pip install -r benchmarks/requirements.txt       # the peers, benchmark environment only
     python benchmarks/speed.py                       # writes benchmarks/results/speed.{md,json}
+    python benchmarks/speed.py --profiles-only       # the same tables, only the profiles redone
 
 Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, batch 64 and 1:
 - ``ann (dense limit)``: the ANN alone in onnxruntime, time x T: what any T-step simulation
@@ -15,11 +16,13 @@ Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, ba
 - ``spikingjelly-multistep``: the same network with every IFNode in multi-step mode: the input
   repeated T times along the batch, the layers run once on all T x N samples, each IFNode
   steps through [T, N, ...] (its outputs equal the single-step loop's).
-The networks are converted once beforehand; each measurement runs in its own process that only
-loads its network (peak memory = its peak resident set size while running minus its size after loading)
-and reports the best of 3 repetitions; the frameworks take turns over 2 rounds (a slow minute of
-the machine hits them all) and each keeps its best. The machine is shared and noisy: only
-ratios within one run mean anything.
+After the measurements, onnxruntime's profile of the step form (T = 32, batch 64) says where a
+step's time goes, by operator type. The networks are converted once beforehand; each
+measurement runs in its own process that only loads its network (peak memory = its peak
+resident set size while running minus its size after loading) and reports the best of 3
+repetitions; the frameworks take turns over 2 rounds (a slow minute of the machine hits them
+all) and each keeps its best. The machine is shared and noisy: only ratios within one run mean
+anything.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ BATCHES = (64, 1)
 FRAMEWORKS = ("ann", "onnx2snn", "onnx2snn-unrolled", "pytorch", "spikingjelly", "spikingjelly-multistep")
 REPEAT = 3
 ROUNDS = 2
+PROFILED = (32, 64)  # T and batch of the step form's profile
 ARTIFACTS = "ONNX2SNN_SPEED_ARTIFACTS"  # where main() leaves the converted networks for its children
 
 
@@ -167,6 +171,36 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
     return {"seconds": best, "peak_mb": max(peak() - base, 0.0)}
 
 
+GROUPS = {
+    "Conv": "convolutions and dense layers",
+    "Gemm": "convolutions and dense layers",
+    "MatMul": "convolutions and dense layers",
+    "Add": "elementwise: IF neurons (and residual adds)",
+    "Sub": "elementwise: IF neurons (and residual adds)",
+    "Mul": "elementwise: IF neurons (and residual adds)",
+    "HardSigmoid": "elementwise: IF neurons (and residual adds)",
+    "ReorderInput": "layout reorders (blocked <-> plain)",
+    "ReorderOutput": "layout reorders (blocked <-> plain)",
+}
+
+
+def profile(name: str, steps: int, batch: int) -> list[dict]:
+    """Where the step form's time goes: onnxruntime's profile of ``steps`` steps on ``batch``
+    images (after one unprofiled warm-up), by operator type, largest first."""
+    import onnx2snn
+
+    x = images(batch)
+    onnx2snn.SNNSession(snn_model(name), providers="cpu", batch_size=batch, form="step").run(x, steps)
+    session = onnx2snn.SNNSession(snn_model(name), providers="cpu", batch_size=batch, form="step", profile=True)
+    for _ in range(REPEAT):
+        session.run(x, steps)
+    rows = session.profile()
+    for row in rows:
+        row["ms_per_step"] = row["microseconds"] / 1000 / (REPEAT * steps)
+        row["group"] = GROUPS.get(row["op"], "other (pooling, reshapes, ...)")
+    return rows
+
+
 def with_if_neurons(net, snn):
     """Replace each nn.ReLU of ``net`` (in order) by an IF module with onnx2snn's thresholds."""
     import torch
@@ -230,6 +264,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS))
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="round-robin passes over the frameworks")
+    parser.add_argument(
+        "--profiles-only", action="store_true", help="keep results/speed.json's measurements, redo the profiles"
+    )
     parser.add_argument("--one", nargs=4, metavar=("FRAMEWORK", "MODEL", "T", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child process: one measurement, printed as JSON
@@ -240,6 +277,10 @@ def main() -> None:
     folder = tempfile.TemporaryDirectory()
     convert_all(args.models, Path(folder.name))
     env = {**os.environ, ARTIFACTS: folder.name}
+    os.environ[ARTIFACTS] = folder.name  # for profile() in this process
+    if args.profiles_only:  # keep the committed measurements, redo the profiles and the tables
+        rows = json.loads((RESULTS / "speed.json").read_text())["rows"]
+        args.models = []
     for model in args.models:
         for steps in TIMESTEPS:
             for batch in BATCHES:
@@ -268,12 +309,13 @@ def main() -> None:
                         row["ms_per_step"] = 1000 * row["seconds"] / steps
                     rows.append({"model": model, "timesteps": steps, "batch": batch, "framework": framework, **row})
                     print(json.dumps(rows[-1]), flush=True)
-    write(rows, args.rounds)
+    profiles = {model: profile(model, *PROFILED) for model in dict.fromkeys(r["model"] for r in rows)}
+    write(rows, profiles, args.rounds)
 
 
-def write(rows: list[dict], rounds: int = ROUNDS) -> None:
+def write(rows: list[dict], profiles: dict[str, list[dict]], rounds: int = ROUNDS) -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "speed.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (RESULTS / "speed.json").write_text(json.dumps({"rows": rows, "profiles": profiles}, indent=2) + "\n")
     lines = [
         "# SNN simulation speed (generated by benchmarks/speed.py)",
         "",
@@ -306,7 +348,30 @@ def write(rows: list[dict], rounds: int = ROUNDS) -> None:
                         f"{r['ms_per_step']:.3f} | {r['peak_mb']:.0f} | {ratio} |"
                     )
         lines.append("")
+        if profiles.get(model):
+            lines += profile_table(profiles[model])
     (RESULTS / "speed.md").write_text("\n".join(lines))
+
+
+def profile_table(rows: list[dict]) -> list[str]:
+    steps, batch = PROFILED
+    total = sum(r["ms_per_step"] for r in rows)
+    groups: dict[str, float] = {}
+    for r in rows:
+        groups[r["group"]] = groups.get(r["group"], 0.0) + r["ms_per_step"]
+    lines = [
+        f"Where the step form's time goes (onnxruntime profile, T = {steps}, batch {batch}; "
+        f"operator time {total:.2f} ms a step):",
+        "",
+        "| share | ms/step | what |",
+        "|---|---|---|",
+    ]
+    for group, ms in sorted(groups.items(), key=lambda kv: -kv[1]):
+        ops = ", ".join(
+            f"{r['op']} {100 * r['share']:.0f}%" for r in rows if r["group"] == group and r["share"] >= 0.005
+        )
+        lines.append(f"| {100 * ms / total:.0f}% | {ms:.2f} | {group}: {ops} |")
+    return lines + [""]
 
 
 if __name__ == "__main__":

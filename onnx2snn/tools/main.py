@@ -4,6 +4,7 @@ line and an exit code here and nowhere else."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .bench import Bench
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"onnx2snn {tool.name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`onnx2snn inspect m.onnx | head`): not our error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush stays quiet
+        return 1
     except Exception as e:
         if args.debug:
             raise

@@ -256,3 +256,23 @@ def test_eval_reports_activity(files, digits_cnn, digits, capsys):
     assert activity["timesteps"] == 12 and activity["samples"] == 40
     assert len(activity["layers"]) == 3 and all(0 <= layer["rate"] <= 1 for layer in activity["layers"])
     assert activity["snn_ops"] > 0 and activity["ann_macs"] > 0
+
+
+def test_a_reader_that_stops_early_is_no_error(tmp_path):
+    """`onnx2snn inspect snn.onnx | head -1`: the closed pipe ends the command quietly."""
+    import onnx2snn
+
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    snn = tmp_path / "snn.onnx"
+    onnx2snn.convert(mlp(), x).save(snn)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "onnx2snn.tools.main", "inspect", str(snn)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    reader.stdout.read(1)  # the first byte, then the reader goes away
+    reader.stdout.close()
+    stderr = reader.stderr.read().decode()
+    reader.wait(timeout=60)
+    assert "error" not in stderr

@@ -11,18 +11,19 @@ from .args import add_provider_args, add_quiet_arg, positive_int, session_args
 from .format import percent
 
 SHOWN = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+ACTIVITY_T = 32  # firing rates and operations are shown at this T (or the largest, if smaller)
 
 
 class Demo:
     name = "demo"
-    help = "convert the bundled Fashion-MNIST CNN, evaluate T = 1..128, print a table and plot it"
+    help = "convert the bundled Fashion-MNIST CNN, evaluate T = 1..128, print a table and plot it, with its activity"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "-o",
             "--output",
             default="onnx2snn-demo",
-            help="folder for snn.onnx, report.json, accuracy.png (default ./onnx2snn-demo)",
+            help="folder for snn.onnx, report.json, accuracy.png, activity.png (default ./onnx2snn-demo)",
         )
         parser.add_argument("--timesteps", type=positive_int, default=128, help="largest T (default 128)")
         parser.add_argument("--method", default=None, help="threshold calibration (default: convert's default)")
@@ -33,8 +34,9 @@ class Demo:
         import onnx2snn
         from onnx2snn.artifact import write_atomic
         from onnx2snn.demo import MODEL, asset, demo_data
+        from onnx2snn.plot import plot_activity
         from onnx2snn.report import describe_calibration
-        from onnx2snn.runtime.evaluate import evaluate
+        from onnx2snn.runtime.evaluate import evaluate, progress_bar
 
         from .eval import plot_reports
 
@@ -62,11 +64,24 @@ class Demo:
         for t in shown:
             row = report["snn"][str(t)]
             print(f"{'SNN T=' + str(t):>{width}}  {percent(row['accuracy']):>9}  {percent(row['agreement']):>9}")
+        steps = min(ACTIVITY_T, args.timesteps)
+        bar = progress_bar(len(test) * steps, not args.quiet and sys.stderr.isatty())
+        report["activity"] = onnx2snn.activity(snn, test.x, steps, progress=bar.update, **session_args(args))
+        bar.close()
+        activity = report["activity"]
+        print(
+            f"\nat T={steps}: {activity['rate']:.3f} spikes per neuron per step, "
+            f"{activity['ops_ratio']:.2f}x the ANN's operations (accumulates where it multiply-accumulates)"
+        )
         write_atomic(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
         plot_reports(
             {"fashion_mnist_cnn_bn": report},
             str(out / "accuracy.png"),
             title="onnx2snn demo: Fashion-MNIST CNN, accuracy vs timesteps",
         )
-        print(f"\nwrote {out / 'report.json'} and {out / 'accuracy.png'} in {report['seconds']:.1f}s of simulation")
+        plot_activity(activity, out / "activity.png", "onnx2snn demo: Fashion-MNIST CNN")
+        print(
+            f"\nwrote {out / 'report.json'}, {out / 'accuracy.png'} and {out / 'activity.png'} "
+            f"in {report['seconds']:.1f}s of simulation"
+        )
         return 0

@@ -37,3 +37,8 @@ def test_demo_writes_table_report_and_plot(tmp_path):
     import onnx2snn
 
     assert len(onnx2snn.load(tmp_path / "out" / "snn.onnx").layers) == 4
+    activity = report["activity"]  # firing rates and operations at T=32
+    assert activity["timesteps"] == 32 and activity["samples"] == report["samples"]
+    assert 0 < activity["rate"] < 1 and activity["ops_ratio"] > 0
+    assert "spikes per neuron per step" in table
+    assert (tmp_path / "out" / "activity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

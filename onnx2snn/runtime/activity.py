@@ -13,7 +13,7 @@ hardware where an accumulate costs less than a multiply-accumulate and silence c
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,10 @@ import onnx_graphsurgeon as gs
 
 from ..artifact import SNNModel, load
 from ..build import shape_of
-from ..data import check_input
 from ..errors import ConfigError
 from ..graph import reached_from
 from ..neuron import DOMAIN, OP_TYPE
+from .evaluate import progress_bar
 from .session import SNNSession
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -50,7 +50,7 @@ def activity(
     timesteps: int | None = None,
     batch_size: int = 256,
     providers: str | Sequence[str] | None = None,
-    progress: Callable[[int], None] | None = None,  # called with n after each step of a batch of n
+    progress: bool = False,
     **session_kwargs: Any,
 ) -> dict[str, Any]:
     """Firing rates and synaptic operations of ``snn`` on ``x`` over ``timesteps`` steps.
@@ -60,8 +60,9 @@ def activity(
     "ops_ratio"}``: ``neurons`` per sample; ``rate`` spikes per neuron per step (``rate`` at the
     top: over all neurons); ``silent`` the share of neurons that never fired; ``macs`` the ANN's
     per sample; ``sops`` the SNN's per sample over all T steps (its MACs when ``once``);
-    ``snn_ops`` their sum and ``ops_ratio`` = snn_ops / ann_macs. More keyword arguments go to
-    SNNSession (always the step form: it is the one that shows each step's spikes)."""
+    ``snn_ops`` their sum and ``ops_ratio`` = snn_ops / ann_macs. ``progress`` shows a progress
+    bar. More keyword arguments go to SNNSession (always the step form: it is the one that shows
+    each step's spikes)."""
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     graph = gs.import_onnx(snn.proto)
     spikes = {n.name: n.outputs[0] for n in graph.nodes if n.domain == DOMAIN and n.op == OP_TYPE}
@@ -84,7 +85,7 @@ def activity(
         snn, providers=providers, batch_size=batch_size, **{**session_kwargs, "form": "step", "record": record}
     )
     steps = snn.timesteps if timesteps is None else timesteps
-    x = check_input(x, snn.input_shape, snn.input_name)
+    bar = progress_bar(len(x) * steps, progress)
     fired = {name: 0 for name in spikes}
     silent = {name: 0 for name in spikes}
     nonzero = {node.name: 0.0 for node, _, v in weighted if v}
@@ -100,8 +101,8 @@ def activity(
             if v:
                 value = values[node.inputs[0].name]
                 nonzero[node.name] += np.count_nonzero(value) / (value.size / n)
-        if progress:
-            progress(n)
+        bar.update(n)
+    bar.close()
 
     samples = len(x)
     layers = []

@@ -36,7 +36,7 @@ class Demo:
         from onnx2snn.demo import MODEL, asset, demo_data
         from onnx2snn.plot import plot_activity
         from onnx2snn.report import describe_calibration
-        from onnx2snn.runtime.evaluate import evaluate, progress_bar
+        from onnx2snn.runtime.evaluate import evaluate
 
         from .eval import plot_reports
 
@@ -65,9 +65,9 @@ class Demo:
             row = report["snn"][str(t)]
             print(f"{'SNN T=' + str(t):>{width}}  {percent(row['accuracy']):>9}  {percent(row['agreement']):>9}")
         steps = min(ACTIVITY_T, args.timesteps)
-        bar = progress_bar(len(test) * steps, not args.quiet and sys.stderr.isatty())
-        report["activity"] = onnx2snn.activity(snn, test.x, steps, progress=bar.update, **session_args(args))
-        bar.close()
+        report["activity"] = onnx2snn.activity(
+            snn, test.x, steps, progress=not args.quiet and sys.stderr.isatty(), **session_args(args)
+        )
         activity = report["activity"]
         print(
             f"\nat T={steps}: {activity['rate']:.3f} spikes per neuron per step, "

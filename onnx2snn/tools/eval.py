@@ -70,7 +70,7 @@ class Eval:
         import onnx2snn
         from onnx2snn.artifact import write_atomic
         from onnx2snn.runtime.activity import activity, format_activity
-        from onnx2snn.runtime.evaluate import evaluate, model_inputs, progress_bar
+        from onnx2snn.runtime.evaluate import evaluate, model_inputs
 
         snns = [onnx2snn.load(path) for path in args.models]  # every model is checked before any work
         reports = {}
@@ -90,17 +90,15 @@ class Eval:
             print_report(report, title=path if len(snns) > 1 else None)
             if args.activity:
                 _, x = model_inputs(snn, data, args.limit)
-                bar = progress_bar(len(x) * max(args.timesteps), not args.quiet and sys.stderr.isatty())
                 report["activity"] = activity(
                     snn,
                     x,
                     max(args.timesteps),
-                    progress=bar.update,
+                    progress=not args.quiet and sys.stderr.isatty(),
                     encoding=args.encoding,
                     seed=args.seed,
                     **session_args(args),  # in the step form, whatever --form says
                 )
-                bar.close()
                 print(format_activity(report["activity"]))
             reports[path] = report
         if args.json:

@@ -27,8 +27,7 @@ import numpy as np
 import onnx
 
 import onnx2snn
-from onnx2snn.plot import plot_accuracy
-from onnx2snn.runtime.evaluate import evaluate, run_ann
+from onnx2snn import evaluate, plot_accuracy, run_ann
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import onnx2snn
-from onnx2snn.runtime.evaluate import evaluate
+from onnx2snn import evaluate
 
 HERE = Path(__file__).parent
 MODELS = HERE / "models"
@@ -60,17 +60,14 @@ def measure(model: str, method: str, limit: int | None = None) -> dict:
 
 def configuration(method: str) -> str:
     """What a row's method means with convert's other defaults (per channel, corrections, T)."""
-    from onnx2snn.convert import DEFAULT_CORRECTIONS, DEFAULT_METHOD, DEFAULT_PER_CHANNEL, DEFAULT_TIMESTEPS
-    from onnx2snn.passes import per_layer_only
-    from onnx2snn.report import describe_calibration
-
-    name = DEFAULT_METHOD if method == "default" else method
+    name = onnx2snn.DEFAULT_METHOD if method == "default" else method
+    options = onnx2snn.ConvertOptions.make(name)
     calibration = {
         "method": f"`{name}`",
-        "per_channel": DEFAULT_PER_CHANNEL and not per_layer_only(name),
-        "corrections": DEFAULT_CORRECTIONS,
+        "per_channel": options.per_channel and not options.method.per_layer_only,
+        "corrections": options.corrections,
     }
-    text = describe_calibration(calibration, DEFAULT_TIMESTEPS)
+    text = onnx2snn.describe_calibration(calibration, options.neurons.timesteps)
     return f"default: {text}" if method == "default" else text
 
 

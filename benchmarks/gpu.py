@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 import onnx2snn
-from onnx2snn.runtime.profile import time_against_dense
 from onnx2snn.runtime.providers import PREFERENCE, short_name, usable_providers
+from onnx2snn.tools.timing import time_against_dense
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -44,7 +44,7 @@ def _installed(distribution: str) -> bool:
 
 
 def measure(snn: onnx2snn.SNNModel, x: np.ndarray, provider: str, form: str, steps: int) -> tuple[dict, np.ndarray]:
-    session = snn.session(providers=short_name(provider), batch_size=len(x), form=form)
+    session = onnx2snn.SNNSession(snn, providers=short_name(provider), batch_size=len(x), form=form)
     if session.provider != provider:
         raise RuntimeError(f"asked for {provider}, onnxruntime gave {session.provider}")
     timing = time_against_dense(session, x, steps, REPEAT, short_name(provider))

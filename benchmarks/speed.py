@@ -100,7 +100,7 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
     """Seconds for one batch of T steps (best of REPEAT), and the peak memory it added."""
     x = images(batch)
     if framework == "ann":
-        from onnx2snn.runtime.evaluate import ann_session
+        from onnx2snn import ann_session
 
         runs = []
         for spin in (True, False):  # the dense limit is the ANN's faster setting, never the SNN's choice
@@ -114,8 +114,10 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
 
             runs.append(run)
     elif framework.startswith("onnx2snn"):
+        import onnx2snn
+
         form = "unrolled" if framework.endswith("unrolled") else "step"
-        session = snn_model(name).session(providers="cpu", batch_size=batch, form=form)
+        session = onnx2snn.SNNSession(snn_model(name), providers="cpu", batch_size=batch, form=form)
 
         def run():
             session.run(x, steps)
@@ -161,7 +163,7 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
                         for _ in range(steps):
                             total = total + net(xt)
 
-    from onnx2snn.runtime.profile import best_time
+    from onnx2snn.tools.timing import best_time
 
     if framework != "ann":
         runs = [run]

@@ -1,11 +1,24 @@
-"""onnx2snn: convert ReLU networks into spiking neural networks, ONNX in, ONNX out."""
+"""onnx2snn: convert ReLU networks into spiking neural networks, ONNX in, ONNX out.
 
-__version__ = "0.1.0"
+Everything the command line uses is here; the layers underneath, bottom to top: errors, graph,
+neuron, files, version; artifact, data; passes (rewrites); build; runtime; calibration;
+convert."""
 
-from .artifact import SNNModel, load, load_onnx  # noqa: E402
-from .convert import analyze, convert  # noqa: E402
-from .data import Dataset, Preprocessing, load_data  # noqa: E402
-from .errors import (  # noqa: E402
+from .artifact import SNNModel, load, load_onnx
+from .calibration import CORRECTIONS, METHODS, method_forms
+from .convert import (
+    DEFAULT_CORRECTIONS,
+    DEFAULT_METHOD,
+    DEFAULT_PER_CHANNEL,
+    DEFAULT_TIMESTEPS,
+    PIPELINE,
+    ConvertOptions,
+    analyze,
+    convert,
+)
+from .data import Dataset, Preprocessing, load_data
+from .demo import demo_data, demo_model
+from .errors import (
     CalibrationError,
     ConfigError,
     ConversionError,
@@ -13,29 +26,61 @@ from .errors import (  # noqa: E402
     ModelError,
     Onnx2SnnError,
 )
-from .export import from_torch  # noqa: E402
-from .neuron import if_step  # noqa: E402
-from .runtime import SNNSession  # noqa: E402
-from .runtime.activity import activity  # noqa: E402
+from .export import from_torch
+from .files import save_json, save_npz, save_onnx
+from .neuron import if_step
+from .passes import snn_to_ann as to_ann
+from .plot import plot_accuracy, plot_activity, plot_evaluations
+from .report import describe_calibration, describe_threshold, format_report, write_report
+from .runtime import SNNSession, activity, ann_session, evaluate, format_activity, model_inputs, run_ann, unroll
+from .version import __version__
 
 __all__ = [
+    "CORRECTIONS",
     "CalibrationError",
     "ConfigError",
     "ConversionError",
+    "ConvertOptions",
+    "DEFAULT_CORRECTIONS",
+    "DEFAULT_METHOD",
+    "DEFAULT_PER_CHANNEL",
+    "DEFAULT_TIMESTEPS",
     "DataError",
     "Dataset",
+    "METHODS",
     "ModelError",
     "Onnx2SnnError",
+    "PIPELINE",
     "Preprocessing",
     "SNNModel",
     "SNNSession",
     "__version__",
     "activity",
     "analyze",
+    "ann_session",
     "convert",
+    "demo_data",
+    "demo_model",
+    "describe_calibration",
+    "describe_threshold",
+    "evaluate",
+    "format_activity",
+    "format_report",
     "from_torch",
     "if_step",
     "load",
     "load_data",
     "load_onnx",
+    "method_forms",
+    "model_inputs",
+    "plot_accuracy",
+    "plot_activity",
+    "plot_evaluations",
+    "run_ann",
+    "save_json",
+    "save_npz",
+    "save_onnx",
+    "to_ann",
+    "unroll",
+    "write_report",
 ]

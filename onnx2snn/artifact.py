@@ -1,35 +1,57 @@
 """The SNN artifact: an ONNX model in the stateful step form, plus the metadata that says
 how to drive it. This module is the artifact's contract; the runtime reads nothing else.
 
-- every ``onnx2snn.IF`` node takes ``(x, <node>.membrane, <node>.threshold)`` and gives
-  ``(spikes, <node>.membrane_next)``; membranes are graph inputs/outputs, thresholds initializers;
+- every ``onnx2snn.IF`` node takes ``(x, membrane, threshold)`` and gives
+  ``(spikes, membrane_next)``; membranes are graph inputs/outputs, thresholds initializers;
 - the IF function is defined in ``ModelProto.functions``, so a bare onnxruntime runs the file;
-- ``metadata_props["onnx2snn"]`` holds a JSON object (see ``SNNModel.metadata``).
+- ``metadata_props["onnx2snn"]`` holds a JSON object that names every tensor and node a reader
+  needs (format 2):
+
+  ``layers``  one per IF node: ``node``, ``op`` (the Relu/Clip it replaced), ``clip_max``,
+              the state ``membrane`` -> ``membrane_next``, the ``threshold`` initializer,
+              and where corrections were made: ``current_correction`` (the Add node) with its
+              constant ``current_shift``, and ``membrane_init`` (initializer of the initial
+              membrane; otherwise it is ``v_init * threshold``);
+  ``pools``   one per spiking max-pool: ``node`` (the MaxPool), its ``accumulate`` (Add) and
+              ``difference`` (Sub) nodes, states ``accumulated`` -> ``accumulated_next`` and
+              ``pooled`` -> ``pooled_next`` (both start at zero);
+  and ``input``, ``outputs``, ``output_activations``, ``decode``, ``encoding``, ``timesteps``,
+  ``reset``, ``v_init``, ``calibration``, ``preprocessing``, ``report``.
+
+Format 1 artifacts named the correction and pool nodes by convention only; they are read by
+filling those names in (``_upgrade``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from .errors import ModelError
+from .files import save_onnx
 from .graph import default_opset
-from .neuron import DOMAIN, DOMAIN_VERSION, OP_TYPE, if_function
-
-if TYPE_CHECKING:
-    from .runtime.session import SNNSession
+from .neuron import DEFAULT_V_INIT, DOMAIN, DOMAIN_VERSION, if_function, start_membrane
+from .version import __version__
 
 METADATA_KEY = "onnx2snn"
-ENCODINGS = ("direct", "poisson")  # how the input drives the first layer
-LARGE_MODEL = 1_800_000_000  # bytes; protobuf refuses to serialize 2 GiB
-FORMAT = 1
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class State:
+    """One recurrent tensor of the step form: fed as ``input``, read back as ``output``,
+    starting at ``initial`` (broadcastable to the state's shape)."""
+
+    input: str
+    output: str
+    initial: np.ndarray
 
 
 def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
@@ -70,22 +92,9 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
             raise ModelError(f"{path}: external data unreadable ({e})") from e
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write the whole file or nothing: a temporary file beside it, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def attach_neuron(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.ModelProto:
-    """Give ``model`` the IF function, its domain import and the metadata."""
+    """Give ``model`` the IF function, its domain import and the metadata (with the artifact
+    ``format`` and the onnx2snn ``version`` that wrote it)."""
     opset = default_opset(model)
     del model.functions[:]
     model.functions.append(if_function(opset))
@@ -94,27 +103,44 @@ def attach_neuron(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.Mode
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
+    metadata = {"format": FORMAT, "version": __version__, **metadata}
     model.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=json.dumps(metadata)))
     return model
 
 
+def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: name the correction and pool nodes that format 1 found by convention."""
+    if metadata.get("format", 0) >= 2:
+        return metadata
+    for layer in metadata.get("layers", []):
+        if layer.get("current_shift"):
+            layer.setdefault("current_correction", f"{layer['node']}.current_correction")
+    for pool in metadata.get("pools", []):
+        pool.setdefault("accumulate", f"{pool['node']}.accumulate")
+        pool.setdefault("difference", f"{pool['node']}.difference")
+    return metadata
+
+
 class SNNModel:
-    """A converted SNN: the ONNX step-form model and its metadata."""
+    """A converted SNN: the ONNX step-form model and its metadata (see the module docstring)."""
 
     def __init__(self, proto: onnx.ModelProto, source: str | None = None):
         self.proto = proto
         self.source = source
         entry = next((p.value for p in proto.metadata_props if p.key == METADATA_KEY), None)
         if entry is None:
-            raise ModelError(f"{source or 'model'}: not an onnx2snn artifact (no '{METADATA_KEY}' metadata)")
+            raise ModelError(f"{self._name}: not an onnx2snn artifact (no '{METADATA_KEY}' metadata)")
         try:
-            self.metadata: dict[str, Any] = json.loads(entry)
+            metadata = json.loads(entry)
         except json.JSONDecodeError as e:
-            raise ModelError(f"{source or 'model'}: corrupt onnx2snn metadata ({e})") from e
-        if self.metadata.get("format", 0) > FORMAT:
-            raise ModelError(
-                f"{source or 'model'}: artifact format {self.metadata['format']} is newer than this onnx2snn"
-            )
+            raise ModelError(f"{self._name}: corrupt onnx2snn metadata ({e})") from e
+        if metadata.get("format", 0) > FORMAT:
+            raise ModelError(f"{self._name}: artifact format {metadata['format']} is newer than this onnx2snn")
+        self.metadata: dict[str, Any] = _upgrade(metadata)
+
+    @property
+    def _name(self) -> str:
+        return self.source or "model"
 
     def commit_metadata(self) -> None:
         """Write ``metadata`` (after a change) back into the model."""
@@ -125,17 +151,54 @@ class SNNModel:
     # --- what the metadata says -------------------------------------------------------
     @property
     def layers(self) -> list[dict[str, Any]]:
-        """One entry per IF layer: node, op it replaced, clip_max, membrane, membrane_next, threshold."""
+        """One entry per IF layer (see the module docstring)."""
         return self.metadata["layers"]
 
     @property
+    def pools(self) -> list[dict[str, Any]]:
+        """One entry per spiking max-pool (see the module docstring)."""
+        return self.metadata.get("pools", [])
+
+    def initializer(self, name: str) -> np.ndarray:
+        """The value of the initializer ``name`` that the metadata refers to."""
+        for tensor in self.proto.graph.initializer:
+            if tensor.name == name:
+                return numpy_helper.to_array(tensor)
+        raise ModelError(f"{self._name}: the metadata names initializer '{name}', which the graph lacks")
+
+    @property
     def thresholds(self) -> dict[str, np.ndarray]:
-        inits = {t.name: t for t in self.proto.graph.initializer}
-        return {layer["node"]: numpy_helper.to_array(inits[layer["threshold"]]) for layer in self.layers}
+        return {layer["node"]: self.initializer(layer["threshold"]) for layer in self.layers}
+
+    @property
+    def v_init(self) -> float:
+        return float(self.metadata.get("v_init", DEFAULT_V_INIT))
+
+    def initial_membrane(self, layer: dict[str, Any]) -> np.ndarray:
+        """Where ``layer``'s membranes start: its stored initial membrane (potential
+        correction), else v_init x threshold; broadcastable to the membrane."""
+        if layer.get("membrane_init"):
+            return self.initializer(layer["membrane_init"]).astype(np.float32)
+        return start_membrane(self.initializer(layer["threshold"]), self.v_init)
+
+    def states(self) -> list[State]:
+        """Every state of the step form, membranes first, then the pools' (which start at 0)."""
+        states = [
+            State(layer["membrane"], layer["membrane_next"], self.initial_membrane(layer)) for layer in self.layers
+        ]
+        zero = np.zeros((), np.float32)
+        for pool in self.pools:
+            states.append(State(pool["accumulated"], pool["accumulated_next"], zero))
+            states.append(State(pool["pooled"], pool["pooled_next"], zero))
+        return states
 
     @property
     def timesteps(self) -> int:
         return int(self.metadata["timesteps"])
+
+    @property
+    def encoding(self) -> str:
+        return self.metadata.get("encoding", "direct")
 
     @property
     def input_name(self) -> str:
@@ -149,100 +212,9 @@ class SNNModel:
     def outputs(self) -> list[str]:
         return self.metadata["outputs"]
 
-    # --- actions ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the artifact; past protobuf's 2 GB limit the weights go to ``<name>.data`` beside it."""
-        path = Path(path)
-        if self.proto.ByteSize() < LARGE_MODEL:
-            write_atomic(path, self.proto.SerializeToString())
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            model = onnx.ModelProto()
-            model.CopyFrom(self.proto)
-            onnx.save_model(
-                model,
-                str(Path(tmp) / path.name),
-                save_as_external_data=True,
-                location=f"{path.name}.data",
-                size_threshold=1024,
-            )
-            os.replace(Path(tmp) / f"{path.name}.data", path.parent / f"{path.name}.data")
-            os.replace(Path(tmp) / path.name, path)
-        return path
-
-    def session(self, **kwargs: Any) -> SNNSession:
-        from .runtime.session import SNNSession
-
-        return SNNSession(self, **kwargs)
-
-    def to_ann(self) -> onnx.ModelProto:
-        """The ANN this SNN approximates: each IF back to its Relu/Clip, the output activation
-        restored. Thresholds are dropped (an ANN has none)."""
-        model = onnx.ModelProto()
-        model.CopyFrom(self.proto)
-        graph = model.graph
-        layers = {layer["node"]: layer for layer in self.layers}
-        states = {layer["membrane"] for layer in self.layers} | {layer["membrane_next"] for layer in self.layers}
-        pools = self.metadata.get("pools", [])
-        for pool in pools:
-            states |= {pool[k] for k in ("accumulated", "accumulated_next", "pooled", "pooled_next")}
-        # spiking max-pools back to plain ones: MaxPool(x) instead of MaxPool(accumulated + x) - pooled
-        pool_io = {}
-        for node in graph.node:
-            if any(node.name == f"{p['node']}.accumulate" for p in pools):
-                pool_io[node.name[: -len(".accumulate")]] = [node.input[1], None]
-        for node in graph.node:
-            if any(node.name == f"{p['node']}.difference" for p in pools):
-                pool_io[node.name[: -len(".difference")]][1] = node.output[0]
-        pool_parts = {f"{name}.{part}" for name in pool_io for part in ("accumulate", "difference")}
-        # calibrated current corrections are no part of the ANN: read around their Add nodes
-        shifts = {f"{layer['node']}.current_correction" for layer in self.layers if layer.get("current_shift")}
-        bypass = {n.output[0]: n.input[0] for n in graph.node if n.name in shifts}
-        nodes = []
-        for node in graph.node:
-            if node.name in shifts or node.name in pool_parts:
-                continue
-            if node.name in pool_io:
-                node.input[0], node.output[0] = pool_io[node.name]
-            node.input[:] = [bypass.get(i, i) for i in node.input]
-            if node.domain == DOMAIN and node.op_type == OP_TYPE:
-                layer = layers[node.name]
-                inputs = [node.input[0]]
-                if layer["op"] == "Clip":
-                    lo = f"{node.name}.clip_min"
-                    graph.initializer.append(numpy_helper.from_array(np.array(0, np.float32), lo))
-                    inputs.append(lo)
-                    if layer.get("clip_max") is not None:
-                        hi = f"{node.name}.clip_max"
-                        graph.initializer.append(numpy_helper.from_array(np.array(layer["clip_max"], np.float32), hi))
-                        inputs.append(hi)
-                node = helper.make_node(layer["op"], inputs, [node.output[0]], name=node.name)
-            nodes.append(node)
-        del graph.node[:]
-        graph.node.extend(nodes)
-        for field in (graph.input, graph.output):
-            kept = [v for v in field if v.name not in states]
-            del field[:]
-            field.extend(kept)
-        thresholds = {layer["threshold"] for layer in self.layers}
-        thresholds |= {layer[k] for layer in self.layers for k in ("current_shift", "membrane_init") if layer.get(k)}
-        kept_init = [t for t in graph.initializer if t.name not in thresholds]
-        del graph.initializer[:]
-        graph.initializer.extend(kept_init)
-        for name, act in self.metadata.get("output_activations", {}).items():
-            out = next(v for v in graph.output if v.name == name)
-            pre = f"{name}.pre_activation"
-            for node in graph.node:
-                node.output[:] = [pre if o == name else o for o in node.output]
-                node.input[:] = [pre if i == name else i for i in node.input]
-            graph.node.append(helper.make_node(act["op"], [pre], [out.name], axis=act["axis"]))
-        del model.functions[:]
-        imports = [imp for imp in model.opset_import if imp.domain != DOMAIN]
-        del model.opset_import[:]
-        model.opset_import.extend(imports)
-        del model.metadata_props[:]
-        return model
+        return save_onnx(self.proto, path)
 
 
 def load(path: str | os.PathLike | onnx.ModelProto) -> SNNModel:

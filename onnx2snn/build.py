@@ -1,10 +1,18 @@
-"""Assemble an SNN artifact from a canonical ANN graph and calibrated neuron parameters.
-Conversion uses it once at the end; calibration methods that simulate the SNN built so far
-(Spike-Norm, bias/potential correction) use it for truncated networks."""
+"""Build the SNN artifact from a canonical ANN graph and calibrated neuron parameters, in two
+steps that the conversion pipeline lists by name:
+
+- ``spike``: every activation becomes an IF neuron (passes/relu_to_if.py) and every max-pool
+  that spikes reach a spiking max-pool (passes/maxpool_to_spiking.py), each recorded under the
+  names the rewrite gave its states and nodes;
+- ``package``: the step-form ONNX model with the IF function and the metadata of the artifact's
+  contract (artifact.py), checked by ONNX's checker.
+
+Calibration methods that simulate the SNN built so far (Spike-Norm, the corrections) use
+``build_snn``: both steps on the network truncated at the tensor they measure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,125 +20,79 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
-from . import __version__
-from .artifact import ENCODINGS, FORMAT, SNNModel, attach_neuron
-from .errors import ConfigError, ConversionError
-from .graph import export_model, reached_from
-from .neuron import DEFAULT_V_INIT, RESET_MODES
-from .passes.calibrate import activation_nodes
-from .passes.check_supported import clip_max
-from .passes.maxpool_to_spiking import maxpool_to_spiking, pool_state_names
-from .passes.relu_to_if import relu_to_if, state_names
-
-
-@dataclass(frozen=True)
-class Neurons:
-    """How the IF neurons behave and are driven: shared by conversion and calibration."""
-
-    reset: str = "subtract"
-    v_init: float = DEFAULT_V_INIT
-    timesteps: int = 16
-    encoding: str = "direct"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.reset not in RESET_MODES:
-            raise ConfigError(f"reset must be one of {', '.join(RESET_MODES)}, got {self.reset!r}")
-        if not 0.0 <= self.v_init < 1.0:
-            raise ConfigError(f"v_init must lie in [0, 1), got {self.v_init}")
-        if not isinstance(self.timesteps, int) or self.timesteps <= 0:
-            raise ConfigError(f"timesteps must be a positive integer, got {self.timesteps}")
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+from .artifact import SNNModel, attach_neuron
+from .errors import ConversionError
+from .graph import export_model, reached_from, shape_of
+from .neuron import OP_TYPE, Corrections, Neurons
+from .passes import activation_nodes, maxpool_to_spiking, neuron_layer, relu_to_if, spiking_pool, spiking_pools
 
 
 @dataclass
-class Corrections:
-    """Training-free corrections per IF layer (node name -> array broadcastable to the layer)."""
+class SpikingGraph:
+    """The graph after ``spike``, with what the artifact's metadata records of it."""
 
-    current: dict[str, np.ndarray] = field(default_factory=dict)  # added to the input current every step
-    membrane_init: dict[str, np.ndarray] = field(default_factory=dict)  # initial membrane
+    graph: gs.Graph
+    input: dict[str, Any]  # {"name", "shape"} of the data input
+    outputs: list[str]  # the network's outputs (the states come after them)
+    layers: list[dict[str, Any]]
+    pools: list[dict[str, Any]]
 
 
-def shape_of(tensor: gs.Tensor) -> list[int | None]:
-    return [d if isinstance(d, int) else None for d in (tensor.shape or [])]
+def truncate(graph: gs.Graph, outputs: list[str]) -> gs.Graph:
+    """A copy of ``graph`` computing only the tensors named."""
+    g = graph.copy()
+    tensors = g.tensors()
+    g.outputs = [tensors[name] for name in outputs]
+    for t in g.outputs:
+        t.dtype = t.dtype or np.float32
+    return g.cleanup()
 
 
-def assemble(
-    graph: gs.Graph,
-    thresholds: dict[str, np.ndarray],
+def spike(
+    graph: gs.Graph, thresholds: dict[str, np.ndarray], neurons: Neurons, corrections: Corrections
+) -> SpikingGraph:
+    """Every activation an IF neuron, every max-pool that spikes (or Poisson input) reach a
+    spiking max-pool; ``graph`` itself is left as it is."""
+    g = graph.copy()
+    data_input = g.inputs[0]
+    outputs = [t.name for t in g.outputs]
+    layers = [
+        neuron_layer(node, node.name in corrections.current, node.name in corrections.membrane_init)
+        for node in activation_nodes(g)
+    ]
+    g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current)
+    sources = [n.outputs[0].name for n in g.nodes if n.op == OP_TYPE]
+    varying = reached_from(g, sources + ([data_input.name] if neurons.encoding == "poisson" else []))
+    pools = [spiking_pool(node.name) for node in spiking_pools(g, varying)]
+    g = maxpool_to_spiking(g, varying)
+    g.cleanup().toposort()
+    return SpikingGraph(g, {"name": data_input.name, "shape": shape_of(data_input)}, outputs, layers, pools)
+
+
+def package(
+    spiking: SpikingGraph,
     neurons: Neurons,
-    *,
-    corrections: Corrections | None = None,
-    outputs: list[str] | None = None,
+    corrections: Corrections,
     metadata: dict[str, Any] | None = None,
     check: bool = True,
 ) -> SNNModel:
-    """The SNN artifact of ``graph`` (canonical, checked, output activation stripped).
-    ``outputs`` truncates the network to the tensors named (the head by default)."""
-    g = graph.copy()
-    if outputs is not None:
-        tensors = g.tensors()
-        g.outputs = [tensors[name] for name in outputs]
-        for t in g.outputs:
-            t.dtype = t.dtype or np.float32
-        g.cleanup()
-    corrections = corrections or Corrections()
-    data_input = g.inputs[0]
-    layers = []
-    for node in activation_nodes(g):
-        membrane, membrane_next, threshold = state_names(node.name)
-        layers.append(
-            {
-                "node": node.name,
-                "op": node.op,
-                "clip_max": clip_max(node) if node.op == "Clip" else None,
-                "membrane": membrane,
-                "membrane_next": membrane_next,
-                "threshold": threshold,
-                "current_shift": f"{node.name}.current_shift" if node.name in corrections.current else None,
-                "membrane_init": f"{node.name}.membrane_init" if node.name in corrections.membrane_init else None,
-            }
-        )
-    output_names = [t.name for t in g.outputs]
-    g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current)
-    varying = reached_from(
-        g,
-        [n.outputs[0].name for n in g.nodes if n.op == "IF"]
-        + ([data_input.name] if neurons.encoding == "poisson" else []),
-    )
-    pools = []
-    for node in g.nodes:
-        if node.op in ("MaxPool", "GlobalMaxPool") and node.inputs[0].name in varying:
-            acc, acc_next, pooled, pooled_next = pool_state_names(node.name)
-            pools.append(
-                {
-                    "node": node.name,
-                    "accumulated": acc,
-                    "accumulated_next": acc_next,
-                    "pooled": pooled,
-                    "pooled_next": pooled_next,
-                }
-            )
-    g = maxpool_to_spiking(g, varying)
-    g.cleanup().toposort()
+    """The artifact: the spiking graph, the IF function and the metadata (``metadata`` adds to
+    or overrides what the graph and ``neurons`` say)."""
     meta = {
-        "format": FORMAT,
-        "version": __version__,
-        "input": {"name": data_input.name, "shape": shape_of(data_input)},
-        "outputs": output_names,
+        "input": spiking.input,
+        "outputs": spiking.outputs,
         "output_activations": {},
         "decode": "mean",
         "encoding": neurons.encoding,
         "timesteps": neurons.timesteps,
         "reset": neurons.reset,
         "v_init": float(neurons.v_init),
-        "layers": layers,
-        "pools": pools,
+        "layers": spiking.layers,
+        "pools": spiking.pools,
         **(metadata or {}),
     }
-    proto = attach_neuron(export_model(g), meta)
-    for layer in layers:  # initial membranes: read by the runtime, consumed by no node
+    proto = attach_neuron(export_model(spiking.graph), meta)
+    for layer in spiking.layers:  # initial membranes: read by whoever drives the states
         if layer["membrane_init"]:
             value = np.asarray(corrections.membrane_init[layer["node"]], np.float32)
             proto.graph.initializer.append(numpy_helper.from_array(value, layer["membrane_init"]))
@@ -140,3 +102,17 @@ def assemble(
         except onnx.checker.ValidationError as e:
             raise ConversionError(f"the converted model fails the ONNX checker: {str(e).splitlines()[0]}") from e
     return SNNModel(proto)
+
+
+def build_snn(
+    graph: gs.Graph,
+    thresholds: dict[str, np.ndarray],
+    neurons: Neurons,
+    corrections: Corrections | None = None,
+    outputs: list[str] | None = None,
+) -> SNNModel:
+    """The SNN of ``graph`` truncated at ``outputs`` (the head by default), unchecked: what
+    calibration simulates."""
+    corrections = corrections or Corrections()
+    g = truncate(graph, outputs) if outputs is not None else graph
+    return package(spike(g, thresholds, neurons, corrections), neurons, corrections, check=False)

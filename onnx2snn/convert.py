@@ -1,33 +1,49 @@
-"""The conversion pipeline, in the order of a paper's method section."""
+"""The conversion pipeline: a list of named steps, in the order of a paper's method section.
+
+    PIPELINE
+      name every node            unique names: reports, errors and states are named after nodes
+      keep the outputs asked for only those, when the user names some
+      canonicalize               shapes, constant folding, Dropout/Identity out, BatchNorm folded,
+                                 MatMul + Add as Gemm (passes.CANONICALIZE)
+      move output activations    a trailing Softmax/LogSoftmax is applied after decoding
+      check                      every node converts, or a ConversionError names it
+      resolve shapes             concrete shapes where inference left holes (the ANN runs once)
+      calibrate thresholds       one table of methods (calibration.METHODS)
+      correct layers             the training-free corrections, layer by layer
+      spike                      activations become IF neurons, max-pools on spikes spiking ones
+      package                    the artifact: IF function, metadata, checked by ONNX's checker
+
+Each step reads and writes one ``Conversion``; ``analyze`` runs the steps before ``check`` and
+reports instead of refusing."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
+import onnx_graphsurgeon as gs
 
 from .artifact import SNNModel, load_onnx
-from .build import Neurons, assemble, shape_of
+from .build import SpikingGraph, package, spike
+from .calibration import PROBE, Method, calibrate, check_corrections, correct_layers, parse_method, resolve_shapes
 from .data import Dataset, as_dataset, check_input
 from .errors import CalibrationError, ConfigError, ConversionError, DataError
-from .graph import MIN_OPSET, default_opset, import_graph
-from .neuron import DEFAULT_V_INIT
+from .graph import MIN_OPSET, default_opset, import_graph, shape_of
+from .neuron import DEFAULT_V_INIT, Corrections, Neurons
 from .passes import (
     CANONICALIZE,
-    calibrate,
     check_supported,
-    correct_layers,
+    find_unsupported,
+    keep_outputs,
+    name_nodes,
     output_activations,
-    parse_method,
-    per_layer_only,
     strip_output_activation,
 )
-from .passes.check_supported import ACTIVATIONS, POOLS, find_unsupported
-from .passes.name_nodes import name_nodes
-from .passes.resolve_shapes import PROBE, resolve_shapes
+from .passes.check_supported import ACTIVATIONS, POOLS
 from .report import Report, describe_threshold
 
 # the best combination measured by benchmarks/accuracy.py (see the README's Calibration section)
@@ -37,11 +53,169 @@ DEFAULT_CORRECTIONS: tuple[str, ...] = ("potential",)
 DEFAULT_TIMESTEPS = 16
 
 
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Every choice of a conversion, validated when made (before any model or data is read)."""
+
+    method: Method
+    per_channel: bool
+    corrections: tuple[str, ...]
+    neurons: Neurons
+    calibration_samples: int | None
+    batch_size: int
+    outputs: tuple[str, ...] | None
+
+    @classmethod
+    def make(
+        cls,
+        method: str | Method = DEFAULT_METHOD,
+        *,
+        per_channel: bool = DEFAULT_PER_CHANNEL,
+        corrections: Sequence[str] = DEFAULT_CORRECTIONS,
+        timesteps: int = DEFAULT_TIMESTEPS,
+        reset: str = "subtract",
+        v_init: float = DEFAULT_V_INIT,
+        encoding: str = "direct",
+        calibration_samples: int | None = None,
+        seed: int = 0,
+        batch_size: int = 128,
+        outputs: Sequence[str] | None = None,
+    ) -> ConvertOptions:
+        """The options of ``convert`` (see there), or a ConfigError naming the bad one."""
+        neurons = Neurons(reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed)
+        if calibration_samples is not None and calibration_samples <= 0:
+            raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        return cls(
+            method=parse_method(method),
+            per_channel=bool(per_channel),
+            corrections=check_corrections(corrections),
+            neurons=neurons,
+            calibration_samples=calibration_samples,
+            batch_size=batch_size,
+            outputs=tuple(outputs) if outputs else None,
+        )
+
+
+@dataclass
+class Conversion:
+    """What the pipeline's steps read and write, from the ANN to the artifact."""
+
+    ann: onnx.ModelProto
+    options: ConvertOptions
+    calibration: Dataset | None = None
+    graph: gs.Graph | None = None
+    report: Report | None = None
+    output_activations: dict[str, dict] = field(default_factory=dict)
+    x: np.ndarray | None = None
+    thresholds: dict[str, np.ndarray] = field(default_factory=dict)
+    corrections: Corrections = field(default_factory=Corrections)
+    spiking: SpikingGraph | None = None
+    snn: SNNModel | None = None
+
+
+def name_every_node(c: Conversion) -> None:
+    c.graph = name_nodes(import_graph(c.ann))
+    c.report = Report(c.graph)
+
+
+def keep_the_outputs_asked_for(c: Conversion) -> None:
+    if c.options.outputs:
+        names = c.options.outputs
+        c.graph = c.report.run(c.graph, lambda g: keep_outputs(g, names), "keep_outputs")
+
+
+def canonicalize(c: Conversion) -> None:
+    for rewrite in CANONICALIZE:
+        c.graph = c.report.run(c.graph, rewrite)
+
+
+def move_output_activations(c: Conversion) -> None:
+    c.output_activations = output_activations(c.graph)
+    c.graph = c.report.run(c.graph, strip_output_activation)
+
+
+def check(c: Conversion) -> None:
+    try:
+        c.graph = check_supported(c.graph)
+    except ConversionError as e:
+        _mark_refused(c.report, e.problems or [e])
+        e.report = c.report.rows()
+        raise
+
+
+def resolve_the_shapes(c: Conversion) -> None:
+    data_input = c.graph.inputs[0]
+    c.x = check_input(c.calibration.x, shape_of(data_input), data_input.name, c.calibration.source)
+    c.graph = resolve_shapes(c.graph, c.x[:PROBE])
+
+
+def calibrate_thresholds(c: Conversion) -> None:
+    o = c.options
+    c.thresholds = calibrate(c.graph, c.x, o.method, o.per_channel, o.neurons, o.batch_size)
+
+
+def correct_layers_step(c: Conversion) -> None:
+    o = c.options
+    c.corrections = correct_layers(c.graph, c.thresholds, c.x, o.neurons, o.corrections, o.batch_size)
+
+
+def spike_step(c: Conversion) -> None:
+    c.spiking = spike(c.graph, c.thresholds, c.options.neurons, c.corrections)
+
+
+def package_step(c: Conversion) -> None:
+    o = c.options
+    metadata = {
+        "output_activations": c.output_activations,
+        "calibration": {
+            "method": str(o.method),
+            "per_channel": o.per_channel and not o.method.per_layer_only,
+            "corrections": list(o.corrections),
+            "samples": len(c.x),
+            "seed": o.neurons.seed,
+        },
+        "preprocessing": c.calibration.preprocessing.to_dict(),
+    }
+    snn = package(c.spiking, o.neurons, c.corrections, metadata)
+    for layer in snn.layers:
+        theta = describe_threshold(snn.thresholds[layer["node"]])
+        c.report.mark(layer["node"], "converted", f"IF neuron, threshold {theta}")
+    for pool in snn.pools:
+        c.report.mark(pool["node"], "converted", "spiking max-pool over the accumulated input")
+    snn.metadata["report"] = c.report.rows()
+    snn.commit_metadata()
+    snn.proto.producer_name = c.ann.producer_name or "onnx2snn"
+    c.snn = snn
+
+
+class Step(NamedTuple):
+    name: str
+    run: Callable[[Conversion], None]
+
+
+PIPELINE = [
+    Step("name every node", name_every_node),
+    Step("keep the outputs asked for", keep_the_outputs_asked_for),
+    Step("canonicalize", canonicalize),
+    Step("move output activations", move_output_activations),
+    Step("check", check),
+    Step("resolve shapes", resolve_the_shapes),
+    Step("calibrate thresholds", calibrate_thresholds),
+    Step("correct layers", correct_layers_step),
+    Step("spike", spike_step),
+    Step("package", package_step),
+]
+ANALYSIS = PIPELINE[: [s.name for s in PIPELINE].index("check")]  # what analyze runs before reporting
+
+
 def _is_onnx(model: Any) -> bool:
     return isinstance(model, (onnx.ModelProto, str, os.PathLike))
 
 
 def _input_model(model: Any, calibration: Dataset) -> onnx.ModelProto:
+    """The ANN as ONNX of at least MIN_OPSET: a torch module exported, an old opset upgraded."""
     if _is_onnx(model):
         proto = load_onnx(model)
     elif hasattr(model, "state_dict") and callable(model):  # a torch.nn.Module
@@ -61,112 +235,34 @@ def _input_model(model: Any, calibration: Dataset) -> onnx.ModelProto:
     return proto
 
 
-def keep_outputs(graph, names: Sequence[str]):
-    """The graph computing only the outputs named (what feeds the others is dropped)."""
-    available = {t.name: t for t in graph.outputs}
-    missing = [n for n in names if n not in available]
-    if missing:
-        raise ConversionError(
-            f"no model output named {', '.join(map(repr, missing))}; the outputs are {', '.join(available)}"
-        )
-    graph.outputs = [available[n] for n in names]
-    return graph.cleanup(remove_unused_graph_inputs=False)
-
-
 def convert(
     model: onnx.ModelProto | str | os.PathLike | Any,
     calibration_data: Dataset | np.ndarray | str | os.PathLike,
-    method: str = DEFAULT_METHOD,
-    *,
-    per_channel: bool = DEFAULT_PER_CHANNEL,
-    corrections: Sequence[str] = DEFAULT_CORRECTIONS,
-    timesteps: int = DEFAULT_TIMESTEPS,
-    reset: str = "subtract",
-    v_init: float = DEFAULT_V_INIT,
-    encoding: str = "direct",
-    calibration_samples: int | None = None,
-    seed: int = 0,
-    batch_size: int = 128,
-    outputs: Sequence[str] | None = None,
+    method: str | Method = DEFAULT_METHOD,
+    **options: Any,
 ) -> SNNModel:
     """Convert a ReLU ANN into a spiking network.
 
     ``model``: an ONNX file, a ModelProto or a ``torch.nn.Module``. ``calibration_data``: an
     array of model-ready inputs, a Dataset or a data spec. ``method``: ``max``,
-    ``percentile:P``, ``mmse``, ``spike-norm`` or ``spike-norm:seed``. ``corrections``:
-    any of ``bias``, ``potential``. ``timesteps``: the T that mmse, spike-norm and the
-    corrections calibrate for, stored in the artifact as its default. ``encoding``: ``direct``
-    or ``poisson`` (seeded by ``seed``). ``outputs``: the model outputs to keep (all by default;
-    e.g. a classifier's probabilities without its label output)."""
-    neurons = Neurons(reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed)
-    if calibration_samples is not None and calibration_samples <= 0:
-        raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
-    if batch_size <= 0:
-        raise ConfigError(f"batch_size must be positive, got {batch_size}")
-    corrections = tuple(dict.fromkeys(corrections))
-    from .passes.correct_layers import KINDS
-
-    if set(corrections) - set(KINDS):
-        raise ConfigError(f"unknown correction in {list(corrections)}: use {' and/or '.join(KINDS)}")
-    parse_method(method)
+    ``percentile:P``, ``mmse``, ``spike-norm`` or ``spike-norm:seed`` (calibration.METHODS).
+    Keyword options (``ConvertOptions.make``): ``per_channel``; ``corrections``: any of
+    ``bias``, ``potential``; ``timesteps``: the T that mmse, spike-norm and the corrections
+    calibrate for, stored in the artifact as its default; ``reset``; ``v_init``; ``encoding``:
+    ``direct`` or ``poisson`` (seeded by ``seed``); ``calibration_samples`` (a seeded subset);
+    ``batch_size``; ``outputs``: the model outputs to keep (all by default; e.g. a classifier's
+    probabilities without its label output)."""
+    opts = ConvertOptions.make(method, **options)
     if _is_onnx(model):
         model = load_onnx(model)  # a missing or broken model file is reported before the data
     try:
-        calibration = as_dataset(calibration_data).sample(calibration_samples, seed)
+        calibration = as_dataset(calibration_data).sample(opts.calibration_samples, opts.neurons.seed)
     except DataError as e:
         raise CalibrationError(f"calibration data: {e}") from e
-
-    ann = _input_model(model, calibration)
-    graph, activations, report = canonical_graph(ann, outputs)
-    # check: every node converts, or the node is named
-    try:
-        graph = check_supported(graph)
-    except ConversionError as e:
-        _mark_refused(report, e.problems or [e])
-        e.report = report.rows()
-        raise
-    x = check_input(calibration.x, shape_of(graph.inputs[0]), graph.inputs[0].name, calibration.source)
-    graph = resolve_shapes(graph, x[:PROBE])
-    # calibrate: thresholds, then the training-free corrections
-    thresholds = calibrate(graph, x, method, per_channel, neurons, batch_size)
-    fixes = correct_layers(graph, thresholds, x, neurons, corrections, batch_size)
-    # spike: every activation becomes an IF neuron
-    metadata = {
-        "output_activations": activations,
-        "calibration": {
-            "method": str(parse_method(method)),
-            "per_channel": bool(per_channel) and not per_layer_only(method),
-            "corrections": list(corrections),
-            "samples": len(x),
-            "seed": seed,
-        },
-        "preprocessing": calibration.preprocessing.to_dict(),
-    }
-    snn = assemble(graph, thresholds, neurons, corrections=fixes, metadata=metadata)
-    for layer in snn.layers:
-        report.mark(
-            layer["node"], "converted", f"IF neuron, threshold {describe_threshold(snn.thresholds[layer['node']])}"
-        )
-    for pool in snn.metadata["pools"]:
-        report.mark(pool["node"], "converted", "spiking max-pool over the accumulated input")
-    snn.metadata["report"] = report.rows()
-    snn.commit_metadata()
-    snn.proto.producer_name = ann.producer_name or "onnx2snn"
-    return snn
-
-
-def canonical_graph(ann: onnx.ModelProto, outputs: Sequence[str] | None = None):
-    """canonicalize: the ANN as plain linear layers and activations, its trailing output
-    activations taken out. Returns (graph, output activations, report)."""
-    graph = name_nodes(import_graph(ann))
-    report = Report(graph)
-    if outputs:
-        graph = report.run(graph, lambda g: keep_outputs(g, outputs))
-    for rewrite in CANONICALIZE:
-        graph = report.run(graph, rewrite)
-    activations = output_activations(graph)
-    graph = report.run(graph, strip_output_activation)
-    return graph, activations, report
+    conversion = Conversion(_input_model(model, calibration), opts, calibration)
+    for step in PIPELINE:
+        step.run(conversion)
+    return conversion.snn
 
 
 def _mark_refused(report: Report, problems: Sequence[ConversionError]) -> None:
@@ -178,7 +274,10 @@ def _mark_refused(report: Report, problems: Sequence[ConversionError]) -> None:
 def analyze(model: onnx.ModelProto | str | os.PathLike) -> list[dict]:
     """What conversion would do to every node of an ANN, without calibrating: kept, folded,
     removed, converted to IF, or refused and why."""
-    graph, _, report = canonical_graph(load_onnx(model))
+    conversion = Conversion(load_onnx(model), ConvertOptions.make())
+    for step in ANALYSIS:
+        step.run(conversion)
+    graph, report = conversion.graph, conversion.report
     _mark_refused(report, find_unsupported(graph))
     for node in graph.nodes:
         if node.op in ACTIVATIONS and report.entries.get(node.name, {}).get("fate") == "kept":

@@ -27,3 +27,8 @@ def demo_data() -> tuple[Dataset, Dataset]:
             prep.apply(bundle["x_test"]), bundle["y_test"].astype(np.int64), "demo test (1,000 test images)", prep
         )
     return calibration, test
+
+
+def demo_model() -> Path:
+    """The bundled ANN's file."""
+    return asset(MODEL)

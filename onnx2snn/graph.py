@@ -22,16 +22,16 @@ def import_graph(model: onnx.ModelProto) -> gs.Graph:
     return gs.import_onnx(model)
 
 
-def export_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.ModelProto:
-    """Export ``graph`` to a ModelProto that onnxruntime accepts, keeping ``like``'s
-    producer and metadata."""
+def export_model(graph: gs.Graph, opset_imports: Iterable[onnx.OperatorSetIdProto] | None = None) -> onnx.ModelProto:
+    """Export ``graph`` to a ModelProto that onnxruntime accepts (IR version ``IR_VERSION``),
+    with ``opset_imports`` instead of the ones graphsurgeon derives, when given (a model
+    derived from another keeps that one's)."""
     model = gs.export_onnx(graph, do_type_check=False)
-    model.ir_version = min(max(model.ir_version, IR_VERSION), IR_VERSION)
-    if like is not None:
-        model.producer_name = like.producer_name
-        model.producer_version = like.producer_version
-        del model.metadata_props[:]
-        model.metadata_props.extend(like.metadata_props)
+    model.ir_version = IR_VERSION
+    if opset_imports is not None:
+        imports = list(opset_imports)
+        del model.opset_import[:]
+        model.opset_import.extend(imports)
     return model
 
 
@@ -40,6 +40,11 @@ def default_opset(model: onnx.ModelProto) -> int:
         if imp.domain in ("", "ai.onnx"):
             return imp.version
     return 0
+
+
+def shape_of(tensor: gs.Tensor) -> list[int | None]:
+    """A tensor's dimensions, None for every one that is not a fixed integer."""
+    return [d if isinstance(d, int) else None for d in (tensor.shape or [])]
 
 
 def is_constant(tensor: gs.Tensor) -> bool:

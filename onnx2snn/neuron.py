@@ -20,15 +20,49 @@ Because spikes carry the threshold as amplitude, the weights downstream stay unt
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import onnx
 from onnx import helper
+
+from .errors import ConfigError
 
 DOMAIN = "onnx2snn"
 DOMAIN_VERSION = 1
 OP_TYPE = "IF"
 RESET_MODES = ("subtract", "zero")
 DEFAULT_V_INIT = 0.5
+ENCODINGS = ("direct", "poisson")  # how the input drives the first layer: the same current every step, or spikes
+
+
+@dataclass(frozen=True)
+class Neurons:
+    """How the IF neurons behave and are driven: shared by conversion and calibration."""
+
+    reset: str = "subtract"
+    v_init: float = DEFAULT_V_INIT
+    timesteps: int = 16
+    encoding: str = "direct"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESET_MODES:
+            raise ConfigError(f"reset must be one of {', '.join(RESET_MODES)}, got {self.reset!r}")
+        if not 0.0 <= self.v_init < 1.0:
+            raise ConfigError(f"v_init must lie in [0, 1), got {self.v_init}")
+        if not isinstance(self.timesteps, int) or self.timesteps <= 0:
+            raise ConfigError(f"timesteps must be a positive integer, got {self.timesteps}")
+        if self.encoding not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+
+
+@dataclass
+class Corrections:
+    """Training-free corrections per IF layer (node name -> array broadcastable to the layer)."""
+
+    current: dict[str, np.ndarray] = field(default_factory=dict)  # added to the input current every step
+    membrane_init: dict[str, np.ndarray] = field(default_factory=dict)  # initial membrane
 
 
 def if_step(
@@ -43,12 +77,17 @@ def if_step(
     return spikes, v - spikes
 
 
+def start_membrane(threshold: np.ndarray | float, v_init: float = DEFAULT_V_INIT) -> np.ndarray:
+    """v_0 = v_init * threshold (float32, the threshold's shape): where every neuron starts
+    unless a potential correction stored its own initial membrane."""
+    return np.float32(v_init) * np.asarray(threshold, dtype=np.float32)
+
+
 def initial_membrane(
     shape: tuple[int, ...], threshold: np.ndarray | float, v_init: float = DEFAULT_V_INIT
 ) -> np.ndarray:
     """v_0 = v_init * threshold, broadcast to the state's shape."""
-    theta = np.asarray(threshold, dtype=np.float32)
-    return np.broadcast_to(np.float32(v_init) * theta, shape).astype(np.float32)
+    return np.broadcast_to(start_membrane(threshold, v_init), shape).astype(np.float32)
 
 
 # fired = [v >= theta] without a bool tensor: HardSigmoid(ALPHA * (v - theta) + 1) is 1 where
@@ -125,6 +164,13 @@ def if_function(opset: int, reset: str | None = None) -> onnx.FunctionProto:
     return fn
 
 
+def if_attributes(reset: str = "subtract", v_init: float = DEFAULT_V_INIT) -> dict[str, int | float]:
+    """The attributes of an ``onnx2snn.IF`` node for a reset mode and initial membrane."""
+    if reset not in RESET_MODES:
+        raise ValueError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+    return {"reset_to_zero": int(reset == "zero"), "v_init": float(v_init)}
+
+
 def if_node(
     name: str,
     inputs: list[str],
@@ -133,14 +179,4 @@ def if_node(
     v_init: float = DEFAULT_V_INIT,
 ) -> onnx.NodeProto:
     """An ``onnx2snn.IF`` node calling the function."""
-    if reset not in RESET_MODES:
-        raise ValueError(f"reset must be one of {RESET_MODES}, got {reset!r}")
-    return helper.make_node(
-        OP_TYPE,
-        inputs,
-        outputs,
-        name=name,
-        domain=DOMAIN,
-        reset_to_zero=int(reset == "zero"),
-        v_init=float(v_init),
-    )
+    return helper.make_node(OP_TYPE, inputs, outputs, name=name, domain=DOMAIN, **if_attributes(reset, v_init))

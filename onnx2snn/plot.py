@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .artifact import write_atomic
+from .files import write_atomic
 
 
 def _pyplot():
@@ -59,6 +59,26 @@ def plot_accuracy(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     _save(fig, path)
+
+
+def plot_evaluations(
+    reports: Mapping[str, dict[str, Any]], path: str | os.PathLike, title: str = "SNN accuracy vs timesteps"
+) -> None:
+    """Accuracy vs T of each ``evaluate`` report (name -> report), each ANN's accuracy dashed;
+    top-1 agreement with the ANN where the data had no labels."""
+    from pathlib import Path
+
+    curves, anns = {}, {}
+    for name, report in reports.items():
+        label = Path(name).stem
+        method = report.get("method")
+        label = f"{label} ({method})" if method else label
+        if report["ann"]["accuracy"] is None:
+            curves[label + " agreement"] = {int(t): row["agreement"] for t, row in report["snn"].items()}
+        else:
+            curves[label] = {int(t): row["accuracy"] for t, row in report["snn"].items()}
+            anns[Path(name).stem] = report["ann"]["accuracy"]
+    plot_accuracy(curves, path, anns, title)
 
 
 def plot_activity(report: dict[str, Any], path: str | os.PathLike, title: str = "SNN activity") -> None:

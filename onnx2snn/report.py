@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnx_graphsurgeon as gs
+
+from .files import save_json, save_text
 
 KEPT = "linear: applied to spikes as it is"
 # what each rewrite does to the nodes it removes
@@ -25,11 +29,13 @@ class Report:
             n.name: {"node": n.name, "op": n.op, "fate": "kept", "detail": KEPT} for n in graph.nodes
         }
 
-    def run(self, graph: gs.Graph, rewrite: Callable[[gs.Graph], gs.Graph]) -> gs.Graph:
-        """Apply ``rewrite`` and record which original nodes it took away."""
+    def run(self, graph: gs.Graph, rewrite: Callable[[gs.Graph], gs.Graph], name: str | None = None) -> gs.Graph:
+        """Apply ``rewrite`` and record which original nodes it took away, with the fate
+        PASS_FATES gives the pass ``name`` (the rewrite's own name by default)."""
+        name = name or rewrite.__name__
         before = {n.name for n in graph.nodes}
         graph = rewrite(graph)
-        fate, detail = PASS_FATES.get(rewrite.__name__, ("rewritten", f"by {rewrite.__name__}"))
+        fate, detail = PASS_FATES.get(name, ("rewritten", f"by {name}"))
         for name in before - {n.name for n in graph.nodes}:
             if name in self.entries and self.entries[name]["fate"] == "kept":
                 self.entries[name].update(fate=fate, detail=detail)
@@ -72,12 +78,8 @@ def format_report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(rows: list[dict], path) -> None:
+def write_report(rows: list[dict], path: str | os.PathLike) -> Path:
     """JSON for a ``.json`` path, the text table otherwise; written whole or not at all."""
-    import json
-    from pathlib import Path
-
-    from .artifact import write_atomic
-
-    text = json.dumps(rows, indent=2) if Path(path).suffix == ".json" else format_report(rows)
-    write_atomic(path, (text + "\n").encode())
+    if Path(path).suffix == ".json":
+        return save_json(rows, path)
+    return save_text(format_report(rows), path)

@@ -39,7 +39,7 @@ def test_from_torch_exports_with_dynamic_batch(dynamo, digits):
 
 def test_convert_accepts_a_torch_module(digits):
     snn = onnx2snn.convert(small_net(), digits[0][:200], timesteps=16)
-    assert snn.timesteps == 16 and snn.session().run(digits[2][:3]).shape == (3, 10)
+    assert snn.timesteps == 16 and onnx2snn.SNNSession(snn).run(digits[2][:3]).shape == (3, 10)
 
 
 def test_save_and_load_roundtrip(digits_cnn, digits, tmp_path):
@@ -48,7 +48,9 @@ def test_save_and_load_roundtrip(digits_cnn, digits, tmp_path):
     assert loaded.metadata == snn.metadata
     for name, theta in snn.thresholds.items():
         np.testing.assert_array_equal(loaded.thresholds[name], theta)
-    np.testing.assert_array_equal(loaded.session().run(digits[2][:8], 8), snn.session().run(digits[2][:8], 8))
+    np.testing.assert_array_equal(
+        onnx2snn.SNNSession(loaded).run(digits[2][:8], 8), onnx2snn.SNNSession(snn).run(digits[2][:8], 8)
+    )
 
 
 def test_load_refuses_plain_onnx_and_garbage(tmp_path, digits_cnn):

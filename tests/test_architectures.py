@@ -162,7 +162,7 @@ def test_architecture_converts_and_agrees(name, images):
     ort.InferenceSession(snn.proto.SerializeToString(), providers=["CPUExecutionProvider"])  # plain onnxruntime
     x = images[200:]
     ann = run_onnx(model, {"input": x})[0]
-    out = snn.session().run(x, 512)
+    out = onnx2snn.SNNSession(snn).run(x, 512)
     error = np.abs(out - ann).mean() / np.abs(ann).mean()
     agreement = (out.argmax(1) == ann.argmax(1)).mean()
     assert agreement >= 0.99 and error < 0.05, (agreement, error)

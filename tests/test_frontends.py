@@ -15,7 +15,7 @@ def agreement(snn, model, x, steps=512, output=None):
     name = model.graph.input[0].name
     ann = run_onnx(model, {name: x})
     index = [o.name for o in model.graph.output].index(output) if output else 0
-    out = snn.session().run(x, steps, output=output)
+    out = onnx2snn.SNNSession(snn).run(x, steps, output=output)
     return (out.argmax(1) == ann[index].argmax(1)).mean()
 
 
@@ -46,7 +46,7 @@ def test_pytorch_view_and_functional_relu(digits, dynamo):
     onnx.checker.check_model(snn.proto, full_check=True)
     assert len(snn.layers) == 1
     assert agreement(snn, model, digits[2][:100]) >= 0.99
-    assert snn.session().run(digits[2][:7], 4).shape == (7, 10)  # any batch size
+    assert onnx2snn.SNNSession(snn).run(digits[2][:7], 4).shape == (7, 10)  # any batch size
 
 
 def test_dynamo_export_with_external_data(tmp_path, digits):
@@ -97,11 +97,11 @@ def test_sklearn_mlp_through_skl2onnx(digits):
     snn = onnx2snn.convert(model, x, outputs=["probabilities"])
     assert snn.metadata["output_activations"]["probabilities"]["op"] == "Softmax"
     test = digits[2].reshape(len(digits[2]), -1)
-    out = snn.session().run(test, 512)
+    out = onnx2snn.SNNSession(snn).run(test, 512)
     np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)
     assert (out.argmax(1) == clf.predict(test)).mean() >= 0.99
     # images flatten themselves for a 2-D model input
-    assert snn.session().run(digits[2][:3], 8).shape == (3, 10)
+    assert onnx2snn.SNNSession(snn).run(digits[2][:3], 8).shape == (3, 10)
 
 
 def test_several_outputs(digits):
@@ -138,9 +138,9 @@ def test_several_outputs(digits):
     x = digits[2][:100]
     assert agreement(snn, model, x, output="digits") >= 0.99
     ann_aux = run_onnx(model, {"input": x})[1]
-    np.testing.assert_allclose(snn.session().run(x, 1024, output="aux"), ann_aux, atol=0.05 * ann_aux.max())
+    np.testing.assert_allclose(onnx2snn.SNNSession(snn).run(x, 1024, output="aux"), ann_aux, atol=0.05 * ann_aux.max())
     with pytest.raises(onnx2snn.ConfigError, match="no output 'nope'"):
-        snn.session().run(x, 4, output="nope")
+        onnx2snn.SNNSession(snn).run(x, 4, output="nope")
 
 
 def _require(module: str):

@@ -1,20 +1,22 @@
 """Graph rewrites, one per file, each ``Graph -> Graph`` with its rule in its docstring."""
 
-from .calibrate import activation_nodes, calibrate, parse_method, per_layer_only
-from .check_supported import check_supported
-from .correct_layers import correct_layers
+import onnx_graphsurgeon as gs
+
+from .check_supported import check_supported, find_unsupported
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .infer_shapes import infer_shapes
+from .keep_outputs import keep_outputs
 from .matmul_add_to_gemm import matmul_add_to_gemm
+from .maxpool_to_spiking import maxpool_to_spiking, spiking_pool, spiking_pools
 from .name_nodes import name_nodes
-from .relu_to_if import relu_to_if, state_names
+from .relu_to_if import activation_nodes, neuron_layer, relu_to_if
 from .remove_identity import remove_identity
+from .snn_to_ann import snn_to_ann
 from .strip_output_activation import output_activations, strip_output_activation
 
-# canonical form: what every later pass may assume
+# canonical form: what every later pass may assume (after name_nodes, which the report needs first)
 CANONICALIZE = [
-    name_nodes,
     infer_shapes,
     fold_constants,
     remove_identity,
@@ -23,22 +25,34 @@ CANONICALIZE = [
     infer_shapes,
 ]
 
+
+def canonicalize(graph: gs.Graph) -> gs.Graph:
+    """Name the nodes, then every rewrite of CANONICALIZE in order."""
+    graph = name_nodes(graph)
+    for rewrite in CANONICALIZE:
+        graph = rewrite(graph)
+    return graph
+
+
 __all__ = [
     "CANONICALIZE",
     "activation_nodes",
-    "calibrate",
+    "canonicalize",
     "check_supported",
-    "correct_layers",
+    "find_unsupported",
     "fold_batchnorm",
     "fold_constants",
     "infer_shapes",
+    "keep_outputs",
     "matmul_add_to_gemm",
+    "maxpool_to_spiking",
     "name_nodes",
+    "neuron_layer",
     "output_activations",
-    "parse_method",
-    "per_layer_only",
     "relu_to_if",
     "remove_identity",
-    "state_names",
+    "snn_to_ann",
+    "spiking_pool",
+    "spiking_pools",
     "strip_output_activation",
 ]

@@ -1,6 +1,7 @@
 """Check that every node converts: a spike train passes a node correctly only if the node is
 linear in its time-varying inputs (then the mean over steps commutes with it), or is an
-activation the converter turns into neurons. Anything else is refused by name, before any
+activation the converter turns into neurons. Anything else is refused by name. It runs on the
+canonical graph (after BatchNorm folding, constant folding, ...) and before any spiking
 rewrite: never a silent half-conversion."""
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def find_unsupported(graph: gs.Graph) -> list[ConversionError]:
 
 
 def check_supported(graph: gs.Graph) -> gs.Graph:
+    """The graph unchanged, or a ConversionError naming the first unsupported node (every one
+    in ``problems``)."""
     problems = find_unsupported(graph)
     if problems:
         more = len(problems) - 1

@@ -20,11 +20,9 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..artifact import SNNModel, load
-from ..build import shape_of
 from ..errors import ConfigError
-from ..graph import reached_from
-from ..neuron import DOMAIN, OP_TYPE
-from .evaluate import progress_bar
+from ..graph import reached_from, shape_of
+from .progress import progress_bar
 from .session import SNNSession
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -42,6 +40,39 @@ def _macs(node: gs.Node, weight: np.ndarray) -> int | None:
     if node.op == "Gemm":
         return int(np.prod(out[1:]) * weight.shape[node.attrs.get("transB", 0)])  # x its input features
     return int(np.prod(out[1:]) * weight.shape[-2])  # MatMul
+
+
+def _weighted_layers(graph: gs.Graph, varying: set[str]) -> list[tuple[gs.Node, int, bool]]:
+    """(node, MACs per sample, whether spikes reach its input) of every weighted layer."""
+    weighted = []
+    for node in graph.nodes:
+        if node.op in WEIGHTED and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
+            macs = _macs(node, node.inputs[1].values)
+            if macs is not None:
+                weighted.append((node, macs, node.inputs[0].name in varying))
+    return weighted
+
+
+def _count(session: SNNSession, x: np.ndarray, steps: int, spikes: dict[str, str], inputs: dict[str, str], bar):
+    """Over all samples and steps: spikes fired per IF layer, neurons that never fired, and the
+    nonzero share of each spiking weighted layer's input summed per sample."""
+    fired = {name: 0 for name in spikes}
+    silent = {name: 0 for name in spikes}
+    nonzero = {name: 0.0 for name in inputs}
+    ever: dict[str, np.ndarray] = {}
+    for _, n, t, values in session.iter_steps(x, steps):
+        for name, tensor in spikes.items():
+            on = values[tensor] > 0  # spikes carry the (positive) threshold as amplitude
+            fired[name] += int(np.count_nonzero(on))
+            ever[name] = on if t == 0 else ever[name] | on
+            if t == steps - 1:
+                silent[name] += int(ever[name].size - np.count_nonzero(ever[name]))
+        for name, tensor in inputs.items():
+            value = values[tensor]
+            nonzero[name] += np.count_nonzero(value) / (value.size / n)
+        bar.update(n)
+    bar.close()
+    return fired, silent, nonzero
 
 
 def activity(
@@ -64,75 +95,47 @@ def activity(
     bar. More keyword arguments go to SNNSession (always the step form: it is the one that shows
     each step's spikes)."""
     snn = snn if isinstance(snn, SNNModel) else load(snn)
-    graph = gs.import_onnx(snn.proto)
-    spikes = {n.name: n.outputs[0] for n in graph.nodes if n.domain == DOMAIN and n.op == OP_TYPE}
-    if not spikes:
+    if not snn.layers:
         raise ConfigError("the model has no IF neurons: nothing fires")
+    graph = gs.import_onnx(snn.proto)
+    nodes = {n.name: n for n in graph.nodes}
+    spikes = {layer["node"]: nodes[layer["node"]].outputs[0] for layer in snn.layers}
 
     sources = [layer["membrane"] for layer in snn.layers]
-    if (session_kwargs.get("encoding") or snn.metadata.get("encoding", "direct")) == "poisson":
+    if (session_kwargs.get("encoding") or snn.encoding) == "poisson":
         sources.append(snn.input_name)
-    varying = reached_from(graph, sources)
-    weighted = []
-    for node in graph.nodes:
-        if node.op in WEIGHTED and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
-            macs = _macs(node, node.inputs[1].values)
-            if macs is not None:
-                weighted.append((node, macs, node.inputs[0].name in varying))
+    weighted = _weighted_layers(graph, reached_from(graph, sources))
+    inputs = {node.name: node.inputs[0].name for node, _, spiking in weighted if spiking}
 
-    record = [t.name for t in spikes.values()] + [n.inputs[0].name for n, _, v in weighted if v]
-    session = SNNSession(
-        snn, providers=providers, batch_size=batch_size, **{**session_kwargs, "form": "step", "record": record}
-    )
+    record = [t.name for t in spikes.values()] + list(inputs.values())
+    options = {**session_kwargs, "form": "step", "record": record}
+    session = SNNSession(snn, providers=providers, batch_size=batch_size, **options)
     steps = snn.timesteps if timesteps is None else timesteps
     bar = progress_bar(len(x) * steps, progress)
-    fired = {name: 0 for name in spikes}
-    silent = {name: 0 for name in spikes}
-    nonzero = {node.name: 0.0 for node, _, v in weighted if v}
-    ever: dict[str, np.ndarray] = {}
-    for _, n, t, values in session.iter_steps(x, steps):
-        for name, tensor in spikes.items():
-            on = values[tensor.name] > 0  # spikes carry the (positive) threshold as amplitude
-            fired[name] += int(np.count_nonzero(on))
-            ever[name] = on if t == 0 else ever[name] | on
-            if t == steps - 1:
-                silent[name] += int(ever[name].size - np.count_nonzero(ever[name]))
-        for node, _, v in weighted:
-            if v:
-                value = values[node.inputs[0].name]
-                nonzero[node.name] += np.count_nonzero(value) / (value.size / n)
-        bar.update(n)
-    bar.close()
+    fired, silent, nonzero = _count(session, x, steps, {k: t.name for k, t in spikes.items()}, inputs, bar)
 
     samples = len(x)
     layers = []
-    for name in spikes:
-        size = int(np.prod(shape_of(spikes[name])[1:]))
-        layers.append(
-            {
-                "node": name,
-                "neurons": size,
-                "rate": fired[name] / (samples * size * steps),
-                "silent": silent[name] / (samples * size),
-            }
-        )
+    for name, tensor in spikes.items():
+        size = int(np.prod(shape_of(tensor)[1:]))
+        rate = fired[name] / (samples * size * steps)
+        layers.append({"node": name, "neurons": size, "rate": rate, "silent": silent[name] / (samples * size)})
     synapses = [
         {
             "node": node.name,
             "op": node.op,
             "macs": macs,
-            "sops": macs * nonzero[node.name] / samples if v else macs,
-            "once": not v,
+            "sops": macs * nonzero[node.name] / samples if spiking else macs,
+            "once": not spiking,
         }
-        for node, macs, v in weighted
+        for node, macs, spiking in weighted
     ]
-    total_neurons = sum(layer["neurons"] for layer in layers)
     ann_macs = sum(s["macs"] for s in synapses)
     snn_ops = sum(s["sops"] for s in synapses)
     return {
         "samples": samples,
         "timesteps": steps,
-        "rate": sum(fired.values()) / (samples * total_neurons * steps),
+        "rate": sum(fired.values()) / (samples * sum(layer["neurons"] for layer in layers) * steps),
         "layers": layers,
         "synapses": synapses,
         "ann_macs": ann_macs,

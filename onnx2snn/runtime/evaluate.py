@@ -10,26 +10,15 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from ..artifact import SNNModel, load, load_onnx
 from ..data import Dataset, check_input
 from ..errors import ConfigError, DataError
+from ..passes import snn_to_ann
 from .batching import chunks
-from .providers import resolve_providers, session_options
+from .progress import progress_bar
+from .providers import ann_session
 from .session import SNNSession
-
-
-def ann_session(
-    model: onnx.ModelProto,
-    providers: str | Sequence[str] | None = None,
-    batch_size: int = 256,
-    spin: bool | None = None,
-) -> tuple[ort.InferenceSession, str]:
-    """An onnxruntime session of an ANN for batches of ``batch_size``, and its input's name."""
-    options = session_options(batch_size, spin=spin)
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=resolve_providers(providers))
-    return session, session.get_inputs()[0].name
 
 
 def run_ann(
@@ -83,7 +72,7 @@ def evaluate(
         raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     data, x = model_inputs(snn, data, limit)
-    ann_model = load_onnx(ann) if ann is not None else snn.to_ann()
+    ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
     ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
 
     session = SNNSession(
@@ -128,19 +117,3 @@ def evaluate(
             "seconds": float(seconds[t - 1]),
         }
     return report
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def progress_bar(total_steps: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total_steps, unit="img*step", unit_scale=True, leave=False, dynamic_ncols=True)

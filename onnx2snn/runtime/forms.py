@@ -17,7 +17,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..errors import ModelError
-from ..graph import IR_VERSION, default_opset, reached_from
+from ..graph import default_opset, export_model, reached_from
 from ..neuron import DOMAIN, OP_TYPE, if_function
 
 
@@ -27,14 +27,6 @@ class SplitModel:
     step: onnx.ModelProto
     boundary: list[str]  # tensors the prefix computes (or graph inputs) that the step model reads
     constant_outputs: list[str]  # requested outputs that no neuron reaches: computed once by the prefix
-
-
-def _export(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
-    model = gs.export_onnx(graph, do_type_check=False)
-    model.ir_version = IR_VERSION
-    del model.opset_import[:]
-    model.opset_import.extend(like.opset_import)
-    return model
 
 
 def specialize_neuron(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -85,7 +77,7 @@ def split_time_invariant(model: onnx.ModelProto, varying: list[str], outputs: li
         pg.outputs = [pt[n] for n in computed]
         pg.inputs = [pt[n] for n in input_names]
         pg.functions = []
-        prefix = _export(pg.cleanup(remove_unused_graph_inputs=True), model)
+        prefix = export_model(pg.cleanup(remove_unused_graph_inputs=True), model.opset_import)
 
     sg = graph.copy()
     st = sg.tensors()
@@ -94,5 +86,5 @@ def split_time_invariant(model: onnx.ModelProto, varying: list[str], outputs: li
             st[name].inputs.clear()  # now fed from outside, by the prefix
     sg.inputs = [st[n] for n in boundary] + [st[n] for n in varying if n in st and n not in boundary]
     sg.outputs = [st[n] for n in step_outputs]
-    step = _export(sg.cleanup().toposort(mode="nodes"), model)
+    step = export_model(sg.cleanup().toposort(mode="nodes"), model.opset_import)
     return SplitModel(prefix, step, boundary, constant)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import onnx
     import onnxruntime as ort
 
 from ..errors import ConfigError
@@ -111,3 +112,17 @@ def session_options(
 def device_of(provider: str) -> str:
     """Where a provider keeps its tensors, for IOBinding: 'cuda' or 'cpu'."""
     return "cuda" if provider in PREFERENCE[:2] else "cpu"
+
+
+def ann_session(
+    model: onnx.ModelProto,
+    providers: str | Sequence[str] | None = None,
+    batch_size: int = 256,
+    spin: bool | None = None,
+) -> tuple[ort.InferenceSession, str]:
+    """An onnxruntime session of an ANN for batches of ``batch_size``, and its input's name."""
+    import onnxruntime as ort
+
+    options = session_options(batch_size, spin=spin)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=resolve_providers(providers))
+    return session, session.get_inputs()[0].name

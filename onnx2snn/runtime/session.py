@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-from onnx import numpy_helper
 
-from ..artifact import ENCODINGS, SNNModel, load
+from ..artifact import SNNModel, load
 from ..data import check_input
 from ..errors import ConfigError, DataError
+from ..neuron import ENCODINGS
 from .batching import chunks
 from .decode import apply_activation
 from .forms import specialize_neuron, split_time_invariant
+from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
 
 FORMS = ("auto", "step", "unrolled")
@@ -74,28 +75,15 @@ class SNNSession:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = batch_size
         meta = self.model.metadata
-        self.encoding = encoding or meta.get("encoding", "direct")
+        self.encoding = encoding or self.model.encoding
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         self.seed = seed
         self._layers = self.model.layers
         self._outputs = list(self.model.outputs)
         self._activations = meta.get("output_activations", {})
-        # every state: (input name, output name, initial value broadcastable to the state)
-        thresholds = self.model.thresholds
-        inits = {t.name: t for t in self.model.proto.graph.initializer}
-        v_init = float(meta.get("v_init", 0.5))
-        self._states: list[tuple[str, str, np.ndarray]] = []
-        for layer in self._layers:
-            if layer.get("membrane_init"):
-                v0 = numpy_helper.to_array(inits[layer["membrane_init"]]).astype(np.float32)
-            else:
-                v0 = np.float32(v_init) * thresholds[layer["node"]].astype(np.float32)
-            self._states.append((layer["membrane"], layer["membrane_next"], v0))
-        for pool in meta.get("pools", []):  # spiking max-pools start from nothing accumulated
-            self._states.append((pool["accumulated"], pool["accumulated_next"], np.float32(0)))
-            self._states.append((pool["pooled"], pool["pooled_next"], np.float32(0)))
-        varying = [name for name, _, _ in self._states]
+        self._states = self.model.states()
+        varying = [state.input for state in self._states]
         if self.encoding == "poisson":
             varying.append(self.model.input_name)
         self._record = list(record)
@@ -126,7 +114,7 @@ class SNNSession:
         self._providers = chosen
         self._unrolled: dict[int, ort.InferenceSession] = {}
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
-        self._state_shapes = [step_inputs[name] for name, _, _ in self._states]
+        self._state_shapes = [step_inputs[state.input] for state in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
 
@@ -148,12 +136,12 @@ class SNNSession:
 
     def _initial_states(self, n: int) -> list[np.ndarray]:
         states = []
-        for shape, (_, _, v0) in zip(self._state_shapes, self._states):
+        for shape, state in zip(self._state_shapes, self._states):
             dims = tuple(n if not isinstance(d, int) else d for d in shape)
             if isinstance(shape[0], int) and shape[0] != n:
                 raise ConfigError(f"model has a static batch of {shape[0]}, got {n} samples")
-            # a fresh buffer: the run writes into it (a view of v0 would overwrite v0 itself)
-            states.append(np.array(np.broadcast_to(v0, dims), dtype=np.float32, copy=True))
+            # a fresh buffer: the run writes into it (a view of the initial value would overwrite it)
+            states.append(np.array(np.broadcast_to(state.initial, dims), dtype=np.float32, copy=True))
         return states
 
     def _steps(self, x: np.ndarray, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
@@ -183,9 +171,9 @@ class SNNSession:
             io = self._step.io_binding()
             for boundary in self._boundary:
                 io.bind_ortvalue_input(boundary, self._ortvalue(feeds[boundary]))
-            for (name_in, name_out, _), a, b in zip(self._states, src, dst):
-                io.bind_ortvalue_input(name_in, a)
-                io.bind_ortvalue_output(name_out, b)
+            for state, a, b in zip(self._states, src, dst):
+                io.bind_ortvalue_input(state.input, a)
+                io.bind_ortvalue_output(state.output, b)
             for out in self._read:
                 io.bind_output(out, self._device)
             bindings.append(io)
@@ -279,11 +267,19 @@ class SNNSession:
             start += n
 
     def run(
-        self, x: np.ndarray, timesteps: int | None = None, per_step: bool = False, output: str | None = None
+        self,
+        x: np.ndarray,
+        timesteps: int | None = None,
+        per_step: bool = False,
+        output: str | None = None,
+        progress: bool = False,
     ) -> np.ndarray:
         """The decoded output after ``timesteps`` steps, ``[N, ...]``; with ``per_step``
         the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
-        one of several model outputs (the first by default)."""
-        parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, output=output)]
+        one of several model outputs (the first by default); ``progress`` shows a bar."""
+        steps = self.model.timesteps if timesteps is None else timesteps
+        bar = progress_bar(len(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
+        parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, bar.update, output)]
+        bar.close()
         decoded = np.concatenate(parts, axis=1)
         return decoded if per_step else decoded[0]

@@ -21,8 +21,8 @@ from onnx import helper, numpy_helper
 
 from ..artifact import SNNModel
 from ..errors import ConfigError
-from ..graph import IR_VERSION, default_opset, reached_from
-from ..neuron import DOMAIN, OP_TYPE, body_nodes
+from ..graph import default_opset, export_model, reached_from
+from ..neuron import body_nodes
 
 PER_STEP = ".per_step"
 
@@ -105,146 +105,131 @@ def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> 
     return gs.import_onnx(helper.make_model(body))
 
 
-def unroll(snn: SNNModel, timesteps: int) -> onnx.ModelProto:
-    """The unrolled form of ``snn`` for ``timesteps`` steps (see the module docstring)."""
-    meta = snn.metadata
+class _Unroller:
+    """Rewrites the step form's graph in place into the unrolled form (see ``unroll``)."""
+
+    def __init__(self, snn: SNNModel, timesteps: int):
+        self.snn = snn
+        self.graph = gs.import_onnx(snn.proto)
+        self.graph.functions = []
+        self.tensors = self.graph.tensors()
+        self.nodes = {n.name: n for n in self.graph.nodes}
+        self.b = _Builder(self.graph, timesteps)
+        states = [layer["membrane"] for layer in snn.layers]
+        states += [pool[k] for pool in snn.pools for k in ("accumulated", "pooled")]
+        self.varying = reached_from(self.graph, states)
+        self.folded: dict[str, gs.Tensor] = {}  # name of a [N, ...] tensor -> its [T*N, ...] version
+
+    def fold(self, t: gs.Tensor) -> gs.Tensor:
+        """``t`` on the time-folded batch: as it is where it varies, else tiled T times (once)."""
+        if t.name in self.varying or isinstance(t, gs.Constant) or not t.name:
+            return t
+        if t.name not in self.folded:
+            rank = len(t.shape) if t.shape is not None else len(self.snn.input_shape)
+            self.folded[t.name] = self.b.tiled(t, rank, t.name)
+            self.varying.add(self.folded[t.name].name)
+        return self.folded[t.name]
+
+    def reroute(self, old: gs.Tensor, new: gs.Tensor) -> None:
+        """Every reader of ``old`` (and the graph outputs) reads the time-folded ``new``."""
+        self.varying.add(new.name)
+        for consumer in list(old.outputs):
+            consumer.inputs = [new if t is old else t for t in consumer.inputs]
+        if old in self.graph.outputs:
+            self.graph.outputs = [new if t is old else t for t in self.graph.outputs]
+
+    def neuron(self, node: gs.Node, layer: dict) -> None:
+        """An IF layer: a Scan over T of its input current, the neuron's own step as the body."""
+        b = self.b
+        x_t = b.time_major(self.fold(node.inputs[0]), node.name)
+        v0 = b.const(self.snn.initial_membrane(layer), node.name)
+        v_start = b.node("Expand", [v0, b.tail_shape(x_t, node.name)], hint=node.name)
+        state_shape = ["N" if not isinstance(d, int) else d for d in self.tensors[layer["membrane"]].shape]
+        theta = np.asarray(self.snn.initializer(layer["threshold"]), np.float32)
+        body = _if_body(theta, bool(node.attrs.get("reset_to_zero", 0)), node.name, state_shape)
+        _, spikes_t = b.node("Scan", [v_start, x_t], {"body": body, "num_scan_inputs": 1}, hint=node.name, outputs=2)
+        spikes = node.outputs[0]
+        node.outputs.clear()
+        node.inputs.clear()
+        self.reroute(spikes, b.time_folded(spikes_t, node.name))
+
+    def pool(self, pool: dict) -> None:
+        """A spiking max-pool: the pool of the accumulated input (CumSum over time), differenced."""
+        b = self.b
+        add, node, sub = self.nodes[pool["accumulate"]], self.nodes[pool["node"]], self.nodes[pool["difference"]]
+        hint = node.name
+        cumulative = b.node(
+            "CumSum", [b.time_major(self.fold(add.inputs[1]), hint), b.const(np.int64(0), hint)], hint=hint
+        )
+        pooled_t = b.time_major(b.node(node.op, [b.time_folded(cumulative, hint)], dict(node.attrs), hint=hint), hint)
+        first = b.node("Slice", [pooled_t, b.const([0], hint), b.const([1], hint)], hint=hint)
+        zeros = b.node("Mul", [first, b.const(np.float32(0), hint)], hint=hint)
+        before_last = b.node("Slice", [pooled_t, b.const([0], hint), b.const([-1], hint)], hint=hint)
+        previous = b.node("Concat", [zeros, before_last], {"axis": 0}, hint=hint)
+        y = b.time_folded(b.node("Sub", [pooled_t, previous], hint=hint), hint)
+        out = sub.outputs[0]
+        for n in (add, node, sub):
+            n.inputs.clear()
+            n.outputs.clear()
+        self.reroute(out, y)
+
+    def decoded(self, name: str) -> list[gs.Variable]:
+        """``name``'s running mean over steps ``[T, N, ...]`` and its decoded value after T steps."""
+        b, T = self.b, self.b.T
+        head = self.tensors[name]
+        rank = len(head.shape or [2])
+        steps = head if name in self.varying else b.tiled(head, rank, name)
+        per_step_sum = b.node("CumSum", [b.time_major(steps, name), b.const(np.int64(0), name)], hint=name)
+        counts = np.arange(1, T + 1, dtype=np.float32).reshape((T,) + (1,) * rank)
+        head_shape = ["N" if not isinstance(d, int) else d for d in (head.shape or ["N"])]
+        per_step = gs.Variable(name + PER_STEP, dtype=np.float32, shape=[T] + head_shape)
+        self.graph.nodes.append(
+            gs.Node("Div", f"{name}.mean_over_steps", inputs=[per_step_sum, b.const(counts, name)], outputs=[per_step])
+        )
+        last = b.node("Gather", [per_step, b.const(np.int64(T - 1), name)], {"axis": 0}, hint=name)
+        decoded = gs.Variable(name + ".decoded", dtype=np.float32, shape=head_shape)
+        activation = self.snn.metadata.get("output_activations", {}).get(name)
+        if activation:
+            act = gs.Node(activation["op"], f"{name}.activation", {"axis": activation["axis"]}, [last], [decoded])
+        else:
+            act = gs.Node("Identity", f"{name}.final", inputs=[last], outputs=[decoded])
+        self.graph.nodes.append(act)
+        return [decoded, per_step]
+
+    def run(self) -> gs.Graph:
+        layers = {layer["node"]: layer for layer in self.snn.layers}
+        pools = {pool["node"]: pool for pool in self.snn.pools}
+        pool_parts = {pool[k] for pool in self.snn.pools for k in ("accumulate", "difference")}
+        for node in list(self.graph.nodes):
+            if not any(t.name in self.varying for t in node.inputs):
+                continue  # time-invariant: runs once on [N, ...]
+            if node.name in layers:
+                self.neuron(node, layers[node.name])
+            elif node.name in pools:
+                self.pool(pools[node.name])
+            elif node.name not in pool_parts:  # those are rebuilt with their MaxPool
+                node.inputs = [self.fold(t) for t in node.inputs]
+        self.graph.outputs = [t for name in self.snn.outputs for t in self.decoded(name)]
+        self.graph.inputs = [self.tensors[self.snn.input_name]]
+        return self.graph.cleanup().toposort(mode="nodes")
+
+
+def unroll(snn: SNNModel, timesteps: int, check: bool = False) -> onnx.ModelProto:
+    """The unrolled form of ``snn`` for ``timesteps`` steps (see the module docstring);
+    ``check`` runs ONNX's full checker on it."""
     if timesteps <= 0:
         raise ConfigError(f"timesteps must be positive, got {timesteps}")
-    if meta.get("encoding", "direct") != "direct":
+    if snn.encoding != "direct":
         raise ConfigError("the unrolled form needs direct encoding (Poisson input is drawn by the step runtime)")
     if isinstance(snn.input_shape[0], int):
         raise ConfigError("the unrolled form needs a dynamic batch axis (this model's batch is fixed)")
-    graph = gs.import_onnx(snn.proto)
-    graph.functions = []
-    tensors = graph.tensors()
-    inits = {t.name: numpy_helper.to_array(t) for t in snn.proto.graph.initializer}
-    layers = {layer["node"]: layer for layer in snn.layers}
-    pools = {pool["node"]: pool for pool in meta.get("pools", [])}
-    states = {layer["membrane"] for layer in snn.layers}
-    for pool in pools.values():
-        states |= {pool["accumulated"], pool["pooled"]}
-    b = _Builder(graph, timesteps)
-
-    varying = reached_from(graph, states)
-    order = graph.nodes
-    folded: dict[str, gs.Tensor] = {}  # name of a [N, ...] tensor -> its [T*N, ...] version
-
-    def fold(t: gs.Tensor) -> gs.Tensor:
-        if t.name in varying or isinstance(t, gs.Constant) or not t.name:
-            return t
-        if t.name not in folded:
-            rank = len(t.shape) if t.shape is not None else len(snn.input_shape)
-            folded[t.name] = b.tiled(t, rank, t.name)
-            varying.add(folded[t.name].name)
-        return folded[t.name]
-
-    pool_parts = {f"{p}.{part}": p for p in pools for part in ("accumulate", "difference")}
-    for node in list(order):
-        if not any(t.name in varying for t in node.inputs):
-            continue  # time-invariant: runs once on [N, ...]
-        if node.domain == DOMAIN and node.op == OP_TYPE:
-            layer = layers[node.name]
-            x = fold(node.inputs[0])
-            spikes = node.outputs[0]
-            theta = np.asarray(inits[layer["threshold"]], np.float32)
-            if layer.get("membrane_init"):
-                v0 = np.asarray(inits[layer["membrane_init"]], np.float32)
-            else:
-                v0 = np.float32(node.attrs.get("v_init", 0.5)) * theta
-            x_t = b.time_major(x, node.name)
-            v_start = b.node(
-                "Expand", [b.const(np.asarray(v0, np.float32), node.name), b.tail_shape(x_t, node.name)], hint=node.name
-            )
-            state_shape = [d if isinstance(d, int) else None for d in tensors[layer["membrane"]].shape]
-            body = _if_body(
-                theta,
-                bool(node.attrs.get("reset_to_zero", 0)),
-                node.name,
-                ["N" if d is None else d for d in state_shape],
-            )
-            _, spikes_t = b.node(
-                "Scan", [v_start, x_t], {"body": body, "num_scan_inputs": 1}, hint=node.name, outputs=2
-            )
-            node.outputs.clear()
-            node.inputs.clear()
-            folded_spikes = b.time_folded(spikes_t, node.name)
-            varying.add(folded_spikes.name)
-            for consumer in list(spikes.outputs):
-                consumer.inputs = [folded_spikes if t is spikes else t for t in consumer.inputs]
-            if spikes in graph.outputs:
-                graph.outputs = [folded_spikes if t is spikes else t for t in graph.outputs]
-            continue
-        if node.name in pool_parts:
-            continue  # rebuilt with its MaxPool below
-        if node.name in pools:
-            add = next(n for n in graph.nodes if n.name == f"{node.name}.accumulate")
-            sub = next(n for n in graph.nodes if n.name == f"{node.name}.difference")
-            x = fold(add.inputs[1])
-            cumulative = b.node("CumSum", [b.time_major(x, node.name), b.const(np.int64(0), node.name)], hint=node.name)
-            pooled = b.node(node.op, [b.time_folded(cumulative, node.name)], dict(node.attrs), hint=node.name)
-            pooled_t = b.time_major(pooled, node.name)
-            zeros = b.node(
-                "Mul",
-                [
-                    b.node("Slice", [pooled_t, b.const([0], node.name), b.const([1], node.name)], hint=node.name),
-                    b.const(np.float32(0), node.name),
-                ],
-                hint=node.name,
-            )
-            previous = b.node(
-                "Concat",
-                [zeros, b.node("Slice", [pooled_t, b.const([0], node.name), b.const([-1], node.name)], hint=node.name)],
-                {"axis": 0},
-                hint=node.name,
-            )
-            y = b.time_folded(b.node("Sub", [pooled_t, previous], hint=node.name), node.name)
-            varying.add(y.name)
-            out = sub.outputs[0]
-            for consumer in list(out.outputs):
-                consumer.inputs = [y if t is out else t for t in consumer.inputs]
-            for n in (add, node, sub):
-                n.inputs.clear()
-                n.outputs.clear()
-            continue
-        node.inputs = [fold(t) for t in node.inputs]
-
-    outputs = []
-    for name in snn.outputs:
-        head = tensors[name]
-        if name in varying:
-            per_step_sum = b.node("CumSum", [b.time_major(head, name), b.const(np.int64(0), name)], hint=name)
-        else:
-            per_step_sum = b.node(
-                "CumSum",
-                [b.time_major(b.tiled(head, len(head.shape or [2]), name), name), b.const(np.int64(0), name)],
-                hint=name,
-            )
-        counts = np.arange(1, timesteps + 1, dtype=np.float32).reshape((timesteps,) + (1,) * len(head.shape or [2]))
-        head_shape = ["N" if not isinstance(d, int) else d for d in (head.shape or ["N"])]
-        per_step = gs.Variable(name + PER_STEP, dtype=np.float32, shape=[timesteps] + head_shape)
-        graph.nodes.append(
-            gs.Node("Div", f"{name}.mean_over_steps", inputs=[per_step_sum, b.const(counts, name)], outputs=[per_step])
-        )
-        last = b.node("Gather", [per_step, b.const(np.int64(timesteps - 1), name)], {"axis": 0}, hint=name)
-        decoded = gs.Variable(name + ".decoded", dtype=np.float32, shape=head_shape)
-        activation = meta.get("output_activations", {}).get(name)
-        if activation:
-            graph.nodes.append(
-                gs.Node(activation["op"], f"{name}.activation", {"axis": activation["axis"]}, [last], [decoded])
-            )
-        else:
-            graph.nodes.append(gs.Node("Identity", f"{name}.final", inputs=[last], outputs=[decoded]))
-        outputs += [decoded, per_step]
-    graph.outputs = outputs
-    graph.inputs = [tensors[snn.input_name]]
-    graph.cleanup().toposort(mode="nodes")
-    model = gs.export_onnx(graph, do_type_check=False)
+    opset = onnx.helper.make_opsetid("", max(default_opset(snn.proto), 14))
+    model = export_model(_Unroller(snn, timesteps).run(), [opset])
     # the step form's shapes say "N" where the time-folded tensors hold T*N: let onnxruntime infer
     del model.graph.value_info[:]
-    model.ir_version = IR_VERSION
-    del model.opset_import[:]
-    model.opset_import.append(onnx.helper.make_opsetid("", max(default_opset(snn.proto), 14)))
     model.metadata_props.append(onnx.StringStringEntryProto(key="onnx2snn.unrolled_timesteps", value=str(timesteps)))
+    if check:
+        onnx.checker.check_model(model, full_check=True)
     return model
 
 

@@ -1,8 +1,12 @@
-"""Argument groups shared by subcommands, each defined once (Polygraphy's style)."""
+"""Argument groups shared by subcommands, each defined once (Polygraphy's habit): a tool lists
+the groups it takes in ``groups``, adds only its own flags, and asks each group for the values
+it turns the flags into."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 
 def positive_int(text: str) -> int:
@@ -31,48 +35,57 @@ def timesteps_list(text: str) -> list[int]:
     return sorted(values)
 
 
-def add_provider_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--providers",
-        metavar="P[,P]",
-        type=lambda s: s.split(","),
-        default=None,
-        help="execution providers: tensorrt, cuda, cpu (default: the best that works here)",
-    )
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="samples per batch (default 256)")
-    parser.add_argument(
-        "--form",
-        choices=["auto", "step", "unrolled"],
-        default="auto",
-        help="execution form: one run per step, or all steps in one run (auto: unrolled on GPU and for "
-        "batches of at most 16 on CPU, else step)",
-    )
-    parser.add_argument(
-        "--max-memory",
-        type=positive_int,
-        default=2048,
-        metavar="MB",
-        help="memory budget of the unrolled form; batches are split to stay under it (2048)",
-    )
-    parser.add_argument("--threads", type=positive_int, default=None, help="onnxruntime's intra-op threads")
-    parser.add_argument(
-        "--spin",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="let onnxruntime's threads spin between operators (auto: only for batches of at most 4)",
-    )
+def floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def session_args(args: argparse.Namespace) -> dict:
-    """SNNSession's keyword arguments from the flags of add_provider_args."""
-    return {
-        "providers": args.providers,
-        "batch_size": args.batch_size,
-        "form": args.form,
-        "max_memory": args.max_memory << 20,
-        "threads": args.threads,
-        "spin": {"auto": None, "on": True, "off": False}[args.spin],
-    }
+class ArgGroup:
+    """Flags that several commands take."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        raise NotImplementedError
+
+
+class ModelArg(ArgGroup):
+    """The positional model file."""
+
+    def __init__(self, help: str = "the SNN artifact (.onnx)"):
+        self.help = help
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("model", help=self.help)
+
+
+class OutputArg(ArgGroup):
+    """``-o PATH``: where the command writes its result."""
+
+    def __init__(self, help: str, required: bool = True, default: str | None = None):
+        self.help, self.required, self.default = help, required, default
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-o", "--output", required=self.required, default=self.default, help=self.help)
+
+
+class JsonArg(ArgGroup):
+    def __init__(self, help: str = "write the results as JSON"):
+        self.help = help
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json", default=None, metavar="PATH", help=self.help)
+
+
+class QuietArg(ArgGroup):
+    """``-q``: no progress bar (there is none either where stderr is not a terminal)."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    @staticmethod
+    def progress(args: argparse.Namespace) -> bool:
+        return not args.quiet and sys.stderr.isatty()
 
 
 DATA_HELP = (
@@ -81,34 +94,86 @@ DATA_HELP = (
 )
 
 
-def floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+class DataArgs(ArgGroup):
+    """A data spec and the preprocessing that makes it model-ready."""
+
+    def __init__(self, flag: str = "--data", what: str = "evaluation data"):
+        self.flag, self.what = flag, what
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(self.flag, required=True, metavar="DATA", help=f"{self.what}: {DATA_HELP}")
+        group = parser.add_argument_group("preprocessing (how the ANN was trained; stored in the artifact)")
+        group.add_argument(
+            "--scale", type=float, default=None, help="multiply inputs by this (default 1/255 for images)"
+        )
+        group.add_argument("--mean", type=floats, default=None, metavar="M[,M...]", help="per-channel mean to subtract")
+        group.add_argument("--std", type=floats, default=None, metavar="S[,S...]", help="per-channel std to divide by")
+        group.add_argument("--layout", choices=["nchw", "nhwc"], default=None, help="layout the model expects (nchw)")
+
+    @staticmethod
+    def preprocessing(args: argparse.Namespace, stored: dict | None = None) -> Any:
+        """Preprocessing from the flags, each unset flag taken from ``stored`` (an artifact's)."""
+        from onnx2snn import Preprocessing
+
+        base = Preprocessing.from_dict(stored)
+        return Preprocessing(
+            scale=args.scale if args.scale is not None else base.scale,
+            mean=args.mean if args.mean is not None else base.mean,
+            std=args.std if args.std is not None else base.std,
+            layout=args.layout or base.layout,
+        )
 
 
-def add_data_args(parser: argparse.ArgumentParser, flag: str = "--data", what: str = "evaluation data") -> None:
-    parser.add_argument(flag, required=True, metavar="DATA", help=f"{what}: {DATA_HELP}")
-    group = parser.add_argument_group("preprocessing (how the ANN was trained; stored in the artifact)")
-    group.add_argument("--scale", type=float, default=None, help="multiply inputs by this (default 1/255 for images)")
-    group.add_argument("--mean", type=floats, default=None, metavar="M[,M...]", help="per-channel mean to subtract")
-    group.add_argument("--std", type=floats, default=None, metavar="S[,S...]", help="per-channel std to divide by")
-    group.add_argument("--layout", choices=["nchw", "nhwc"], default=None, help="layout the model expects (nchw)")
+class SessionArgs(ArgGroup):
+    """How an SNN runs: providers, batch, execution form, memory, threads."""
 
+    def __init__(self, batch_size: int = 256):
+        self.batch_size = batch_size
 
-def preprocessing(args: argparse.Namespace, stored: dict | None = None):
-    """Preprocessing from the flags, each unset flag taken from ``stored`` (an artifact's)."""
-    from onnx2snn import Preprocessing
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--providers",
+            metavar="P[,P]",
+            type=lambda s: s.split(","),
+            default=None,
+            help="execution providers: tensorrt, cuda, cpu (default: the best that works here)",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=self.batch_size,
+            help=f"samples per batch (default {self.batch_size})",
+        )
+        parser.add_argument(
+            "--form",
+            choices=["auto", "step", "unrolled"],
+            default="auto",
+            help="execution form: one run per step, or all steps in one run (auto: unrolled on GPU and for "
+            "batches of at most 16 on CPU, else step)",
+        )
+        parser.add_argument(
+            "--max-memory",
+            type=positive_int,
+            default=2048,
+            metavar="MB",
+            help="memory budget of the unrolled form; batches are split to stay under it (2048)",
+        )
+        parser.add_argument("--threads", type=positive_int, default=None, help="onnxruntime's intra-op threads")
+        parser.add_argument(
+            "--spin",
+            choices=["auto", "on", "off"],
+            default="auto",
+            help="let onnxruntime's threads spin between operators (auto: only for batches of at most 4)",
+        )
 
-    base = Preprocessing.from_dict(stored)
-    return Preprocessing(
-        scale=args.scale if args.scale is not None else base.scale,
-        mean=args.mean if args.mean is not None else base.mean,
-        std=args.std if args.std is not None else base.std,
-        layout=args.layout or base.layout,
-    )
-
-
-def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    @staticmethod
+    def values(args: argparse.Namespace) -> dict[str, Any]:
+        """SNNSession's keyword arguments."""
+        return {
+            "providers": args.providers,
+            "batch_size": args.batch_size,
+            "form": args.form,
+            "max_memory": args.max_memory << 20,
+            "threads": args.threads,
+            "spin": {"auto": None, "on": True, "off": False}[args.spin],
+        }

@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from .args import add_provider_args, positive_int, session_args
+from .args import JsonArg, ModelArg, SessionArgs, positive_int
 
 
 class Bench:
     name = "bench"
     help = "time T steps of an SNN against T passes of its ANN (the dense limit); --profile says where time goes"
+    groups = (ModelArg(), SessionArgs(batch_size=64), JsonArg())
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("model", help="the SNN artifact (.onnx)")
         parser.add_argument("--timesteps", type=positive_int, default=32, help="T (default 32)")
         parser.add_argument("--repeat", type=positive_int, default=3, help="repetitions, the best is kept (3)")
         parser.add_argument("--data", default=None, help="inputs (default: random inputs of the model's shape)")
         parser.add_argument("--profile", action="store_true", help="time per operator type inside a step")
-        parser.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
-        add_provider_args(parser)
-        parser.set_defaults(batch_size=64)
 
     def run(self, args: argparse.Namespace) -> int:
         import numpy as np
 
         import onnx2snn
-        from onnx2snn.artifact import write_atomic
-        from onnx2snn.runtime.profile import time_against_dense
+
+        from .timing import time_against_dense
 
         snn = onnx2snn.load(args.model)
         batch = args.batch_size
@@ -36,7 +32,7 @@ class Bench:
         else:
             shape = [batch if d is None else d for d in snn.input_shape]
             x = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
-        options = session_args(args)
+        options = SessionArgs.values(args)
         if args.profile and args.form == "auto":
             options["form"] = "step"  # only the step form is profiled
         session = onnx2snn.SNNSession(snn, profile=args.profile, **options)
@@ -63,5 +59,5 @@ class Bench:
             for row in rows[:12]:
                 print(f"    {row['op']:22s} {100 * row['share']:5.1f}%")
         if args.json:
-            write_atomic(args.json, (json.dumps(result, indent=2) + "\n").encode())
+            onnx2snn.save_json(result, args.json)
         return 0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from onnx2snn.report import describe_calibration, describe_threshold
-
-from .args import add_data_args, positive_int, preprocessing
+from .args import DataArgs, ModelArg, OutputArg, positive_int
 
 
 def corrections_list(text: str) -> list[str]:
@@ -16,36 +14,40 @@ def corrections_list(text: str) -> list[str]:
 class Convert:
     name = "convert"
     help = "convert a ReLU ANN (ONNX) into an SNN artifact (ONNX)"
+    groups = (
+        ModelArg("the ANN, an .onnx file"),
+        OutputArg("where to write the SNN .onnx"),
+        DataArgs("--calibration", "calibration data (train split by default)"),
+    )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from onnx2snn.convert import DEFAULT_CORRECTIONS, DEFAULT_METHOD, DEFAULT_PER_CHANNEL, DEFAULT_TIMESTEPS
+        import onnx2snn
 
-        parser.add_argument("model", help="the ANN, an .onnx file")
-        parser.add_argument("-o", "--output", required=True, help="where to write the SNN .onnx")
-        parser.add_argument(
-            "--method",
-            default=None,
-            help=f"thresholds: max | percentile:P | mmse | spike-norm | spike-norm:seed (default {DEFAULT_METHOD})",
-        )
+        methods = " | ".join(onnx2snn.method_forms())
+        parser.add_argument("--method", default=None, help=f"thresholds: {methods} (default {onnx2snn.DEFAULT_METHOD})")
         parser.add_argument(
             "--per-channel",
             action=argparse.BooleanOptionalAction,
             default=None,
             help=f"one threshold per channel, or per layer with --no-per-channel (default: per "
-            f"{'channel' if DEFAULT_PER_CHANNEL else 'layer'})",
+            f"{'channel' if onnx2snn.DEFAULT_PER_CHANNEL else 'layer'})",
         )
+        kinds = ",".join(onnx2snn.CORRECTIONS)
         parser.add_argument(
             "--corrections",
             type=corrections_list,
             default=None,
-            metavar="bias,potential|none",
-            help=f"training-free corrections after thresholds (default: {','.join(DEFAULT_CORRECTIONS) or 'none'})",
+            metavar=f"{kinds}|none",
+            help="training-free corrections after thresholds: "
+            + "; ".join(f"{k}: {rule}" for k, rule in onnx2snn.CORRECTIONS.items())
+            + f" (default: {','.join(onnx2snn.DEFAULT_CORRECTIONS) or 'none'})",
         )
         parser.add_argument(
             "--timesteps",
             type=positive_int,
             default=None,
-            help=f"the T that thresholds and corrections are tuned for, the artifact's default T ({DEFAULT_TIMESTEPS})",
+            help="the T that thresholds and corrections are tuned for, the artifact's default T "
+            f"({onnx2snn.DEFAULT_TIMESTEPS})",
         )
         parser.add_argument("--reset", choices=["subtract", "zero"], default=None, help="membrane reset (subtract)")
         parser.add_argument("--v-init", type=float, default=None, help="initial membrane, fraction of threshold (0.5)")
@@ -73,13 +75,10 @@ class Convert:
         parser.add_argument(
             "--seed", type=int, default=None, help="seed of the calibration subset and Poisson input (0)"
         )
-        add_data_args(parser, "--calibration", "calibration data (train split by default)")
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
 
-        model = onnx2snn.load_onnx(args.model)  # a bad model file is reported before the data is read
-        calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=preprocessing(args))
         given = {
             "method": args.method,
             "per_channel": args.per_channel,
@@ -92,22 +91,24 @@ class Convert:
             "seed": args.seed,
             "outputs": args.outputs,
         }
-        from onnx2snn.report import write_report
-
+        options = {k: v for k, v in given.items() if v is not None}
+        onnx2snn.ConvertOptions.make(**options)  # bad options are reported before anything is read
+        model = onnx2snn.load_onnx(args.model)  # a bad model file is reported before the data is read
+        calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=DataArgs.preprocessing(args))
         try:
-            snn = onnx2snn.convert(model, calibration, **{k: v for k, v in given.items() if v is not None})
+            snn = onnx2snn.convert(model, calibration, **options)
         except onnx2snn.ConversionError as e:
             if args.report and e.report:
-                write_report(e.report, args.report)
+                onnx2snn.write_report(e.report, args.report)
             raise
         path = snn.save(args.output)
         if args.report:
-            write_report(snn.metadata["report"], args.report)
+            onnx2snn.write_report(snn.metadata["report"], args.report)
         cal = snn.metadata["calibration"]
         print(
             f"converted {args.model} -> {path}: {len(snn.layers)} IF layers, thresholds by "
-            f"{describe_calibration(cal, snn.timesteps)}, {cal['samples']} calibration samples"
+            f"{onnx2snn.describe_calibration(cal, snn.timesteps)}, {cal['samples']} calibration samples"
         )
         for node, theta in snn.thresholds.items():
-            print(f"  {node:40s} threshold {describe_threshold(theta)}")
+            print(f"  {node:40s} threshold {onnx2snn.describe_threshold(theta)}")
         return 0

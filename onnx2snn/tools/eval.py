@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from .args import (
-    add_data_args,
-    add_provider_args,
-    add_quiet_arg,
-    positive_int,
-    preprocessing,
-    session_args,
-    timesteps_list,
-)
+from .args import DataArgs, JsonArg, QuietArg, SessionArgs, positive_int, timesteps_list
 from .format import percent
 
 
@@ -32,12 +22,12 @@ def print_report(report: dict, title: str | None = None) -> None:
 class Eval:
     name = "eval"
     help = "accuracy and ANN agreement of SNNs at several timesteps, from one run each"
+    groups = (DataArgs(), SessionArgs(), JsonArg("write the report as JSON"), QuietArg())
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "models", nargs="+", metavar="model", help="SNN artifacts (.onnx); several give one curve each"
         )
-        add_data_args(parser)
         parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N samples")
         parser.add_argument(
             "--timesteps",
@@ -46,7 +36,6 @@ class Eval:
             help="T values, e.g. 8,16,32,64 or 1-128 (default 8,16,32,64)",
         )
         parser.add_argument("--ann", default=None, help="the ANN to compare with (default: rebuilt from each artifact)")
-        parser.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
         parser.add_argument(
             "--plot",
             default=None,
@@ -63,71 +52,34 @@ class Eval:
             help="also firing rates per layer and synaptic operations vs the ANN's MACs, at the largest T "
             "(one more run, step form)",
         )
-        add_provider_args(parser)
-        add_quiet_arg(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
-        from onnx2snn.artifact import write_atomic
-        from onnx2snn.runtime.activity import activity, format_activity
-        from onnx2snn.runtime.evaluate import evaluate, model_inputs
 
         snns = [onnx2snn.load(path) for path in args.models]  # every model is checked before any work
+        progress = QuietArg.progress(args)
         reports = {}
         for path, snn in zip(args.models, snns):
-            data = onnx2snn.load_data(args.data, preprocessing=preprocessing(args, snn.metadata.get("preprocessing")))
-            report = evaluate(
-                snn,
-                data,
-                args.timesteps,
-                ann=args.ann,
-                limit=args.limit,
-                progress=not args.quiet and sys.stderr.isatty(),
-                encoding=args.encoding,
-                seed=args.seed,
-                **session_args(args),
+            prep = DataArgs.preprocessing(args, snn.metadata.get("preprocessing"))
+            data = onnx2snn.load_data(args.data, preprocessing=prep)
+            options = {"encoding": args.encoding, "seed": args.seed, **SessionArgs.values(args)}
+            report = onnx2snn.evaluate(
+                snn, data, args.timesteps, ann=args.ann, limit=args.limit, progress=progress, **options
             )
             print_report(report, title=path if len(snns) > 1 else None)
-            if args.activity:
-                _, x = model_inputs(snn, data, args.limit)
-                report["activity"] = activity(
-                    snn,
-                    x,
-                    max(args.timesteps),
-                    progress=not args.quiet and sys.stderr.isatty(),
-                    encoding=args.encoding,
-                    seed=args.seed,
-                    **session_args(args),  # in the step form, whatever --form says
-                )
-                print(format_activity(report["activity"]))
+            if args.activity:  # in the step form, whatever --form says
+                _, x = onnx2snn.model_inputs(snn, data, args.limit)
+                report["activity"] = onnx2snn.activity(snn, x, max(args.timesteps), progress=progress, **options)
+                print(onnx2snn.format_activity(report["activity"]))
             reports[path] = report
         if args.json:
-            payload = next(iter(reports.values())) if len(reports) == 1 else reports
-            write_atomic(args.json, (json.dumps(payload, indent=2) + "\n").encode())
+            onnx2snn.save_json(next(iter(reports.values())) if len(reports) == 1 else reports, args.json)
         if args.plot:
-            plot_reports(reports, args.plot)
+            onnx2snn.plot_evaluations(reports, args.plot)
             if args.activity:
-                from onnx2snn.plot import plot_activity
-
                 plot = Path(args.plot)
                 for path, report in reports.items():
                     suffix = f"_{Path(path).stem}" if len(reports) > 1 else ""
                     name = plot.with_name(f"{plot.stem}_activity{suffix}{plot.suffix or '.png'}")
-                    plot_activity(report["activity"], name, f"SNN activity, {Path(path).stem}")
+                    onnx2snn.plot_activity(report["activity"], name, f"SNN activity, {Path(path).stem}")
         return 0
-
-
-def plot_reports(reports: dict[str, dict], path: str, title: str = "SNN accuracy vs timesteps") -> None:
-    from onnx2snn.plot import plot_accuracy
-
-    curves, anns = {}, {}
-    for name, report in reports.items():
-        label = Path(name).stem
-        method = report.get("method")
-        label = f"{label} ({method})" if method else label
-        if report["ann"]["accuracy"] is None:
-            curves[label + " agreement"] = {int(t): row["agreement"] for t, row in report["snn"].items()}
-        else:
-            curves[label] = {int(t): row["accuracy"] for t, row in report["snn"].items()}
-            anns[Path(name).stem] = report["ann"]["accuracy"]
-    plot_accuracy(curves, path, anns, title)

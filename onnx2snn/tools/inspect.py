@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from onnx2snn.report import describe_calibration, describe_threshold
+from .args import ModelArg
 
 
 class Inspect:
@@ -14,12 +14,14 @@ class Inspect:
         "for a plain ANN, what conversion would do to each node"
     )
 
+    groups = (ModelArg("the SNN artifact, or a plain ANN (.onnx)"),)
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("model", help="the SNN artifact (.onnx)")
+        pass
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
-        from onnx2snn.report import format_report
+        from onnx2snn import describe_calibration, describe_threshold, format_report
 
         model = onnx2snn.load_onnx(args.model)
         try:
@@ -49,7 +51,7 @@ class Inspect:
             print(f"    {layer['node']}  [{source}]  membrane {shape}")
             print(f"      state      {layer['membrane']} -> {layer['membrane_next']}")
             print(f"      threshold  {describe_threshold(thresholds[layer['node']])}")
-        for pool in meta.get("pools", []):
+        for pool in snn.pools:
             print(f"    {pool['node']}  [MaxPool on spikes]  states {pool['accumulated']}, {pool['pooled']}")
         if meta.get("report"):
             print("\n  conversion report:")

@@ -1,5 +1,6 @@
-"""The ``onnx2snn`` command line: one small class per subcommand, errors turned into one
-line and an exit code here and nowhere else."""
+"""The ``onnx2snn`` command line: one small class per subcommand (its ``groups`` of shared
+flags from args.py, its own flags in ``add_arguments``, its work in ``run``, calling only the
+public API), errors turned into one line and an exit code here and nowhere else."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for tool in TOOLS:
-        tool.add_arguments(sub.add_parser(tool.name, help=tool.help, description=tool.help))
+        command = sub.add_parser(tool.name, help=tool.help, description=tool.help)
+        for group in tool.groups:
+            group.add(command)
+        tool.add_arguments(command)
     return parser
 
 
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     tool = next(t for t in TOOLS if t.name == args.command)
-    from onnx2snn.errors import Onnx2SnnError
+    from onnx2snn import Onnx2SnnError
 
     try:
         return tool.run(args)

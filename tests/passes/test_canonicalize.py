@@ -6,15 +6,13 @@ import numpy as np
 from onnx import helper
 
 from onnx2snn.graph import export_model, import_graph
-from onnx2snn.passes import CANONICALIZE
+from onnx2snn.passes import canonicalize
 from tests.helpers import const, make_model, run_onnx, tensor
 
 
 def canonical(model):
     graph = import_graph(model)
-    for rewrite in CANONICALIZE:
-        graph = rewrite(graph)
-    return export_model(graph)
+    return export_model(canonicalize(graph))
 
 
 def ops(model):

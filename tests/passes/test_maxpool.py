@@ -27,7 +27,7 @@ def test_pooled_rate_is_max_of_input_rates():
     snn = onnx2snn.convert(pool_net(), x, "max", per_channel=False, corrections=())
     assert [p["node"] for p in snn.metadata["pools"]] == ["pool"]
     theta = snn.thresholds["relu"]
-    per_step = snn.session().run(x, 20, per_step=True)
+    per_step = onnx2snn.SNNSession(snn).run(x, 20, per_step=True)
     v = initial_membrane(x.shape, theta)
     total = np.zeros_like(x)
     for t in range(20):
@@ -44,7 +44,7 @@ def test_a_naive_step_maxpool_would_overshoot():
     x[0, 0, 0, 0] = 0.5
     x[0, 0, 0, 1] = 0.5
     snn = onnx2snn.convert(pool_net(), np.ones((2, 2, 4, 4), np.float32))  # threshold 1
-    out = snn.session().run(x, 100)
+    out = onnx2snn.SNNSession(snn).run(x, 100)
     assert abs(out[0, 0] - 0.5) <= 0.01
 
 
@@ -70,9 +70,9 @@ def test_cnn_with_maxpool_converges_and_to_ann_restores_it(digits):
     assert len(snn.metadata["pools"]) == 2
     x = digits[2][:200]
     ann = run_onnx(model, {"input": x})[0]
-    out = snn.session().run(x, 512)
+    out = onnx2snn.SNNSession(snn).run(x, 512)
     assert (out.argmax(1) == ann.argmax(1)).mean() >= 0.99
-    np.testing.assert_allclose(run_onnx(snn.to_ann(), {"input": x})[0], ann, atol=1e-4)
+    np.testing.assert_allclose(run_onnx(onnx2snn.to_ann(snn), {"input": x})[0], ann, atol=1e-4)
 
 
 def test_maxpool_on_the_input_stays_plain():

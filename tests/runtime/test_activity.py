@@ -8,7 +8,6 @@ from onnx import numpy_helper
 
 import onnx2snn
 from onnx2snn.neuron import if_step, initial_membrane
-from onnx2snn.runtime.activity import format_activity
 from tests.helpers import mlp
 
 
@@ -41,7 +40,7 @@ def test_rates_and_operations_match_a_hand_simulation():
     assert fc2["sops"] == pytest.approx(spikes * 4 / 30)  # each spike reaches 4 synapses
     assert report["ann_macs"] == 8 * 16 + 16 * 4
     assert report["ops_ratio"] == pytest.approx((fc1["sops"] + fc2["sops"]) / report["ann_macs"])
-    assert "act1" in format_activity(report)
+    assert "act1" in onnx2snn.format_activity(report)
 
 
 def test_silent_network_and_conv_counts(digits_cnn, digits):

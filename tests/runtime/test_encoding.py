@@ -23,18 +23,18 @@ def test_poisson_rates_converge_and_are_seeded():
     x = np.array([[0.0, 0.1, 0.3, 0.5, 0.8, 1.0]] * 50, np.float32)
     snn = onnx2snn.convert(passthrough(), np.ones((4, 6), np.float32), encoding="poisson")  # threshold 1
     assert snn.metadata["encoding"] == "poisson"
-    out = snn.session(seed=3).run(x, 400)
+    out = onnx2snn.SNNSession(snn, seed=3).run(x, 400)
     np.testing.assert_allclose(out.mean(axis=0), x[0], atol=0.02)
-    np.testing.assert_array_equal(out, snn.session(seed=3).run(x, 400))
-    assert not np.array_equal(out, snn.session(seed=4).run(x, 400))
-    direct = snn.session(encoding="direct").run(x, 400)
+    np.testing.assert_array_equal(out, onnx2snn.SNNSession(snn, seed=3).run(x, 400))
+    assert not np.array_equal(out, onnx2snn.SNNSession(snn, seed=4).run(x, 400))
+    direct = onnx2snn.SNNSession(snn, encoding="direct").run(x, 400)
     np.testing.assert_allclose(direct[0], x[0], atol=1 / 400 + 1e-6)
 
 
 def test_poisson_needs_inputs_in_unit_range():
     snn = onnx2snn.convert(passthrough(), np.ones((4, 6), np.float32), encoding="poisson")
     with pytest.raises(onnx2snn.DataError, match="Poisson encoding needs inputs scaled to \\[0, 1\\]"):
-        snn.session().run(np.full((2, 6), 2.0, np.float32), 4)
+        onnx2snn.SNNSession(snn).run(np.full((2, 6), 2.0, np.float32), 4)
 
 
 def test_poisson_cnn_converges(digits_cnn, digits):
@@ -43,5 +43,5 @@ def test_poisson_cnn_converges(digits_cnn, digits):
 
     snn = onnx2snn.convert(digits_cnn, x_cal[:300], "max", encoding="poisson", timesteps=64)
     ann = run_onnx(digits_cnn, {"input": x_test})[0].argmax(1)
-    out = snn.session().run(x_test, 512)
+    out = onnx2snn.SNNSession(snn).run(x_test, 512)
     assert (out.argmax(1) == ann).mean() >= 0.95

@@ -33,7 +33,7 @@ def test_session_matches_numpy_reference(reset):
     model = mlp()
     x = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     snn = onnx2snn.convert(model, x, "max", reset=reset, per_channel=False, corrections=())
-    got = snn.session(batch_size=16).run(x, 25)
+    got = onnx2snn.SNNSession(snn, batch_size=16).run(x, 25)
     np.testing.assert_allclose(got, reference_mlp_snn(model, snn, x, 25), rtol=1e-5, atol=1e-5)
 
 
@@ -41,7 +41,7 @@ def test_per_step_output_is_cumulative_mean():
     model = mlp()
     x = np.random.default_rng(1).normal(size=(10, 8)).astype(np.float32)
     snn = onnx2snn.convert(model, x, "max", per_channel=False, corrections=())
-    session = snn.session()
+    session = onnx2snn.SNNSession(snn)
     per_step = session.run(x, 12, per_step=True)
     assert per_step.shape == (12, 10, 4)
     for t in (1, 5, 12):
@@ -55,7 +55,7 @@ def test_convergence_of_trained_cnn(digits_cnn, digits):
     x_cal, _, x_test, y_test = digits
     snn = onnx2snn.convert(digits_cnn, x_cal, method="max")
     ann = run_onnx(digits_cnn, {"input": x_test})[0]
-    per_step = snn.session().run(x_test, 512, per_step=True)
+    per_step = onnx2snn.SNNSession(snn).run(x_test, 512, per_step=True)
     errors = {t: float(np.abs(per_step[t - 1] - ann).mean()) for t in (32, 128, 512)}
     agreement = float((per_step[511].argmax(1) == ann.argmax(1)).mean())
     assert agreement >= 0.99, agreement
@@ -93,11 +93,11 @@ def test_runs_repeat_exactly(digits_cnn, digits, batch_size):
     potential correction) once aliased the state buffers and the run overwrote them."""
     snn = onnx2snn.convert(digits_cnn, digits[0], corrections=("potential",))
     assert all(layer.get("membrane_init") for layer in snn.layers)
-    session = snn.session(providers="cpu", batch_size=batch_size, form="step")
+    session = onnx2snn.SNNSession(snn, providers="cpu", batch_size=batch_size, form="step")
     x = digits[2][:3]
     first = session.run(x, 8)
     np.testing.assert_array_equal(session.run(x, 8), first)
-    np.testing.assert_allclose(snn.session(form="unrolled").run(x, 8), first, atol=1e-5)
+    np.testing.assert_allclose(onnx2snn.SNNSession(snn, form="unrolled").run(x, 8), first, atol=1e-5)
 
 
 def test_trailing_softmax_is_applied_after_the_mean():
@@ -117,7 +117,7 @@ def test_trailing_softmax_is_applied_after_the_mean():
     x = rng.normal(size=(20, 8)).astype(np.float32)
     snn = onnx2snn.convert(model, x)
     assert snn.metadata["output_activations"] == {"p": {"op": "Softmax", "axis": 1}}
-    out = snn.session().run(x, 2000)
+    out = onnx2snn.SNNSession(snn).run(x, 2000)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(out, run_onnx(model, {"x": x})[0], atol=0.02)
 
@@ -128,21 +128,21 @@ def test_static_batch_model_is_padded(digits):
     model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 4
     x = np.random.default_rng(5).normal(size=(10, 8)).astype(np.float32)
     snn = onnx2snn.convert(model, x)
-    out = snn.session().run(x, 20)
+    out = onnx2snn.SNNSession(snn).run(x, 20)
     assert out.shape == (10, 4)
-    np.testing.assert_allclose(out[8:], snn.session().run(np.concatenate([x[8:], x[:2]]), 20)[:2], atol=1e-6)
+    np.testing.assert_allclose(out[8:], onnx2snn.SNNSession(snn).run(np.concatenate([x[8:], x[:2]]), 20)[:2], atol=1e-6)
 
 
 def test_to_ann_restores_the_ann(digits_cnn, digits):
     snn = onnx2snn.convert(digits_cnn, digits[0])
     x = digits[2][:30]
     np.testing.assert_allclose(
-        run_onnx(snn.to_ann(), {"input": x})[0], run_onnx(digits_cnn, {"input": x})[0], atol=1e-4
+        run_onnx(onnx2snn.to_ann(snn), {"input": x})[0], run_onnx(digits_cnn, {"input": x})[0], atol=1e-4
     )
 
 
 def test_bad_timesteps_and_shapes(digits_cnn, digits):
-    session = onnx2snn.convert(digits_cnn, digits[0]).session()
+    session = onnx2snn.SNNSession(onnx2snn.convert(digits_cnn, digits[0]))
     for bad in (0, -3):
         with pytest.raises(onnx2snn.ConfigError, match="timesteps"):
             session.run(digits[2], bad)
@@ -151,10 +151,10 @@ def test_bad_timesteps_and_shapes(digits_cnn, digits):
 
 
 def test_provider_is_reported():
-    session = onnx2snn.convert(mlp(), np.ones((4, 8), np.float32)).session(providers="cpu")
+    session = onnx2snn.SNNSession(onnx2snn.convert(mlp(), np.ones((4, 8), np.float32)), providers="cpu")
     assert session.provider == "CPUExecutionProvider"
     with pytest.raises(onnx2snn.ConfigError, match="unknown execution provider"):
-        onnx2snn.convert(mlp(), np.ones((4, 8), np.float32)).session(providers="tpu")
+        onnx2snn.SNNSession(onnx2snn.convert(mlp(), np.ones((4, 8), np.float32)), providers="tpu")
 
 
 def test_threads_spin_only_for_small_batches(digits_cnn, digits):
@@ -169,4 +169,6 @@ def test_threads_spin_only_for_small_batches(digits_cnn, digits):
     # either setting computes the same numbers
     x = digits[2][:8]
     snn = onnx2snn.convert(digits_cnn, digits[0][:64])
-    np.testing.assert_array_equal(snn.session(spin=True).run(x, 6), snn.session(spin=False).run(x, 6))
+    np.testing.assert_array_equal(
+        onnx2snn.SNNSession(snn, spin=True).run(x, 6), onnx2snn.SNNSession(snn, spin=False).run(x, 6)
+    )

@@ -36,8 +36,8 @@ def pooled_snn(digits):
 
 def test_forms_agree(pooled_snn, digits):
     x = digits[2][:50]
-    step = pooled_snn.session(form="step").run(x, 24, per_step=True)
-    unrolled_session = pooled_snn.session(form="unrolled")
+    step = onnx2snn.SNNSession(pooled_snn, form="step").run(x, 24, per_step=True)
+    unrolled_session = onnx2snn.SNNSession(pooled_snn, form="unrolled")
     assert unrolled_session.form == "unrolled"
     unrolled = unrolled_session.run(x, 24, per_step=True)
     np.testing.assert_allclose(unrolled, step, atol=1e-5)
@@ -47,8 +47,8 @@ def test_memory_budget_splits_batches(pooled_snn, digits):
     x = digits[2][:40]
     small = batch_for_budget(pooled_snn, 16, 2_000_000)
     assert 1 <= small < 40
-    split = pooled_snn.session(form="unrolled", max_memory=2_000_000).run(x, 16)
-    whole = pooled_snn.session(form="unrolled").run(x, 16)
+    split = onnx2snn.SNNSession(pooled_snn, form="unrolled", max_memory=2_000_000).run(x, 16)
+    whole = onnx2snn.SNNSession(pooled_snn, form="unrolled").run(x, 16)
     np.testing.assert_allclose(split, whole, atol=1e-5)
 
 
@@ -65,7 +65,7 @@ def test_unrolled_model_runs_alone(pooled_snn, digits, tmp_path):
     head = pooled_snn.outputs[0]
     decoded, per_step = session.run([head + ".decoded", head + PER_STEP], {"input": x})
     assert per_step.shape == (12, 20, 10)
-    np.testing.assert_allclose(decoded, pooled_snn.session(form="step").run(x, 12), atol=1e-5)
+    np.testing.assert_allclose(decoded, onnx2snn.SNNSession(pooled_snn, form="step").run(x, 12), atol=1e-5)
     np.testing.assert_allclose(decoded.sum(1), 1.0, rtol=1e-5)  # the softmax after the mean
 
 
@@ -74,8 +74,8 @@ def test_unrolled_form_refuses_poisson_and_static_batch(digits):
 
     snn = onnx2snn.convert(mlp(), np.ones((4, 8), np.float32), encoding="poisson")
     with pytest.raises(onnx2snn.ConfigError, match="direct encoding"):
-        snn.session(form="unrolled")
-    assert snn.session().form == "step"
+        onnx2snn.SNNSession(snn, form="unrolled")
+    assert onnx2snn.SNNSession(snn).form == "step"
     with pytest.raises(onnx2snn.ConfigError, match="direct encoding"):
         unroll(snn, 4)
 
@@ -85,12 +85,16 @@ def test_auto_form_unrolls_small_batches_where_it_can():
 
     x = np.random.default_rng(2).normal(size=(10, 8)).astype(np.float32)
     snn = onnx2snn.convert(mlp(), x)
-    assert snn.session(batch_size=1).form == "unrolled"  # per-step calls would dominate
-    assert snn.session(batch_size=256).form == "step"
-    np.testing.assert_allclose(snn.session(batch_size=1).run(x, 16), snn.session().run(x, 16), atol=1e-5)
+    assert onnx2snn.SNNSession(snn, batch_size=1).form == "unrolled"  # per-step calls would dominate
+    assert onnx2snn.SNNSession(snn, batch_size=256).form == "step"
+    np.testing.assert_allclose(
+        onnx2snn.SNNSession(snn, batch_size=1).run(x, 16), onnx2snn.SNNSession(snn).run(x, 16), atol=1e-5
+    )
     fixed = mlp()
     fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
     fixed.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 1
-    assert onnx2snn.convert(fixed, x).session(batch_size=1).form == "step"  # the unrolled form needs a free batch
+    assert (
+        onnx2snn.SNNSession(onnx2snn.convert(fixed, x), batch_size=1).form == "step"
+    )  # the unrolled form needs a free batch
     poisson = onnx2snn.convert(mlp(), np.abs(x) / np.abs(x).max(), encoding="poisson")
-    assert poisson.session(batch_size=1).form == "step"
+    assert onnx2snn.SNNSession(poisson, batch_size=1).form == "step"

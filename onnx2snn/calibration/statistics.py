@@ -14,16 +14,6 @@ from ..graph import export_model
 from ..runtime.batching import chunks
 
 BINS = 4096
-# methods that simulate the SNN (spike-norm, corrections) use at most this many samples:
-# their cost is samples x T x layers, and means over a thousand samples are stable
-SIMULATION_SAMPLES = 1024
-
-
-def simulation_subset(x: np.ndarray, seed: int) -> np.ndarray:
-    """At most SIMULATION_SAMPLES samples of ``x``, drawn with ``seed``, in their original order."""
-    if len(x) <= SIMULATION_SAMPLES:
-        return x
-    return x[np.sort(np.random.default_rng(seed).choice(len(x), SIMULATION_SAMPLES, replace=False))]
 
 
 def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:

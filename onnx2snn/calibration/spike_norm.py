@@ -15,8 +15,9 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..errors import CalibrationError
-from .calibrate import activation_nodes
-from .statistics import simulation_subset
+from ..neuron import Neurons
+from ..passes import activation_nodes
+from .simulate import simulate, simulation_subset
 
 
 def _rows(current: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -28,23 +29,19 @@ def _rows(current: np.ndarray, per_channel: bool) -> np.ndarray:
 
 
 def spike_norm_thresholds(
-    graph: gs.Graph, x: np.ndarray, neurons, per_channel: bool, percentile: float | None, batch_size: int
+    graph: gs.Graph, x: np.ndarray, neurons: Neurons, per_channel: bool, percentile: float | None, batch_size: int
 ) -> dict[str, np.ndarray]:
-    from ..build import assemble
-    from ..runtime.session import SNNSession
-
+    """Per activation node, the per-row (channel or layer) value its threshold is set from."""
     thresholds: dict[str, np.ndarray] = {}
     values: dict[str, np.ndarray] = {}
     per_channel = per_channel and percentile is None
     x = simulation_subset(x, neurons.seed)
     for node in activation_nodes(graph):
         current = node.inputs[0].name
-        snn = assemble(graph, thresholds, neurons, outputs=[current], check=False)
-        session = SNNSession(snn, providers="cpu", batch_size=batch_size, encoding=neurons.encoding, seed=neurons.seed)
         peak = total = None
         count = 0
-        for _, _, _, step in session.iter_steps(x, neurons.timesteps):
-            rows = _rows(step[current], per_channel)
+        for step in simulate(graph, thresholds, neurons, current, x, batch_size):
+            rows = _rows(step, per_channel)
             if percentile is None:
                 m = rows.max(axis=(0, 2))
                 peak = m if peak is None else np.maximum(peak, m)

@@ -8,7 +8,7 @@ from onnx import helper
 
 import onnx2snn
 from onnx2snn import CalibrationError, ConfigError
-from onnx2snn.passes.calibrate import parse_method
+from onnx2snn.calibration import parse_method
 from tests.helpers import const, make_model, mlp, run_onnx, tensor
 
 

@@ -16,14 +16,22 @@ over steps is directly comparable):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..errors import ConfigError
-from .calibrate import activation_nodes
-from .statistics import channel_rows, simulation_subset, stream_activations
+from ..neuron import Corrections, Neurons, start_membrane
+from ..passes import activation_nodes
+from .simulate import simulate, simulation_subset
+from .statistics import channel_rows, stream_activations
 
-KINDS = ("bias", "potential")
+# name -> rule, for the command line's help
+CORRECTIONS = {
+    "bias": "add the per-channel mean gap between ANN activation and SNN rate to the input current",
+    "potential": "start the membrane at v_init * theta + T * gap instead",
+}
 
 
 def _channel_mean(values) -> np.ndarray:
@@ -38,23 +46,27 @@ def _channel_mean(values) -> np.ndarray:
 
 def _snn_mean(graph, thresholds, neurons, corrections, out: str, x: np.ndarray, batch_size: int) -> np.ndarray:
     """Per-channel mean output of the SNN truncated at ``out`` over T steps and the data."""
-    from ..build import assemble
-    from ..runtime.session import SNNSession
+    return _channel_mean(simulate(graph, thresholds, neurons, out, x, batch_size, corrections))
 
-    snn = assemble(graph, thresholds, neurons, corrections=corrections, outputs=[out], check=False)
-    session = SNNSession(snn, providers="cpu", batch_size=batch_size, encoding=neurons.encoding, seed=neurons.seed)
-    return _channel_mean(values[out] for _, _, _, values in session.iter_steps(x, neurons.timesteps))
+
+def check_corrections(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``kinds`` without repeats, or a ConfigError naming the unknown one."""
+    unknown = [k for k in kinds if k not in CORRECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown correction {', '.join(unknown)!r}: use {' and/or '.join(CORRECTIONS)}")
+    return tuple(dict.fromkeys(kinds))
 
 
 def correct_layers(
-    graph: gs.Graph, thresholds: dict[str, np.ndarray], x: np.ndarray, neurons, kinds, batch_size: int = 128
-):
-    """The ``build.Corrections`` for ``kinds`` (a subset of "bias", "potential")."""
-    from ..build import Corrections
-
-    unknown = set(kinds) - set(KINDS)
-    if unknown:
-        raise ConfigError(f"unknown correction {', '.join(sorted(unknown))!r}: use {' and/or '.join(KINDS)}")
+    graph: gs.Graph,
+    thresholds: dict[str, np.ndarray],
+    x: np.ndarray,
+    neurons: Neurons,
+    kinds: Sequence[str],
+    batch_size: int = 128,
+) -> Corrections:
+    """The corrections of ``kinds`` (a subset of CORRECTIONS), layer by layer."""
+    kinds = check_corrections(kinds)
     corrections = Corrections()
     if not kinds:
         return corrections
@@ -69,7 +81,8 @@ def correct_layers(
             corrections.current[node.name] = gap.reshape(shape).astype(np.float32)
         if "potential" in kinds:
             gap = ann_mean - _snn_mean(graph, thresholds, neurons, corrections, out, x, batch_size)
-            theta = np.asarray(thresholds[node.name], np.float32)
-            v0 = np.float32(neurons.v_init) * theta + np.float32(neurons.timesteps) * gap.reshape(shape)
+            v0 = start_membrane(thresholds[node.name], neurons.v_init) + np.float32(neurons.timesteps) * gap.reshape(
+                shape
+            )
             corrections.membrane_init[node.name] = np.asarray(v0, np.float32)
     return corrections

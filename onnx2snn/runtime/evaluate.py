@@ -60,6 +60,7 @@ def evaluate(
     max_memory: int = 2 << 30,
     threads: int | None = None,
     spin: bool | None = None,
+    neurons: str = "auto",
 ) -> dict[str, Any]:
     """ANN accuracy, and for each T the SNN's accuracy and top-1 agreement with the ANN.
 
@@ -85,6 +86,7 @@ def evaluate(
         max_memory=max_memory,
         threads=threads,
         spin=spin,
+        neurons=neurons,
     )
     t_max = steps[-1]
     pred = np.empty((len(steps), len(x)), dtype=np.int64)
@@ -105,6 +107,7 @@ def evaluate(
         "method": snn.metadata["calibration"]["method"],
         "encoding": session.encoding,
         "form": session.form,
+        "neurons": session.neurons,
         "provider": session.provider,
         "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
         "snn": {},

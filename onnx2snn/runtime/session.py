@@ -23,6 +23,7 @@ from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
 
 FORMS = ("auto", "step", "unrolled")
+NEURONS = ("auto", "compiled", "onnx")  # how the step form computes its IF layers
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
 # on CPU, batches up to this size run faster unrolled (benchmarks/results/speed.md, batch 1;
 # 4 and 16 measured side by side): per-step session calls dominate small batches
@@ -54,7 +55,11 @@ class SNNSession:
     otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed batch).
     ``threads``: onnxruntime's intra-op threads; ``spin``: whether they spin between operators
     (None: only for batches of at most ``providers.SPIN_MAX_BATCH``). ``record``: more tensors
-    of the step model that ``iter_steps`` returns every step (the step form only)."""
+    of the step model that ``iter_steps`` returns every step (the step form only). ``neurons``:
+    how the step form computes its IF layers: ``compiled`` (one pass of the compiled kernel per
+    layer and step, compiled.py), ``onnx`` (the neuron's ONNX operators in onnxruntime) or
+    ``auto``: compiled where the kernel is built and the step form runs on the CPU provider;
+    ``neurons`` says which one the session uses."""
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class SNNSession:
         max_memory: int = DEFAULT_MAX_MEMORY,
         spin: bool | None = None,
         record: Sequence[str] = (),
+        neurons: str = "auto",
     ):
         self.model = model if isinstance(model, SNNModel) else load(model)
         if batch_size <= 0:
@@ -117,6 +123,29 @@ class SNNSession:
         self._state_shapes = [step_inputs[state.input] for state in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
+        self._compiled = self._compile(neurons, split.step, chosen)
+        self.neurons = "compiled" if self._compiled is not None else "onnx"
+
+    def _compile(self, neurons: str, step_model, providers: list[str]):
+        """The step form's neurons as the compiled kernel (compiled.py), or None for onnxruntime's.
+        ``auto`` compiles where it can run: the step form on the CPU provider, not profiled."""
+        from .compiled import CompiledSteps, NotCompilable
+
+        if neurons not in NEURONS:
+            raise ConfigError(f"neurons must be one of {', '.join(NEURONS)}, got {neurons!r}")
+        usable = self.form == "step" and self._step is not None and self._device == "cpu" and not self._profiling
+        if neurons == "onnx" or (neurons == "auto" and not usable):
+            return None
+        if not usable:
+            raise ConfigError("compiled neurons run in the step form on the CPU provider, without profiling")
+        try:
+            return CompiledSteps(
+                step_model, self.model, self._states, self._read, lambda m: _session(m, providers, self._options())
+            )
+        except NotCompilable as e:
+            if neurons == "compiled":
+                raise ConfigError(f"compiled neurons are not available: {e}") from e
+            return None
 
     def profile(self) -> list[dict]:
         """Time of the step model by operator type since the session began (``profile=True``)."""
@@ -162,6 +191,15 @@ class SNNSession:
         if self._step is None:
             for _ in range(timesteps):
                 yield dict(constant)
+            return
+        if self._compiled is not None:
+
+            def spikes() -> np.ndarray:  # a fresh Bernoulli spike train, P(spike) = input intensity
+                return (rng.random(x.shape) < x).astype(np.float32)
+
+            for values in self._compiled.steps(feeds, len(x), timesteps, spikes if poisson else None):
+                values.update(constant)
+                yield values
             return
         # two bindings, states ping-ponging between two buffers: no copies between steps
         states = [self._ortvalue(s) for s in self._initial_states(len(x))]

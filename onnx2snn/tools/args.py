@@ -158,6 +158,13 @@ class SessionArgs(ArgGroup):
             metavar="MB",
             help="memory budget of the unrolled form; batches are split to stay under it (2048)",
         )
+        parser.add_argument(
+            "--neurons",
+            choices=["auto", "compiled", "onnx"],
+            default="auto",
+            help="how the step form computes its IF layers: the compiled kernel (one pass per layer and step) or "
+            "the neuron's ONNX operators (auto: compiled where it is built and runs, on the CPU provider)",
+        )
         parser.add_argument("--threads", type=positive_int, default=None, help="onnxruntime's intra-op threads")
         parser.add_argument(
             "--spin",
@@ -175,5 +182,6 @@ class SessionArgs(ArgGroup):
             "form": args.form,
             "max_memory": args.max_memory << 20,
             "threads": args.threads,
+            "neurons": args.neurons,
             "spin": {"auto": None, "on": True, "off": False}[args.spin],
         }

@@ -18,6 +18,7 @@ from .convert import (
 )
 from .data import Dataset, Preprocessing, load_data
 from .demo import demo_data, demo_model
+from .distributed import evaluate
 from .errors import (
     CalibrationError,
     ConfigError,
@@ -32,7 +33,7 @@ from .neuron import if_step
 from .passes import snn_to_ann as to_ann
 from .plot import plot_accuracy, plot_activity, plot_evaluations
 from .report import describe_calibration, describe_threshold, format_report, write_report
-from .runtime import SNNSession, activity, ann_session, evaluate, format_activity, model_inputs, run_ann, unroll
+from .runtime import SNNSession, activity, ann_session, format_activity, model_inputs, run_ann, unroll
 from .version import __version__
 
 __all__ = [

@@ -54,69 +54,110 @@ def evaluate(
     batch_size: int = 256,
     providers: str | Sequence[str] | None = None,
     progress: bool = False,
-    encoding: str | None = None,
-    seed: int = 0,
-    form: str = "auto",
-    max_memory: int = 2 << 30,
-    threads: int | None = None,
-    spin: bool | None = None,
-    neurons: str = "auto",
+    **session_options: Any,
 ) -> dict[str, Any]:
     """ANN accuracy, and for each T the SNN's accuracy and top-1 agreement with the ANN.
 
     Returns ``{"ann": {"accuracy"}, "snn": {"<T>": {"accuracy", "agreement", "seconds"}},
-    "samples", "provider"}``; accuracies are None without labels. ``ann`` defaults to the
-    ANN rebuilt from the artifact (its neurons back to ReLUs). The remaining arguments are
+    "samples", "provider", ...}``; accuracies are None without labels. ``ann`` defaults to the
+    ANN rebuilt from the artifact (its neurons back to ReLUs). More keyword arguments
+    (``encoding``, ``seed``, ``form``, ``max_memory``, ``threads``, ``spin``, ``neurons``) are
     SNNSession's."""
-    steps = sorted({int(t) for t in timesteps})
-    if not steps or steps[0] <= 0:
-        raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
+    steps = check_timesteps(timesteps)
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     data, x = model_inputs(snn, data, limit)
     ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
-    ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
+    options = {"providers": providers, "batch_size": batch_size, **session_options}
+    counts = count_correct(snn, ann_model, x, data.y, steps, options, progress)
+    return report_counts(snn, steps, counts)
 
-    session = SNNSession(
-        snn,
-        providers=providers,
-        batch_size=batch_size,
-        encoding=encoding,
-        seed=seed,
-        form=form,
-        max_memory=max_memory,
-        threads=threads,
-        spin=spin,
-        neurons=neurons,
-    )
+
+def check_timesteps(timesteps: Sequence[int]) -> list[int]:
+    steps = sorted({int(t) for t in timesteps})
+    if not steps or steps[0] <= 0:
+        raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
+    return steps
+
+
+def count_correct(
+    snn: SNNModel,
+    ann: onnx.ModelProto,
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    steps: list[int],
+    session_options: dict[str, Any],
+    progress: bool = False,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """What evaluation counts on ``x`` (samples ``offset`` onwards of the data, which seeds
+    Poisson input): samples, ANN correct, and per T the SNN's correct predictions and
+    agreements with the ANN, with the simulation time up to each T. Counts of several parts of
+    the data add up (``merge_counts``) to exactly those of the whole."""
+    batch_size = session_options.get("batch_size", 256)
+    ann_pred = run_ann(ann, x, batch_size, session_options.get("providers")).argmax(axis=-1)
+    session = SNNSession(snn, **session_options)
     t_max = steps[-1]
     pred = np.empty((len(steps), len(x)), dtype=np.int64)
     seconds = np.zeros(t_max)
     idx = np.array(steps) - 1
     bar = progress_bar(len(x) * t_max, progress)
     start = time.perf_counter()
-    for out in session.iter_run(x, t_max, per_step=True, progress=bar.update):
+    for out in session.iter_run(x, t_max, per_step=True, progress=bar.update, offset=offset):
         n = out.decoded.shape[1]
         pred[:, out.start : out.start + n] = out.decoded[idx].argmax(axis=-1)
         seconds += out.seconds
     bar.close()
-    total = time.perf_counter() - start
-
-    labels = data.y
-    report: dict[str, Any] = {
+    return {
         "samples": len(x),
+        "ann_correct": None if labels is None else int((ann_pred == labels).sum()),
+        "correct": None if labels is None else [int((row == labels).sum()) for row in pred],
+        "agree": [int((row == ann_pred).sum()) for row in pred],
+        "step_seconds": [float(seconds[t - 1]) for t in steps],
+        "seconds": time.perf_counter() - start,
+        "session": {
+            "encoding": session.encoding,
+            "form": session.form,
+            "neurons": session.neurons,
+            "provider": session.provider,
+        },
+    }
+
+
+def merge_counts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of several parts of the data as one: sums (times: the slowest part's)."""
+
+    def add(key: str) -> Any:
+        values = [p[key] for p in parts]
+        if any(v is None for v in values):
+            return None
+        return sum(values) if not isinstance(values[0], list) else [sum(col) for col in zip(*values)]
+
+    return {
+        "samples": add("samples"),
+        "ann_correct": add("ann_correct"),
+        "correct": add("correct"),
+        "agree": add("agree"),
+        "step_seconds": [max(col) for col in zip(*(p["step_seconds"] for p in parts))],
+        "seconds": max(p["seconds"] for p in parts),
+        "session": parts[0]["session"],
+    }
+
+
+def report_counts(snn: SNNModel, steps: list[int], counts: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation report from (merged) counts."""
+    n = counts["samples"]
+    report: dict[str, Any] = {
+        "samples": n,
         "method": snn.metadata["calibration"]["method"],
-        "encoding": session.encoding,
-        "form": session.form,
-        "neurons": session.neurons,
-        "provider": session.provider,
-        "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
+        **counts["session"],
+        "ann": {"accuracy": None if counts["ann_correct"] is None else counts["ann_correct"] / n},
         "snn": {},
-        "seconds": total,
+        "seconds": counts["seconds"],
     }
     for row, t in enumerate(steps):
         report["snn"][str(t)] = {
-            "accuracy": None if labels is None else float((pred[row] == labels).mean()),
-            "agreement": float((pred[row] == ann_pred).mean()),
-            "seconds": float(seconds[t - 1]),
+            "accuracy": None if counts["correct"] is None else counts["correct"][row] / n,
+            "agreement": counts["agree"][row] / n,
+            "seconds": counts["step_seconds"][row],
         }
     return report

@@ -84,7 +84,9 @@ class SNNSession:
         self.encoding = encoding or self.model.encoding
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
-        self.seed = seed
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
         self._layers = self.model.layers
         self._outputs = list(self.model.outputs)
         self._activations = meta.get("output_activations", {})
@@ -231,15 +233,21 @@ class SNNSession:
             raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
         return check_input(x, self.model.input_shape, self.model.input_name), int(timesteps)
 
+    def _rng(self, index: int) -> np.random.Generator:
+        """The Poisson spike trains of the batch starting at sample ``index`` of the data: seeded
+        by (seed, index), so a part of the data run on its own (a shard) draws what it draws in
+        the whole, where batches start at the same samples."""
+        return np.random.default_rng([self.seed, index])
+
     def iter_steps(
-        self, x: np.ndarray, timesteps: int | None = None
+        self, x: np.ndarray, timesteps: int | None = None, offset: int = 0
     ) -> Iterator[tuple[int, int, int, dict[str, np.ndarray]]]:
-        """Raw per-step values of the outputs: yields (batch start, samples, t, values)."""
+        """Raw per-step values of the outputs: yields (batch start, samples, t, values).
+        ``offset``: the index of ``x``'s first sample in the whole data (for Poisson input)."""
         x, timesteps = self._check(x, timesteps)
-        rng = np.random.default_rng(self.seed)
         start = 0
         for batch, n in chunks(x, self.batch_size, self.static_batch):
-            for t, values in enumerate(self._steps(batch, timesteps, rng)):
+            for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start))):
                 yield start, n, t, {k: v[:n] for k, v in values.items()}
             start += n
 
@@ -250,12 +258,13 @@ class SNNSession:
         per_step: bool = False,
         progress: Callable[[int], None] | None = None,
         output: str | None = None,
+        offset: int = 0,
     ) -> Iterator[StepOutputs]:
         """Run ``x`` batch by batch; yields each batch's decoded outputs (see StepOutputs).
         ``progress(n)`` is called after each step of a batch of ``n`` samples. ``output``
-        picks which of the model's outputs to decode (the first by default)."""
+        picks which of the model's outputs to decode (the first by default). ``offset``: the
+        index of ``x``'s first sample in the whole data (for Poisson input)."""
         x, timesteps = self._check(x, timesteps)
-        rng = np.random.default_rng(self.seed)
         head = output or self._outputs[0]
         if head not in self._outputs:
             raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self._outputs)}")
@@ -269,7 +278,7 @@ class SNNSession:
             kept = []
             seconds = np.empty(timesteps)
             began = time.perf_counter()
-            for t, values in enumerate(self._steps(batch, timesteps, rng)):
+            for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start))):
                 out = values[head][:n]
                 total = out.astype(np.float64) if total is None else total + out
                 if per_step or t == timesteps - 1:

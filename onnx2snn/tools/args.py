@@ -185,3 +185,32 @@ class SessionArgs(ArgGroup):
             "neurons": args.neurons,
             "spin": {"auto": None, "on": True, "off": False}[args.spin],
         }
+
+
+class RayArgs(ArgGroup):
+    """``--ray [ADDRESS]`` and ``--workers N``: the work sharded over a Ray cluster."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("distributed (pip install 'onnx2snn[ray]')")
+        group.add_argument(
+            "--ray",
+            nargs="?",
+            const="local",
+            default=None,
+            metavar="ADDRESS",
+            help="shard the work over Ray workers: the cluster at ADDRESS, or a local one without it",
+        )
+        group.add_argument(
+            "--workers", type=positive_int, default=None, help="workers of a local cluster (default: one per CPU)"
+        )
+
+    @staticmethod
+    def values(args: argparse.Namespace) -> dict[str, Any]:
+        """``workers``/``ray_address`` keyword arguments, or none without --ray."""
+        if args.ray is None:
+            if args.workers is not None:
+                from onnx2snn import ConfigError
+
+                raise ConfigError("--workers needs --ray")
+            return {}
+        return {"workers": args.workers, "ray_address": None if args.ray == "local" else args.ray}

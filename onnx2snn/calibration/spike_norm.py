@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..data import Inputs
 from ..errors import CalibrationError
 from ..neuron import Neurons
 from ..passes import activation_nodes
@@ -29,7 +30,7 @@ def _rows(current: np.ndarray, per_channel: bool) -> np.ndarray:
 
 
 def spike_norm_thresholds(
-    graph: gs.Graph, x: np.ndarray, neurons: Neurons, per_channel: bool, percentile: float | None, batch_size: int
+    graph: gs.Graph, x: Inputs, neurons: Neurons, per_channel: bool, percentile: float | None, batch_size: int
 ) -> dict[str, np.ndarray]:
     """Per activation node, the per-row (channel or layer) value its threshold is set from."""
     thresholds: dict[str, np.ndarray] = {}

@@ -6,6 +6,7 @@ from .check_supported import check_supported, find_unsupported
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .infer_shapes import infer_shapes
+from .inline_neurons import inline_neurons
 from .keep_outputs import keep_outputs
 from .matmul_add_to_gemm import matmul_add_to_gemm
 from .maxpool_to_spiking import maxpool_to_spiking, spiking_pool, spiking_pools
@@ -43,6 +44,7 @@ __all__ = [
     "fold_batchnorm",
     "fold_constants",
     "infer_shapes",
+    "inline_neurons",
     "keep_outputs",
     "matmul_add_to_gemm",
     "maxpool_to_spiking",

@@ -118,7 +118,6 @@ def check_supported(graph: gs.Graph) -> gs.Graph:
         raise error
     if not any(node.op in ACTIVATIONS for node in graph.nodes):
         raise ConversionError("the model has no Relu or Clip(0, m) activation: nothing to convert to neurons")
-    if len(graph.inputs) != 1:
-        names = ", ".join(t.name for t in graph.inputs)
-        raise ConversionError(f"models with one data input are supported; this one has {len(graph.inputs)}: {names}")
+    if not graph.inputs:
+        raise ConversionError("the model has no data input")
     return graph

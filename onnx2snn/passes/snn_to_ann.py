@@ -57,10 +57,12 @@ def _restore_output_activations(graph: gs.Graph, snn: SNNModel) -> None:
 
 
 def snn_to_ann(snn: SNNModel) -> onnx.ModelProto:
+    snn.require_neurons("rebuilding the ANN")
     graph = gs.import_onnx(snn.proto)
     nodes = {n.name: n for n in graph.nodes}
     states = {layer[k] for layer in snn.layers for k in ("membrane", "membrane_next")}
     states |= {pool[k] for pool in snn.pools for k in ("accumulated", "accumulated_next", "pooled", "pooled_next")}
+    states |= {layer["membrane_init"] for layer in snn.layers if layer.get("membrane_init")}
     _restore_pools(graph, snn, nodes)
     _restore_activations(graph, snn, nodes)
     graph.inputs = [t for t in graph.inputs if t.name not in states]

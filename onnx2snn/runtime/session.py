@@ -13,12 +13,11 @@ import numpy as np
 import onnxruntime as ort
 
 from ..artifact import SNNModel, load
-from ..data import check_input
-from ..errors import ConfigError, DataError
-from ..neuron import ENCODINGS
-from .batching import chunks
+from ..data import Inputs, num_samples
+from ..errors import ConfigError
 from .decode import apply_activation
-from .forms import specialize_neuron, split_time_invariant
+from .forms import drop_outputs, specialize_neuron, split_time_invariant
+from .inputs import Encoder, Feeds, batches, input_encodings, model_feeds
 from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
 
@@ -46,7 +45,9 @@ def _session(model, providers: list[str], options: ort.SessionOptions) -> ort.In
 class SNNSession:
     """Runs an SNN artifact. ``providers``: None picks TensorRT, CUDA, then CPU by what works;
     ``provider`` says which one the session really uses. ``encoding`` overrides the artifact's
-    input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``profile`` records
+    input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``), for every data
+    input or, as a dict, by input name. Inputs are an array, or for a model with several data
+    inputs a dict of arrays by input name. ``profile`` records
     onnxruntime's per-node times of the step model (``profile()``). ``form``: ``step`` (one
     ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
     ``max_memory`` bytes) or ``auto``: unrolled on GPUs and, on CPU, for batches of at most
@@ -62,7 +63,7 @@ class SNNSession:
         providers: str | Sequence[str] | None = None,
         batch_size: int = 256,
         threads: int | None = None,
-        encoding: str | None = None,
+        encoding: str | dict[str, str] | None = None,
         seed: int = 0,
         profile: bool = False,
         form: str = "auto",
@@ -75,19 +76,20 @@ class SNNSession:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = batch_size
         meta = self.model.metadata
-        self.encoding = encoding or self.model.encoding
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        self.encodings = input_encodings(self.model, encoding)
+        kinds = set(self.encodings.values())
+        self.encoding = kinds.pop() if len(kinds) == 1 else "mixed"
         self.seed = seed
         self._layers = self.model.layers
         self._outputs = list(self.model.outputs)
         self._activations = meta.get("output_activations", {})
         self._states = self.model.states()
         varying = [state.input for state in self._states]
-        if self.encoding == "poisson":
-            varying.append(self.model.input_name)
+        varying += [name for name, e in self.encodings.items() if e == "poisson"]
         self._record = list(record)
-        split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._record)
+        starts = {layer["membrane_init"] for layer in self._layers if layer.get("membrane_init")}
+        proto = drop_outputs(specialize_neuron(self.model.proto), starts)  # read once, by states()
+        split = split_time_invariant(proto, varying, self._outputs + self._record)
         chosen = resolve_providers(providers)
         # a network truncated before its first neuron (as calibration builds them) has no step part
         self._options = functools.partial(session_options, batch_size, threads, spin)
@@ -144,15 +146,11 @@ class SNNSession:
             states.append(np.array(np.broadcast_to(state.initial, dims), dtype=np.float32, copy=True))
         return states
 
-    def _steps(self, x: np.ndarray, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+    def _steps(self, batch: Feeds, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
         """Raw outputs of each step for one batch."""
-        name = self.model.input_name
-        poisson = self.encoding == "poisson"
-        if poisson and (x.min() < 0 or x.max() > 1):
-            raise DataError(
-                f"Poisson encoding needs inputs scaled to [0, 1]; got values in [{x.min():.3g}, {x.max():.3g}]"
-            )
-        feeds = {} if poisson else {name: x}
+        encoder = Encoder(self.encodings, batch, rng)
+        n = len(next(iter(batch.values())))
+        feeds = dict(encoder.constant)
         constant = {}
         if self._prefix is not None:
             names = [o.name for o in self._prefix.get_outputs()]
@@ -164,8 +162,8 @@ class SNNSession:
                 yield dict(constant)
             return
         # two bindings, states ping-ponging between two buffers: no copies between steps
-        states = [self._ortvalue(s) for s in self._initial_states(len(x))]
-        spare = [self._ortvalue(np.empty_like(s)) for s in self._initial_states(len(x))]
+        states = [self._ortvalue(s) for s in self._initial_states(n)]
+        spare = [self._ortvalue(np.empty_like(s)) for s in self._initial_states(n)]
         bindings = []
         for src, dst in ((states, spare), (spare, states)):
             io = self._step.io_binding()
@@ -180,34 +178,34 @@ class SNNSession:
         first = len(self._states)
         for t in range(timesteps):
             io = bindings[t % 2]
-            if poisson:  # a fresh Bernoulli spike train, P(spike) = input intensity
-                io.bind_ortvalue_input(name, self._ortvalue((rng.random(x.shape) < x).astype(np.float32)))
+            for name, spikes in encoder.step().items():  # a fresh Bernoulli spike train
+                io.bind_ortvalue_input(name, self._ortvalue(spikes))
             self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
             values.update(constant)
             yield values
 
-    def _check(self, x: np.ndarray, timesteps: int | None) -> tuple[np.ndarray, int]:
+    def _check(self, x: Inputs, timesteps: int | None) -> tuple[Feeds, int]:
         timesteps = self.model.timesteps if timesteps is None else timesteps
         if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
             raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
-        return check_input(x, self.model.input_shape, self.model.input_name), int(timesteps)
+        return model_feeds(self.model, x), int(timesteps)
 
     def iter_steps(
-        self, x: np.ndarray, timesteps: int | None = None
+        self, x: Inputs, timesteps: int | None = None
     ) -> Iterator[tuple[int, int, int, dict[str, np.ndarray]]]:
         """Raw per-step values of the outputs: yields (batch start, samples, t, values)."""
         x, timesteps = self._check(x, timesteps)
         rng = np.random.default_rng(self.seed)
         start = 0
-        for batch, n in chunks(x, self.batch_size, self.static_batch):
+        for batch, n in batches(x, self.batch_size, self.static_batch):
             for t, values in enumerate(self._steps(batch, timesteps, rng)):
                 yield start, n, t, {k: v[:n] for k, v in values.items()}
             start += n
 
     def iter_run(
         self,
-        x: np.ndarray,
+        x: Inputs,
         timesteps: int | None = None,
         per_step: bool = False,
         progress: Callable[[int], None] | None = None,
@@ -226,7 +224,7 @@ class SNNSession:
             return
         activation = self._activations.get(head)
         start = 0
-        for batch, n in chunks(x, self.batch_size, self.static_batch):
+        for batch, n in batches(x, self.batch_size, self.static_batch):
             total = None
             kept = []
             seconds = np.empty(timesteps)
@@ -253,9 +251,9 @@ class SNNSession:
         if activation and activation.get("axis", -1) >= 0:  # the outputs gain a leading time axis
             activation = {**activation, "axis": activation["axis"] + 1}
         start = 0
-        for batch, n in chunks(x, size, self.static_batch):
+        for batch, n in batches(x, size, self.static_batch):
             began = time.perf_counter()
-            (means,) = session.run([head + PER_STEP], {self.model.input_name: batch})
+            (means,) = session.run([head + PER_STEP], batch)
             elapsed = time.perf_counter() - began
             kept = means[:, :n] if per_step else means[-1:, :n]
             if progress:
@@ -268,7 +266,7 @@ class SNNSession:
 
     def run(
         self,
-        x: np.ndarray,
+        x: Inputs,
         timesteps: int | None = None,
         per_step: bool = False,
         output: str | None = None,
@@ -276,9 +274,10 @@ class SNNSession:
     ) -> np.ndarray:
         """The decoded output after ``timesteps`` steps, ``[N, ...]``; with ``per_step``
         the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
-        one of several model outputs (the first by default); ``progress`` shows a bar."""
+        one of several model outputs (the first by default); ``progress`` shows a bar. ``x``: an
+        array, or a dict of arrays by input name (``x_<name>`` keys too)."""
         steps = self.model.timesteps if timesteps is None else timesteps
-        bar = progress_bar(len(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
+        bar = progress_bar(num_samples(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
         parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, bar.update, output)]
         bar.close()
         decoded = np.concatenate(parts, axis=1)

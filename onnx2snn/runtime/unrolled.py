@@ -83,7 +83,9 @@ class _Builder:
 
 def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> gs.Graph:
     """The Scan body of one IF layer: the neuron's own step (neuron.body_nodes, as the step form
-    runs it), its names prefixed with the layer's and its threshold a constant."""
+    runs it), its names prefixed with the layer's and its threshold a constant. The spikes leave
+    through an Identity: the body reads them too (for the reset), and some runtimes (tract)
+    refuse a body that reads its own scan output."""
     nodes = []
     for proto in body_nodes("zero" if reset_to_zero else "subtract"):
         node = onnx.NodeProto()
@@ -91,6 +93,7 @@ def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> 
         node.input[:] = [f"{name}.{t}" for t in proto.input]
         node.output[:] = [f"{name}.{t}" for t in proto.output]
         nodes.append(node)
+    nodes.append(helper.make_node("Identity", [f"{name}.spikes"], [f"{name}.spikes_out"]))
 
     def value(t: str) -> onnx.ValueInfoProto:
         return helper.make_tensor_value_info(f"{name}.{t}", onnx.TensorProto.FLOAT, shape)
@@ -99,7 +102,7 @@ def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> 
         nodes,
         f"{name}.step",
         inputs=[value("membrane"), value("x")],
-        outputs=[value("membrane_next"), value("spikes")],
+        outputs=[value("membrane_next"), value("spikes_out")],
         initializer=[numpy_helper.from_array(theta.astype(np.float32), f"{name}.threshold")],
     )
     return gs.import_onnx(helper.make_model(body))
@@ -119,6 +122,7 @@ class _Unroller:
         states += [pool[k] for pool in snn.pools for k in ("accumulated", "pooled")]
         self.varying = reached_from(self.graph, states)
         self.folded: dict[str, gs.Tensor] = {}  # name of a [N, ...] tensor -> its [T*N, ...] version
+        self.batch = snn.batch or "N"
 
     def fold(self, t: gs.Tensor) -> gs.Tensor:
         """``t`` on the time-folded batch: as it is where it varies, else tiled T times (once)."""
@@ -144,7 +148,7 @@ class _Unroller:
         x_t = b.time_major(self.fold(node.inputs[0]), node.name)
         v0 = b.const(self.snn.initial_membrane(layer), node.name)
         v_start = b.node("Expand", [v0, b.tail_shape(x_t, node.name)], hint=node.name)
-        state_shape = ["N" if not isinstance(d, int) else d for d in self.tensors[layer["membrane"]].shape]
+        state_shape = [self.batch if not isinstance(d, int) else d for d in self.tensors[layer["membrane"]].shape]
         theta = np.asarray(self.snn.initializer(layer["threshold"]), np.float32)
         body = _if_body(theta, bool(node.attrs.get("reset_to_zero", 0)), node.name, state_shape)
         _, spikes_t = b.node("Scan", [v_start, x_t], {"body": body, "num_scan_inputs": 1}, hint=node.name, outputs=2)
@@ -181,7 +185,7 @@ class _Unroller:
         steps = head if name in self.varying else b.tiled(head, rank, name)
         per_step_sum = b.node("CumSum", [b.time_major(steps, name), b.const(np.int64(0), name)], hint=name)
         counts = np.arange(1, T + 1, dtype=np.float32).reshape((T,) + (1,) * rank)
-        head_shape = ["N" if not isinstance(d, int) else d for d in (head.shape or ["N"])]
+        head_shape = [self.batch if not isinstance(d, int) else d for d in (head.shape or [self.batch])]
         per_step = gs.Variable(name + PER_STEP, dtype=np.float32, shape=[T] + head_shape)
         self.graph.nodes.append(
             gs.Node("Div", f"{name}.mean_over_steps", inputs=[per_step_sum, b.const(counts, name)], outputs=[per_step])
@@ -210,7 +214,7 @@ class _Unroller:
             elif node.name not in pool_parts:  # those are rebuilt with their MaxPool
                 node.inputs = [self.fold(t) for t in node.inputs]
         self.graph.outputs = [t for name in self.snn.outputs for t in self.decoded(name)]
-        self.graph.inputs = [self.tensors[self.snn.input_name]]
+        self.graph.inputs = [self.tensors[name] for name in self.snn.input_names]
         return self.graph.cleanup().toposort(mode="nodes")
 
 
@@ -219,13 +223,14 @@ def unroll(snn: SNNModel, timesteps: int, check: bool = False) -> onnx.ModelProt
     ``check`` runs ONNX's full checker on it."""
     if timesteps <= 0:
         raise ConfigError(f"timesteps must be positive, got {timesteps}")
-    if snn.encoding != "direct":
+    snn.require_neurons("unroll")
+    if any(i.get("encoding", snn.encoding) != "direct" for i in snn.inputs):
         raise ConfigError("the unrolled form needs direct encoding (Poisson input is drawn by the step runtime)")
     if isinstance(snn.input_shape[0], int):
         raise ConfigError("the unrolled form needs a dynamic batch axis (this model's batch is fixed)")
     opset = onnx.helper.make_opsetid("", max(default_opset(snn.proto), 14))
     model = export_model(_Unroller(snn, timesteps).run(), [opset])
-    # the step form's shapes say "N" where the time-folded tensors hold T*N: let onnxruntime infer
+    # the step form's shapes name the batch where the time-folded tensors hold T*N: let runtimes infer
     del model.graph.value_info[:]
     model.metadata_props.append(onnx.StringStringEntryProto(key="onnx2snn.unrolled_timesteps", value=str(timesteps)))
     if check:
@@ -240,7 +245,7 @@ def batch_for_budget(snn: SNNModel, timesteps: int, max_memory: int) -> int:
     input current and its spikes) and two more copies of the largest."""
     sizes = [1]
     for value in snn.proto.graph.input:
-        if value.name == snn.input_name:
+        if value.name in snn.input_names:
             continue
         dims = value.type.tensor_type.shape.dim[1:]
         sizes.append(int(np.prod([d.dim_value if d.HasField("dim_value") else 1 for d in dims] or [1])))

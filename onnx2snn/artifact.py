@@ -32,6 +32,7 @@ and pool nodes by convention only; format 2 had one ``input``, a batch symbol pe
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from dataclasses import dataclass
@@ -151,6 +152,20 @@ def add_initial_membranes(model: onnx.ModelProto, values: dict[str, np.ndarray])
         )
         graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(value.shape)))
     return model
+
+
+def head_metadata(model: onnx.ModelProto | None, ann_outputs: list[str]) -> dict[str, Any] | None:
+    """The artifact's record of a trailing head: its inputs (``<z>.decoded``, the decoded means
+    of graph outputs ``z``), the ANN outputs it makes, the ANN's outputs in their order, and the
+    head itself (ONNX, base64)."""
+    if model is None:
+        return None
+    return {
+        "inputs": [i.name for i in model.graph.input],
+        "outputs": [o.name for o in model.graph.output],
+        "ann_outputs": ann_outputs,
+        "onnx": base64.b64encode(model.SerializeToString()).decode("ascii"),
+    }
 
 
 def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -337,6 +352,23 @@ class SNNModel:
             states.append(State(pool["accumulated"], pool["accumulated_next"], zero))
             states.append(State(pool["pooled"], pool["pooled_next"], zero))
         return states
+
+    @property
+    def head(self) -> dict[str, Any] | None:
+        """The trailing head applied after decoding (``head_metadata``), or None."""
+        return self.metadata.get("head")
+
+    def head_model(self) -> onnx.ModelProto:
+        """The head as an ONNX model from ``<z>.decoded`` to the ANN outputs it makes."""
+        try:
+            return onnx.load_from_string(base64.b64decode(self.head["onnx"]))
+        except Exception as e:
+            raise ModelError(f"{self._name}: corrupt output head in the metadata ({e})") from e
+
+    @property
+    def model_outputs(self) -> list[str]:
+        """Every output a session decodes: the graph's outputs, then the head's."""
+        return self.outputs + (self.head["outputs"] if self.head else [])
 
     @property
     def timesteps(self) -> int:

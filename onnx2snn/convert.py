@@ -5,7 +5,8 @@
       keep the outputs asked for only those, when the user names some
       canonicalize               shapes, constant folding, Dropout/Identity out, BatchNorm folded,
                                  MatMul + Add as Gemm (passes.CANONICALIZE)
-      move output activations    a trailing Softmax/LogSoftmax is applied after decoding
+      move output activations    a trailing head (Softmax, ArgMax, label lookup, Cast) is
+                                 applied after decoding
       check                      every node converts, or a ConversionError names it
       resolve shapes             concrete shapes where inference left holes (the ANN runs once)
       calibrate thresholds       one table of methods (calibration.METHODS)
@@ -27,7 +28,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .artifact import SNNModel, load_onnx
+from .artifact import SNNModel, head_metadata, load_onnx
 from .build import SpikingGraph, package, spike
 from .calibration import PROBE, Method, calibrate, check_corrections, correct_layers, parse_method, resolve_shapes
 from .data import Dataset, Inputs, as_dataset, check_inputs, num_samples, take
@@ -39,6 +40,7 @@ from .passes import (
     check_supported,
     find_unsupported,
     keep_outputs,
+    move_output_head,
     name_nodes,
     output_activations,
     strip_output_activation,
@@ -110,6 +112,8 @@ class Conversion:
     graph: gs.Graph | None = None
     report: Report | None = None
     output_activations: dict[str, dict] = field(default_factory=dict)
+    head: onnx.ModelProto | None = None  # the trailing head beyond a softmax, applied after decoding
+    ann_outputs: list[str] = field(default_factory=list)
     x: Inputs | None = None
     thresholds: dict[str, np.ndarray] = field(default_factory=dict)
     corrections: Corrections = field(default_factory=Corrections)
@@ -134,6 +138,13 @@ def canonicalize(c: Conversion) -> None:
 
 
 def move_output_activations(c: Conversion) -> None:
+    c.ann_outputs = [t.name for t in c.graph.outputs]
+
+    def move_head(graph: gs.Graph) -> gs.Graph:
+        graph, c.head = move_output_head(graph, list(c.ann.opset_import))
+        return graph
+
+    c.graph = c.report.run(c.graph, move_head, "move_output_head")
     c.output_activations = output_activations(c.graph)
     c.graph = c.report.run(c.graph, strip_output_activation)
 
@@ -176,6 +187,7 @@ def package_step(c: Conversion) -> None:
     o = c.options
     metadata = {
         "output_activations": c.output_activations,
+        "head": head_metadata(c.head, c.ann_outputs),
         "calibration": {
             "method": str(o.method),
             "per_channel": o.per_channel and not o.method.per_layer_only,

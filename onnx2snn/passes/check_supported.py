@@ -34,8 +34,7 @@ WHY = {
     "Softmax": "a softmax is only supported as the model's last node",
     "LogSoftmax": "a log-softmax is only supported as the model's last node",
     "BatchNormalization": "BatchNormalization should have been folded",
-    "ArgMax": "an arg-max (class label) output cannot be rate-coded: keep only the scores with "
-    "outputs=[...] / --outputs",
+    "ArgMax": "an arg-max between layers cannot be rate-coded (one at the output is applied after decoding)",
     "ReduceMax": "a max over spikes needs the accumulated-input rule; only MaxPool has it",
     "Mod": "not linear",
     "Abs": "not linear (negative currents would spike)",

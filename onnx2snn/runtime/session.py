@@ -15,6 +15,7 @@ import onnxruntime as ort
 from ..artifact import SNNModel, load
 from ..data import Inputs, num_samples
 from ..errors import ConfigError
+from ..passes.move_output_head import DECODED
 from .decode import apply_activation
 from .forms import drop_outputs, specialize_neuron, split_time_invariant
 from .inputs import Encoder, Feeds, batches, input_encodings, model_feeds
@@ -34,7 +35,7 @@ class StepOutputs:
     (only the last step unless per_step), ``seconds[t]`` the time spent up to that step."""
 
     start: int
-    decoded: np.ndarray  # [steps, n, ...] (steps = T when per_step, else 1)
+    decoded: np.ndarray  # [steps, n, ...] (steps = T when per_step, else 1); a label head's dtype
     seconds: np.ndarray  # [T]
 
 
@@ -115,7 +116,9 @@ class SNNSession:
         self.max_memory = max_memory
         self._providers = chosen
         self._unrolled: dict[int, ort.InferenceSession] = {}
+        self._head: ort.InferenceSession | None = None  # the trailing head, made when first asked for
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
+        self._step_inputs = set(step_inputs)
         self._state_shapes = [step_inputs[state.input] for state in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
@@ -154,7 +157,8 @@ class SNNSession:
         constant = {}
         if self._prefix is not None:
             names = [o.name for o in self._prefix.get_outputs()]
-            results = dict(zip(names, self._prefix.run(names, feeds)))
+            wanted = {i.name for i in self._prefix.get_inputs()}  # a truncated network may read fewer inputs
+            results = dict(zip(names, self._prefix.run(names, {k: v for k, v in feeds.items() if k in wanted})))
             feeds.update(results)
             constant = {n: results[n] for n in self._constant}
         if self._step is None:
@@ -179,7 +183,8 @@ class SNNSession:
         for t in range(timesteps):
             io = bindings[t % 2]
             for name, spikes in encoder.step().items():  # a fresh Bernoulli spike train
-                io.bind_ortvalue_input(name, self._ortvalue(spikes))
+                if name in self._step_inputs:  # a truncated network may not read every input
+                    io.bind_ortvalue_input(name, self._ortvalue(spikes))
             self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
             values.update(constant)
@@ -217,51 +222,75 @@ class SNNSession:
         x, timesteps = self._check(x, timesteps)
         rng = np.random.default_rng(self.seed)
         head = output or self._outputs[0]
-        if head not in self._outputs:
-            raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self._outputs)}")
+        if head not in self.model.model_outputs:
+            raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self.model.model_outputs)}")
+        sources = self._sources(head)
         if self.form == "unrolled":
-            yield from self._iter_unrolled(x, timesteps, per_step, progress, head)
+            yield from self._iter_unrolled(x, timesteps, per_step, progress, head, sources)
             return
-        activation = self._activations.get(head)
         start = 0
         for batch, n in batches(x, self.batch_size, self.static_batch):
-            total = None
-            kept = []
+            totals: dict[str, np.ndarray] = {}
+            kept: dict[str, list[np.ndarray]] = {z: [] for z in sources}
             seconds = np.empty(timesteps)
             began = time.perf_counter()
             for t, values in enumerate(self._steps(batch, timesteps, rng)):
-                out = values[head][:n]
-                total = out.astype(np.float64) if total is None else total + out
-                if per_step or t == timesteps - 1:
-                    kept.append(apply_activation(total / (t + 1), activation))
+                for z in sources:
+                    out = values[z][:n]
+                    totals[z] = out.astype(np.float64) if t == 0 else totals[z] + out
+                    if per_step or t == timesteps - 1:
+                        kept[z].append(totals[z] / (t + 1))
                 seconds[t] = time.perf_counter() - began
                 if progress:
                     progress(n)
-            yield StepOutputs(start, np.stack(kept).astype(np.float32), seconds)
+            yield StepOutputs(start, self._decode(head, {z: np.stack(v) for z, v in kept.items()}), seconds)
             start += n
 
-    def _iter_unrolled(self, x, timesteps, per_step, progress, head) -> Iterator[StepOutputs]:
+    def _sources(self, output: str) -> list[str]:
+        """The graph outputs whose means decode ``output``: itself, or what the head reads."""
+        head = self.model.head
+        if head and output in head["outputs"]:
+            return [name[: -len(DECODED)] for name in head["inputs"]]
+        return [output]
+
+    def _decode(self, output: str, means: dict[str, np.ndarray]) -> np.ndarray:
+        """``output`` from the running means ``[steps, n, ...]`` of its sources: the trailing
+        activation, or the head run on each step's means."""
+        head = self.model.head
+        if head and output in head["outputs"]:
+            if self._head is None:
+                self._head = _session(self.model.head_model(), ["CPUExecutionProvider"], self._options())
+            steps = len(next(iter(means.values())))
+            rows = [
+                self._head.run([output], {z + DECODED: m[s].astype(np.float32) for z, m in means.items()})[0]
+                for s in range(steps)
+            ]
+            return np.stack(rows)
+        activation = self._activations.get(output)
+        if activation and activation.get("axis", -1) >= 0:  # the means have a leading step axis
+            activation = {**activation, "axis": activation["axis"] + 1}
+        return apply_activation(means[output], activation).astype(np.float32)
+
+    def _iter_unrolled(self, x, timesteps, per_step, progress, head, sources) -> Iterator[StepOutputs]:
         from .unrolled import PER_STEP, batch_for_budget, unroll
 
         if timesteps not in self._unrolled:
-            self._unrolled[timesteps] = _session(unroll(self.model, timesteps), self._providers, self._options())
+            model = unroll(self.model, timesteps, portable=False)  # run here by onnxruntime only
+            self._unrolled[timesteps] = _session(model, self._providers, self._options())
         session = self._unrolled[timesteps]
         size = min(self.batch_size, batch_for_budget(self.model, timesteps, self.max_memory))
-        activation = self._activations.get(head)
-        if activation and activation.get("axis", -1) >= 0:  # the outputs gain a leading time axis
-            activation = {**activation, "axis": activation["axis"] + 1}
         start = 0
         for batch, n in batches(x, size, self.static_batch):
             began = time.perf_counter()
-            (means,) = session.run([head + PER_STEP], batch)
+            results = session.run([z + PER_STEP for z in sources], batch)
             elapsed = time.perf_counter() - began
-            kept = means[:, :n] if per_step else means[-1:, :n]
+            means = {z: (m[:, :n] if per_step else m[-1:, :n]).astype(np.float64) for z, m in zip(sources, results)}
             if progress:
                 for _ in range(timesteps):
                     progress(n)
             # one run computes every step: its time is spread evenly over them
             seconds = elapsed * np.arange(1, timesteps + 1) / timesteps
-            yield StepOutputs(start, apply_activation(kept.astype(np.float64), activation).astype(np.float32), seconds)
+            yield StepOutputs(start, self._decode(head, means), seconds)
             start += n
 
     def run(

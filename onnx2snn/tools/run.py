@@ -35,8 +35,10 @@ class Run:
             arrays["per_step"] = decoded
         if arrays["outputs"].ndim == 2:  # [N, classes]: a classifier
             arrays["predictions"] = arrays["outputs"].argmax(axis=-1)
+        for name in snn.model_outputs[len(snn.outputs) :]:  # a trailing head's outputs (labels, ...)
+            arrays[name] = session.run(x, steps, per_step=args.per_step, output=name)
         onnx2snn.save_npz(args.output, **arrays)
-        line = f"{len(x)} samples x {steps} steps on {session.provider} ({session.form} form) -> {args.output}"
+        line = f"{len(data)} samples x {steps} steps on {session.provider} ({session.form} form) -> {args.output}"
         if "predictions" in arrays and data.y is not None:
             line += f"; accuracy {percent(float((arrays['predictions'] == data.y).mean())).strip()}"
         print(line)

@@ -102,7 +102,7 @@ def test_sklearn_mlp_through_skl2onnx(digits):
     assert onnx2snn.SNNSession(snn).run(digits[2][:3], 8).shape == (3, 10)
 
 
-def test_sklearn_classifier_keeps_its_label_output(digits):
+def test_sklearn_classifier_keeps_its_label_output(digits, tmp_path):
     """skl2onnx's label output (ArgMax -> ai.onnx.ml ArrayFeatureExtractor -> Reshape) and its
     probabilities (Softmax) are applied after decoding: the artifact keeps every output."""
     pytest.importorskip("skl2onnx")
@@ -138,6 +138,15 @@ def test_sklearn_classifier_keeps_its_label_output(digits):
     np.testing.assert_array_equal(
         run_onnx_named(unrolled, {"X": test[:20]}, ["label"])[0], session.run(test[:20], 16, output="label")
     )
+    # the command line writes every output, string labels as strings
+    from onnx2snn.tools.main import main
+
+    np.savez(tmp_path / "test.npz", x=test[:30])
+    args = ["run", str(snn.save(tmp_path / "snn.onnx")), "--data", str(tmp_path / "test.npz"), "--scale", "1"]
+    assert main([*args, "-o", str(tmp_path / "out.npz"), "--timesteps", "16", "-q"]) == 0
+    with np.load(tmp_path / "out.npz", allow_pickle=False) as out:
+        np.testing.assert_array_equal(out["label"], session.run(test[:30], 16, output="label").astype(str))
+        assert out["probabilities"].shape == (30, 10)
     ann = onnx2snn.to_ann(snn)
     assert [o.name for o in ann.graph.output] == ["label", "probabilities"]
     for got, want in zip(run_onnx(ann, {"X": test}), run_onnx(model, {"X": test})):

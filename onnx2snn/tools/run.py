@@ -36,7 +36,8 @@ class Run:
         if arrays["outputs"].ndim == 2:  # [N, classes]: a classifier
             arrays["predictions"] = arrays["outputs"].argmax(axis=-1)
         for name in snn.model_outputs[len(snn.outputs) :]:  # a trailing head's outputs (labels, ...)
-            arrays[name] = session.run(x, steps, per_step=args.per_step, output=name)
+            value = session.run(x, steps, per_step=args.per_step, output=name)
+            arrays[name] = value.astype(str) if value.dtype == object else value  # string labels, no pickles
         onnx2snn.save_npz(args.output, **arrays)
         line = f"{len(data)} samples x {steps} steps on {session.provider} ({session.form} form) -> {args.output}"
         if "predictions" in arrays and data.y is not None:

@@ -5,6 +5,7 @@ neuron, files, version; artifact, data; passes (rewrites); build; runtime; calib
 convert."""
 
 from .artifact import SNNModel, load, load_onnx
+from .build import inline
 from .calibration import CORRECTIONS, METHODS, method_forms
 from .convert import (
     DEFAULT_CORRECTIONS,
@@ -69,6 +70,7 @@ __all__ = [
     "format_report",
     "from_torch",
     "if_step",
+    "inline",
     "load",
     "load_data",
     "load_onnx",

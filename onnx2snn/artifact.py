@@ -4,26 +4,35 @@ how to drive it. This module is the artifact's contract; the runtime reads nothi
 - every ``onnx2snn.IF`` node takes ``(x, membrane, threshold)`` and gives
   ``(spikes, membrane_next)``; membranes are graph inputs/outputs, thresholds initializers;
 - the IF function is defined in ``ModelProto.functions``, so a bare onnxruntime runs the file;
+- every tensor with a free batch axis names it with one symbol (``batch`` in the metadata), so
+  runtimes that unify symbols (tract) see one batch;
+- each membrane's initial value is part of the graph: a Constant node whose output
+  ``<node>.membrane_init`` is a graph output (broadcastable to the membrane), so simplifiers
+  keep it (they may fold it into an initializer of that name; readers accept either);
 - ``metadata_props["onnx2snn"]`` holds a JSON object that names every tensor and node a reader
-  needs (format 2):
+  needs (format 3):
 
   ``layers``  one per IF node: ``node``, ``op`` (the Relu/Clip it replaced), ``clip_max``,
               the state ``membrane`` -> ``membrane_next``, the ``threshold`` initializer,
-              and where corrections were made: ``current_correction`` (the Add node) with its
-              constant ``current_shift``, and ``membrane_init`` (initializer of the initial
-              membrane; otherwise it is ``v_init * threshold``);
+              the constant output ``membrane_init`` (``v_init * threshold``, or the potential
+              correction's initial membrane), and where a bias correction was made,
+              ``current_correction`` (the Add node) with its constant ``current_shift``;
   ``pools``   one per spiking max-pool: ``node`` (the MaxPool), its ``accumulate`` (Add) and
               ``difference`` (Sub) nodes, states ``accumulated`` -> ``accumulated_next`` and
               ``pooled`` -> ``pooled_next`` (both start at zero);
-  and ``input``, ``outputs``, ``output_activations``, ``decode``, ``encoding``, ``timesteps``,
+  ``inputs``  one per data input: ``name``, ``shape`` (None for a free axis), ``encoding``;
+  and ``batch``, ``outputs``, ``output_activations``, ``decode``, ``encoding``, ``timesteps``,
   ``reset``, ``v_init``, ``calibration``, ``preprocessing``, ``report``.
 
-Format 1 artifacts named the correction and pool nodes by convention only; they are read by
-filling those names in (``_upgrade``).
+Older formats are read by upgrading them on load (``_upgrade``): format 1 named the correction
+and pool nodes by convention only; format 2 had one ``input``, a batch symbol per exporter
+(``batch`` on the input, ``N`` elsewhere) and initial membranes as initializers no node read
+(simplifiers dropped them), or none where they were ``v_init * threshold``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from dataclasses import dataclass
@@ -41,7 +50,8 @@ from .neuron import DEFAULT_V_INIT, DOMAIN, DOMAIN_VERSION, if_function, start_m
 from .version import __version__
 
 METADATA_KEY = "onnx2snn"
-FORMAT = 2
+FORMAT = 3
+DEFAULT_BATCH = "N"  # the batch symbol where the ANN's input had none
 
 
 @dataclass(frozen=True)
@@ -108,17 +118,102 @@ def attach_neuron(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.Mode
     return model
 
 
+def batch_symbol(model: onnx.ModelProto, inputs: list[str] | None = None) -> str | None:
+    """The symbol of the data inputs' batch axis (the first one that has a name), DEFAULT_BATCH
+    where it is free but unnamed, None where it is fixed."""
+    values = [v for v in model.graph.input if inputs is None or v.name in inputs]
+    dims = [v.type.tensor_type.shape.dim[0] for v in values if v.type.tensor_type.shape.dim]
+    if not dims or all(d.HasField("dim_value") for d in dims):
+        return None
+    return next((d.dim_param for d in dims if d.dim_param), DEFAULT_BATCH)
+
+
+def name_batch(model: onnx.ModelProto, symbol: str | None) -> onnx.ModelProto:
+    """Name the free leading axis of every graph input, output and value_info ``symbol``: one
+    batch symbol everywhere (the graph's tensors carry the batch on axis 0, or no free axis)."""
+    if symbol is None:
+        return model
+    graph = model.graph
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = symbol
+    return model
+
+
+def add_initial_membranes(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """For each ``name -> value``: a Constant node with output ``name``, made a graph output, so
+    the initial membrane is part of the graph (a node reads it, a simplifier keeps it)."""
+    graph = model.graph
+    for name, value in values.items():
+        value = np.asarray(value, np.float32)
+        graph.node.append(
+            helper.make_node("Constant", [], [name], name=name, value=numpy_helper.from_array(value, name))
+        )
+        graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(value.shape)))
+    return model
+
+
+def head_metadata(model: onnx.ModelProto | None, ann_outputs: list[str]) -> dict[str, Any] | None:
+    """The artifact's record of a trailing head: its inputs (``<z>.decoded``, the decoded means
+    of graph outputs ``z``), the ANN outputs it makes, the ANN's outputs in their order, and the
+    head itself (ONNX, base64)."""
+    if model is None:
+        return None
+    return {
+        "inputs": [i.name for i in model.graph.input],
+        "outputs": [o.name for o in model.graph.output],
+        "ann_outputs": ann_outputs,
+        "onnx": base64.b64encode(model.SerializeToString()).decode("ascii"),
+    }
+
+
 def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 -> 2: name the correction and pool nodes that format 1 found by convention."""
-    if metadata.get("format", 0) >= 2:
-        return metadata
-    for layer in metadata.get("layers", []):
-        if layer.get("current_shift"):
-            layer.setdefault("current_correction", f"{layer['node']}.current_correction")
-    for pool in metadata.get("pools", []):
-        pool.setdefault("accumulate", f"{pool['node']}.accumulate")
-        pool.setdefault("difference", f"{pool['node']}.difference")
+    """Format 1 -> 2: name the correction and pool nodes that format 1 found by convention.
+    Format 2 -> 3: a list of ``inputs`` (see ``_upgrade_graph`` for the rest)."""
+    if metadata.get("format", 0) < 2:
+        for layer in metadata.get("layers", []):
+            if layer.get("current_shift"):
+                layer.setdefault("current_correction", f"{layer['node']}.current_correction")
+        for pool in metadata.get("pools", []):
+            pool.setdefault("accumulate", f"{pool['node']}.accumulate")
+            pool.setdefault("difference", f"{pool['node']}.difference")
+    if metadata.get("format", 0) < 3 and "input" in metadata:
+        metadata["inputs"] = [{**metadata.pop("input"), "encoding": metadata.get("encoding", "direct")}]
     return metadata
+
+
+def _upgrade_graph(proto: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.ModelProto:
+    """Format 2 -> 3 in the graph, on a copy: one batch symbol, and every initial membrane a
+    constant graph output (from its initializer, or ``v_init * threshold``)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    inputs = [i["name"] for i in metadata["inputs"]]
+    metadata["batch"] = batch_symbol(model, inputs)
+    name_batch(model, metadata["batch"])
+    inits = {t.name: t for t in model.graph.initializer}
+    v_init = float(metadata.get("v_init", DEFAULT_V_INIT))
+    values = {}
+    produced = {out for node in model.graph.node for out in node.output}
+    for layer in metadata.get("layers", []):
+        if layer.get("membrane_init") in produced:
+            continue  # already a constant output
+        stored = inits.get(layer.get("membrane_init") or "")
+        if stored is not None:
+            model.graph.initializer.remove(stored)
+            value = numpy_helper.to_array(stored)
+        elif layer["threshold"] in inits:
+            value = start_membrane(numpy_helper.to_array(inits[layer["threshold"]]), v_init)
+        else:
+            continue  # SNNModel.initializer names what is missing when the state is read
+        layer["membrane_init"] = f"{layer['node']}.membrane_init"
+        values[layer["membrane_init"]] = value
+    add_initial_membranes(model, values)
+    metadata["format"] = FORMAT
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = json.dumps(metadata)
+    return model
 
 
 class SNNModel:
@@ -136,11 +231,19 @@ class SNNModel:
             raise ModelError(f"{self._name}: corrupt onnx2snn metadata ({e})") from e
         if metadata.get("format", 0) > FORMAT:
             raise ModelError(f"{self._name}: artifact format {metadata['format']} is newer than this onnx2snn")
+        old = metadata.get("format", 0) < FORMAT
         self.metadata: dict[str, Any] = _upgrade(metadata)
+        if old:
+            self.proto = _upgrade_graph(proto, self.metadata)
 
     @property
     def _name(self) -> str:
         return self.source or "model"
+
+    def require_neurons(self, what: str) -> None:
+        """A ModelError where ``what`` needs the IF nodes and the artifact has them inlined."""
+        if self.metadata.get("inlined"):
+            raise ModelError(f"{self._name}: its IF neurons are inlined; {what} needs the step artifact it came from")
 
     def commit_metadata(self) -> None:
         """Write ``metadata`` (after a change) back into the model."""
@@ -166,6 +269,55 @@ class SNNModel:
                 return numpy_helper.to_array(tensor)
         raise ModelError(f"{self._name}: the metadata names initializer '{name}', which the graph lacks")
 
+    def constant(self, name: str) -> np.ndarray:
+        """The value of the constant tensor ``name`` the metadata refers to: an initializer, or
+        computed from initializers and Constant nodes alone (as a simplifier may leave it)."""
+        graph = self.proto.graph
+        for tensor in graph.initializer:
+            if tensor.name == name:
+                return numpy_helper.to_array(tensor)
+        producers = {out: node for node in graph.node for out in node.output}
+        if name not in producers:
+            raise ModelError(f"{self._name}: the metadata names tensor '{name}', which the graph lacks")
+        node = producers[name]
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return self._evaluate(name, producers)
+
+    def _evaluate(self, name: str, producers: dict[str, onnx.NodeProto]) -> np.ndarray:
+        """Run the nodes ``name`` depends on (with onnx's reference evaluator), provided none
+        reads a graph input."""
+        from onnx.reference import ReferenceEvaluator
+
+        graph = self.proto.graph
+        inits = {t.name for t in graph.initializer}
+        needed, stack, seen = [], [name], set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in seen or tensor in inits or not tensor:
+                continue
+            seen.add(tensor)
+            if tensor not in producers:
+                raise ModelError(f"{self._name}: tensor '{name}' is not a constant (it depends on '{tensor}')")
+            node = producers[tensor]
+            if node not in needed:
+                needed.append(node)
+            stack.extend(node.input)
+        order = [n for n in graph.node if n in needed]
+        used = {i for n in order for i in n.input}
+        sub = helper.make_graph(
+            order,
+            "constant",
+            [],
+            [helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None)],
+            initializer=[t for t in graph.initializer if t.name in used],
+        )
+        model = helper.make_model(sub, opset_imports=list(self.proto.opset_import), ir_version=self.proto.ir_version)
+        try:
+            return np.asarray(ReferenceEvaluator(model).run(None, {})[0])
+        except Exception as e:
+            raise ModelError(f"{self._name}: tensor '{name}' could not be computed ({type(e).__name__}: {e})") from e
+
     @property
     def thresholds(self) -> dict[str, np.ndarray]:
         return {layer["node"]: self.initializer(layer["threshold"]) for layer in self.layers}
@@ -175,14 +327,23 @@ class SNNModel:
         return float(self.metadata.get("v_init", DEFAULT_V_INIT))
 
     def initial_membrane(self, layer: dict[str, Any]) -> np.ndarray:
-        """Where ``layer``'s membranes start: its stored initial membrane (potential
-        correction), else v_init x threshold; broadcastable to the membrane."""
+        """Where ``layer``'s membranes start (the constant output ``membrane_init``: v_init x
+        threshold, or the potential correction's), broadcastable to the membrane."""
         if layer.get("membrane_init"):
-            return self.initializer(layer["membrane_init"]).astype(np.float32)
+            return np.asarray(self.constant(layer["membrane_init"]), np.float32)
         return start_membrane(self.initializer(layer["threshold"]), self.v_init)
 
     def states(self) -> list[State]:
-        """Every state of the step form, membranes first, then the pools' (which start at 0)."""
+        """Every state of the step form, membranes first, then the pools' (which start at 0);
+        a ModelError names a state the metadata lists and the graph lacks."""
+        names = [(layer["membrane"], layer["membrane_next"]) for layer in self.layers]
+        names += [(pool[a], pool[f"{a}_next"]) for pool in self.pools for a in ("accumulated", "pooled")]
+        inputs = {v.name for v in self.proto.graph.input}
+        outputs = {v.name for v in self.proto.graph.output}
+        for state, state_next in names:
+            for name, kind, present in ((state, "input", inputs), (state_next, "output", outputs)):
+                if name not in present:
+                    raise ModelError(f"{self._name}: the metadata names state {kind} '{name}', which the graph lacks")
         states = [
             State(layer["membrane"], layer["membrane_next"], self.initial_membrane(layer)) for layer in self.layers
         ]
@@ -193,6 +354,23 @@ class SNNModel:
         return states
 
     @property
+    def head(self) -> dict[str, Any] | None:
+        """The trailing head applied after decoding (``head_metadata``), or None."""
+        return self.metadata.get("head")
+
+    def head_model(self) -> onnx.ModelProto:
+        """The head as an ONNX model from ``<z>.decoded`` to the ANN outputs it makes."""
+        try:
+            return onnx.load_from_string(base64.b64decode(self.head["onnx"]))
+        except Exception as e:
+            raise ModelError(f"{self._name}: corrupt output head in the metadata ({e})") from e
+
+    @property
+    def model_outputs(self) -> list[str]:
+        """Every output a session decodes: the graph's outputs, then the head's."""
+        return self.outputs + (self.head["outputs"] if self.head else [])
+
+    @property
     def timesteps(self) -> int:
         return int(self.metadata["timesteps"])
 
@@ -201,12 +379,27 @@ class SNNModel:
         return self.metadata.get("encoding", "direct")
 
     @property
+    def inputs(self) -> list[dict[str, Any]]:
+        """One entry per data input: ``name``, ``shape`` (None for a free axis), ``encoding``."""
+        return self.metadata["inputs"]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.inputs]
+
+    @property
     def input_name(self) -> str:
-        return self.metadata["input"]["name"]
+        """The first data input's name (the only one of most models)."""
+        return self.inputs[0]["name"]
 
     @property
     def input_shape(self) -> list[int | None]:
-        return self.metadata["input"]["shape"]
+        return self.inputs[0]["shape"]
+
+    @property
+    def batch(self) -> str | None:
+        """The symbol of the free batch axis (None where the batch is fixed)."""
+        return self.metadata.get("batch")
 
     @property
     def outputs(self) -> list[str]:

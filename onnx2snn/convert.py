@@ -5,7 +5,8 @@
       keep the outputs asked for only those, when the user names some
       canonicalize               shapes, constant folding, Dropout/Identity out, BatchNorm folded,
                                  MatMul + Add as Gemm (passes.CANONICALIZE)
-      move output activations    a trailing Softmax/LogSoftmax is applied after decoding
+      move output activations    a trailing head (Softmax, ArgMax, label lookup, Cast) is
+                                 applied after decoding
       check                      every node converts, or a ConversionError names it
       resolve shapes             concrete shapes where inference left holes (the ANN runs once)
       calibrate thresholds       one table of methods (calibration.METHODS)
@@ -27,10 +28,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .artifact import SNNModel, load_onnx
+from .artifact import SNNModel, head_metadata, load_onnx
 from .build import SpikingGraph, package, spike
 from .calibration import PROBE, Method, calibrate, check_corrections, correct_layers, parse_method, resolve_shapes
-from .data import Dataset, as_dataset, check_input
+from .data import Dataset, Inputs, as_dataset, check_inputs, num_samples, take
 from .errors import CalibrationError, ConfigError, ConversionError, DataError
 from .graph import MIN_OPSET, default_opset, import_graph, shape_of
 from .neuron import DEFAULT_V_INIT, Corrections, Neurons
@@ -39,6 +40,7 @@ from .passes import (
     check_supported,
     find_unsupported,
     keep_outputs,
+    move_output_head,
     name_nodes,
     output_activations,
     strip_output_activation,
@@ -75,14 +77,16 @@ class ConvertOptions:
         timesteps: int = DEFAULT_TIMESTEPS,
         reset: str = "subtract",
         v_init: float = DEFAULT_V_INIT,
-        encoding: str = "direct",
+        encoding: str | dict[str, str] = "direct",
         calibration_samples: int | None = None,
         seed: int = 0,
         batch_size: int = 128,
         outputs: Sequence[str] | None = None,
     ) -> ConvertOptions:
         """The options of ``convert`` (see there), or a ConfigError naming the bad one."""
-        neurons = Neurons(reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed)
+        per_input = tuple(sorted(encoding.items())) if isinstance(encoding, dict) else ()
+        default = "direct" if isinstance(encoding, dict) else encoding
+        neurons = Neurons(reset, v_init, timesteps, default, seed, input_encodings=per_input)
         if calibration_samples is not None and calibration_samples <= 0:
             raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
         if batch_size <= 0:
@@ -108,7 +112,9 @@ class Conversion:
     graph: gs.Graph | None = None
     report: Report | None = None
     output_activations: dict[str, dict] = field(default_factory=dict)
-    x: np.ndarray | None = None
+    head: onnx.ModelProto | None = None  # the trailing head beyond a softmax, applied after decoding
+    ann_outputs: list[str] = field(default_factory=list)
+    x: Inputs | None = None
     thresholds: dict[str, np.ndarray] = field(default_factory=dict)
     corrections: Corrections = field(default_factory=Corrections)
     spiking: SpikingGraph | None = None
@@ -132,6 +138,13 @@ def canonicalize(c: Conversion) -> None:
 
 
 def move_output_activations(c: Conversion) -> None:
+    c.ann_outputs = [t.name for t in c.graph.outputs]
+
+    def move_head(graph: gs.Graph) -> gs.Graph:
+        graph, c.head = move_output_head(graph, list(c.ann.opset_import))
+        return graph
+
+    c.graph = c.report.run(c.graph, move_head, "move_output_head")
     c.output_activations = output_activations(c.graph)
     c.graph = c.report.run(c.graph, strip_output_activation)
 
@@ -146,9 +159,14 @@ def check(c: Conversion) -> None:
 
 
 def resolve_the_shapes(c: Conversion) -> None:
-    data_input = c.graph.inputs[0]
-    c.x = check_input(c.calibration.x, shape_of(data_input), data_input.name, c.calibration.source)
-    c.graph = resolve_shapes(c.graph, c.x[:PROBE])
+    names = [t.name for t in c.graph.inputs]
+    unknown = [name for name, _ in c.options.neurons.input_encodings if name not in names]
+    if unknown:
+        raise ConfigError(
+            f"encoding names no data input {', '.join(map(repr, unknown))}; the inputs are {', '.join(names)}"
+        )
+    c.x = check_inputs(c.calibration.x, [(t.name, shape_of(t)) for t in c.graph.inputs], c.calibration.source)
+    c.graph = resolve_shapes(c.graph, take(c.x, slice(0, PROBE)))
 
 
 def calibrate_thresholds(c: Conversion) -> None:
@@ -169,11 +187,12 @@ def package_step(c: Conversion) -> None:
     o = c.options
     metadata = {
         "output_activations": c.output_activations,
+        "head": head_metadata(c.head, c.ann_outputs),
         "calibration": {
             "method": str(o.method),
             "per_channel": o.per_channel and not o.method.per_layer_only,
             "corrections": list(o.corrections),
-            "samples": len(c.x),
+            "samples": num_samples(c.x),
             "seed": o.neurons.seed,
         },
         "preprocessing": c.calibration.preprocessing.to_dict(),
@@ -221,6 +240,8 @@ def _input_model(model: Any, calibration: Dataset) -> onnx.ModelProto:
     elif hasattr(model, "state_dict") and callable(model):  # a torch.nn.Module
         from .export import from_torch
 
+        if isinstance(calibration.x, dict):
+            raise ConversionError("a torch module is exported with one input: export it to ONNX first")
         proto = from_torch(model, calibration.x[:1])
     else:
         raise ConversionError(
@@ -237,21 +258,22 @@ def _input_model(model: Any, calibration: Dataset) -> onnx.ModelProto:
 
 def convert(
     model: onnx.ModelProto | str | os.PathLike | Any,
-    calibration_data: Dataset | np.ndarray | str | os.PathLike,
+    calibration_data: Dataset | Inputs | str | os.PathLike,
     method: str | Method = DEFAULT_METHOD,
     **options: Any,
 ) -> SNNModel:
     """Convert a ReLU ANN into a spiking network.
 
     ``model``: an ONNX file, a ModelProto or a ``torch.nn.Module``. ``calibration_data``: an
-    array of model-ready inputs, a Dataset or a data spec. ``method``: ``max``,
+    array of model-ready inputs (a dict of arrays by input name for a model with several data
+    inputs), a Dataset or a data spec. ``method``: ``max``,
     ``percentile:P``, ``mmse``, ``spike-norm`` or ``spike-norm:seed`` (calibration.METHODS).
     Keyword options (``ConvertOptions.make``): ``per_channel``; ``corrections``: any of
     ``bias``, ``potential``; ``timesteps``: the T that mmse, spike-norm and the corrections
     calibrate for, stored in the artifact as its default; ``reset``; ``v_init``; ``encoding``:
-    ``direct`` or ``poisson`` (seeded by ``seed``); ``calibration_samples`` (a seeded subset);
-    ``batch_size``; ``outputs``: the model outputs to keep (all by default; e.g. a classifier's
-    probabilities without its label output)."""
+    ``direct`` or ``poisson`` (seeded by ``seed``), for every data input or as a dict by input
+    name; ``calibration_samples`` (a seeded subset); ``batch_size``; ``outputs``: the model
+    outputs to keep (all by default)."""
     opts = ConvertOptions.make(method, **options)
     if _is_onnx(model):
         model = load_onnx(model)  # a missing or broken model file is reported before the data

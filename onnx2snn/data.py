@@ -9,6 +9,8 @@ A data set is model-ready inputs ``x`` (float32) and optional integer labels ``y
 - ``cifar10:DIR[:split]``                 the ``cifar-10-batches-py`` pickle layout
 - ``digits[:split]``                      scikit-learn's 8x8 digits (1,400 train / 397 test)
 - ``PATH.npz`` (``x`` [and ``y``]), ``PATH.npy`` (inputs only), or a folder of IDX files
+- for a model with several data inputs, an npz with one array per input, named ``x_<name>``
+  or ``<name>`` (and ``y``); in Python, a dict ``{input name: array}``
 
 Without a split, calibration reads ``train`` and evaluation ``test``. Images load as uint8
 NCHW; ``Preprocessing`` (scale, per-channel mean/std, layout) makes them model-ready and is
@@ -78,18 +80,34 @@ class Preprocessing:
         return cls(**d) if d else cls()
 
 
+# model inputs: one array, or one per data input (by name) for a model with several
+Inputs = np.ndarray | dict[str, np.ndarray]
+
+
+def num_samples(x: Inputs) -> int:
+    """Samples in ``x`` (the arrays of a dict share their first axis)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take(x: Inputs, idx) -> Inputs:
+    """``x[idx]``, for each array of a dict."""
+    return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
+
+
 @dataclass
 class Dataset:
-    x: np.ndarray
+    x: Inputs
     y: np.ndarray | None
     source: str
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __len__(self) -> int:
-        return len(self.x)
+        return num_samples(self.x)
 
     def _take(self, idx, what: str) -> Dataset:
-        return Dataset(self.x[idx], None if self.y is None else self.y[idx], f"{self.source}{what}", self.preprocessing)
+        return Dataset(
+            take(self.x, idx), None if self.y is None else self.y[idx], f"{self.source}{what}", self.preprocessing
+        )
 
     def head(self, n: int | None) -> Dataset:
         """The first ``n`` samples (all when None)."""
@@ -103,12 +121,13 @@ class Dataset:
         return self._take(idx, f"[{n} sampled, seed {seed}]")
 
 
-def as_dataset(data: Dataset | np.ndarray | str | os.PathLike, labels: np.ndarray | None = None) -> Dataset:
-    """A Dataset from a Dataset, an array of model-ready inputs, or a spec (train split)."""
+def as_dataset(data: Dataset | Inputs | str | os.PathLike, labels: np.ndarray | None = None) -> Dataset:
+    """A Dataset from a Dataset, model-ready inputs (an array, or a dict of arrays by input
+    name), or a spec (train split)."""
     if isinstance(data, Dataset):
         return data
-    if isinstance(data, np.ndarray):
-        return _validated(Dataset(data, labels, "array"))
+    if isinstance(data, (np.ndarray, dict)):
+        return _validated(Dataset(data, labels, "array" if isinstance(data, np.ndarray) else "arrays"))
     return load_data(data, split="train")
 
 
@@ -157,10 +176,15 @@ def load_data(spec: str | os.PathLike, split: str = "test", preprocessing: Prepr
     raise DataError(f"{path}: unknown data format (expected .npz with 'x' [and 'y'], .npy, or an IDX folder)")
 
 
-def _finish(x: np.ndarray, y: np.ndarray | None, source: str, prep: Preprocessing) -> Dataset:
-    if x.dtype.kind not in "fiub":
-        raise DataError(f"{source}: inputs must be numeric, got dtype {x.dtype}")
-    return _validated(Dataset(prep.apply(x) if len(x) else x, y, source, prep))
+def _finish(x: Inputs, y: np.ndarray | None, source: str, prep: Preprocessing) -> Dataset:
+    arrays = x if isinstance(x, dict) else {"x": x}
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiub":
+            raise DataError(
+                f"{source}: inputs{'' if name == 'x' else f' {name!r}'} must be numeric, got dtype {a.dtype}"
+            )
+    ready = {k: prep.apply(a) if len(a) else a for k, a in arrays.items()}
+    return _validated(Dataset(ready if isinstance(x, dict) else ready["x"], y, source, prep))
 
 
 # --- numpy files ----------------------------------------------------------------------
@@ -171,12 +195,18 @@ def _np_load(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable ({e})") from e
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_npz(path: Path) -> tuple[Inputs, np.ndarray | None]:
+    """``x`` [and ``y``]; or, for several data inputs, every array but ``y`` by name
+    (``x_<name>`` or ``<name>``, matched to the model's inputs by ``check_inputs``)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if "x" not in archive.files:
+            y = archive["y"] if "y" in archive.files else None
+            if "x" in archive.files:
+                return archive["x"], y
+            arrays = {name: archive[name] for name in archive.files if name != "y"}
+            if not arrays:
                 raise DataError(f"{path}: no array 'x' (found: {', '.join(archive.files) or 'none'})")
-            return archive["x"], (archive["y"] if "y" in archive.files else None)
+            return arrays, y
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: unreadable ({e})") from e
 
@@ -298,23 +328,37 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- shared checks ----------------------------------------------------------------------
-def _validated(ds: Dataset) -> Dataset:
-    x = ds.x
+def _validated_array(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x)
     if x.dtype.kind not in "fiub":
-        raise DataError(f"{ds.source}: inputs must be numeric, got dtype {x.dtype}")
+        raise DataError(f"{what} must be numeric, got dtype {x.dtype}")
     if x.ndim < 2:
-        raise DataError(f"{ds.source}: inputs must have a batch axis and at least one more, got shape {x.shape}")
+        raise DataError(f"{what} must have a batch axis and at least one more, got shape {x.shape}")
     if len(x) == 0:
-        raise DataError(f"{ds.source}: no samples")
+        raise DataError(f"{what}: no samples")
     x = np.ascontiguousarray(x, dtype=np.float32)
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
     if bad:
-        raise DataError(f"{ds.source}: inputs contain {bad} NaN or infinite values")
+        raise DataError(f"{what} contain {bad} NaN or infinite values")
+    return x
+
+
+def _validated(ds: Dataset) -> Dataset:
+    if isinstance(ds.x, dict):
+        if not ds.x:
+            raise DataError(f"{ds.source}: no inputs")
+        x: Inputs = {k: _validated_array(v, f"{ds.source}: inputs {k!r}") for k, v in ds.x.items()}
+        sizes = {k: len(v) for k, v in x.items()}
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"{ds.source}: the inputs hold different numbers of samples ({sizes})")
+    else:
+        x = _validated_array(ds.x, f"{ds.source}: inputs")
+    n = num_samples(x)
     y = ds.y
     if y is not None:
         y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
-            raise DataError(f"{ds.source}: labels 'y' must be {len(x)} integers, got shape {y.shape} dtype {y.dtype}")
+        if y.ndim != 1 or len(y) != n or y.dtype.kind not in "iu":
+            raise DataError(f"{ds.source}: labels 'y' must be {n} integers, got shape {y.shape} dtype {y.dtype}")
         y = y.astype(np.int64)
     return Dataset(x, y, ds.source, ds.preprocessing)
 
@@ -334,3 +378,31 @@ def check_input(x: np.ndarray, shape: Sequence[int | None], name: str, source: s
     if x.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape[1:], x.shape[1:])):
         raise DataError(f"{source}: shape {list(x.shape)} does not match model input '{name}' of shape {expected}")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def check_inputs(
+    x: Inputs, specs: Sequence[tuple[str, Sequence[int | None]]], source: str = "input"
+) -> dict[str, np.ndarray]:
+    """Model-ready arrays by input name for a model whose data inputs are ``specs`` (name,
+    shape): one array for a single input, or a dict with one array per input, named
+    ``<name>`` or ``x_<name>``; a DataError says what is missing or does not fit."""
+    if not isinstance(x, dict):
+        if len(specs) != 1:
+            names = ", ".join(name for name, _ in specs)
+            raise DataError(
+                f"{source}: the model has {len(specs)} data inputs ({names}): give one array per input "
+                "(a dict, or an npz with x_<name> arrays)"
+            )
+        name, shape = specs[0]
+        return {name: check_input(x, shape, name, source)}
+    out = {}
+    for name, shape in specs:
+        key = name if name in x else f"x_{name}" if f"x_{name}" in x else None
+        if key is None:
+            found = ", ".join(x) or "none"
+            raise DataError(f"{source}: no array for model input '{name}' (as '{name}' or 'x_{name}'; found: {found})")
+        out[name] = check_input(x[key], shape, name, source)
+    sizes = {name: len(a) for name, a in out.items()}
+    if len(set(sizes.values())) > 1:
+        raise DataError(f"{source}: the inputs hold different numbers of samples ({sizes})")
+    return out

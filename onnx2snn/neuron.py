@@ -45,6 +45,11 @@ class Neurons:
     timesteps: int = 16
     encoding: str = "direct"
     seed: int = 0
+    input_encodings: tuple[tuple[str, str], ...] = ()  # (data input, encoding) where it differs
+
+    def encoding_of(self, name: str) -> str:
+        """The encoding of data input ``name``."""
+        return dict(self.input_encodings).get(name, self.encoding)
 
     def __post_init__(self) -> None:
         if self.reset not in RESET_MODES:
@@ -53,8 +58,9 @@ class Neurons:
             raise ConfigError(f"v_init must lie in [0, 1), got {self.v_init}")
         if not isinstance(self.timesteps, int) or self.timesteps <= 0:
             raise ConfigError(f"timesteps must be a positive integer, got {self.timesteps}")
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        for encoding in [self.encoding] + [e for _, e in self.input_encodings]:
+            if encoding not in ENCODINGS:
+                raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
 
 
 @dataclass
@@ -139,6 +145,26 @@ def body_nodes(reset: str | None) -> list[onnx.NodeProto]:
         n("Sub", ["v", "v_zeroed"], ["v_rest"]),
         n("Sub", ["v_rest", "v_subtracted"], ["membrane_next"]),
     ]
+
+
+def inline_nodes(reset: str) -> list[onnx.NodeProto]:
+    """The body for one reset mode in the most widely supported operators (no function, no
+    attribute reference, no CastLike or GreaterOrEqual): ``fired = Cast(Not(v < threshold))``,
+    exactly the artifact's ``v >= threshold``. What ``export --inline`` writes for each IF node;
+    same formal names as ``body_nodes``."""
+    if reset not in RESET_MODES:
+        raise ValueError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+    n = helper.make_node
+    nodes = [
+        n("Add", ["membrane", "x"], ["v"]),
+        n("Less", ["v", "threshold"], ["below"]),
+        n("Not", ["below"], ["fired_bool"]),
+        n("Cast", ["fired_bool"], ["fired"], to=onnx.TensorProto.FLOAT),
+        n("Mul", ["fired", "threshold"], ["spikes"]),
+    ]
+    if reset == "subtract":
+        return nodes + [n("Sub", ["v", "spikes"], ["membrane_next"])]
+    return nodes + [n("Mul", ["v", "fired"], ["v_fired"]), n("Sub", ["v", "v_fired"], ["membrane_next"])]
 
 
 def if_function(opset: int, reset: str | None = None) -> onnx.FunctionProto:

@@ -19,6 +19,7 @@ PASS_FATES = {
     "fold_batchnorm": ("folded", "into the Conv/Gemm before it (or a per-channel affine map)"),
     "matmul_add_to_gemm": ("merged", "MatMul + Add became one Gemm"),
     "strip_output_activation": ("moved", "applied after decoding, to the mean output over steps"),
+    "move_output_head": ("moved", "part of the output head (e.g. arg-max, label lookup), applied after decoding"),
     "keep_outputs": ("removed", "feeds only outputs that were not kept"),
 }
 

@@ -64,3 +64,12 @@ def test_load_refuses_plain_onnx_and_garbage(tmp_path, digits_cnn):
         onnx2snn.load(junk)
     with pytest.raises(onnx2snn.ModelError, match="no such file"):
         onnx2snn.load(tmp_path / "missing.onnx")
+
+
+def test_one_onnxruntime_in_the_environment():
+    """onnxruntime and onnxruntime-gpu unpack into one package: with both, the files of whichever
+    was installed last win, and tests would run on a runtime users of the other never have."""
+    from importlib.metadata import distributions
+
+    names = {(d.metadata["Name"] or "").lower() for d in distributions()}
+    assert len(names & {"onnxruntime", "onnxruntime-gpu"}) == 1, names & {"onnxruntime", "onnxruntime-gpu"}

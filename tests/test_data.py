@@ -151,9 +151,12 @@ def test_cifar10_refuses_anything_but_batches(tmp_path):
 def test_npz_npy_and_digits(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.ones((3, 2), np.float32), y=np.array([0, 1, 2]))
     assert load_data(tmp_path / "d.npz").y.tolist() == [0, 1, 2]
-    np.savez(tmp_path / "nox.npz", a=np.ones(3))
+    np.savez(tmp_path / "nox.npz", y=np.ones(3, np.int64))
     with pytest.raises(DataError, match="no array 'x'"):
         load_data(tmp_path / "nox.npz")
+    np.savez(tmp_path / "flat.npz", a=np.ones(3))  # one array per input: each needs a batch axis
+    with pytest.raises(DataError, match="inputs 'a' must have a batch axis"):
+        load_data(tmp_path / "flat.npz")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="bad.npz: unreadable"):
         load_data(tmp_path / "bad.npz")
@@ -173,3 +176,22 @@ def test_images_are_flattened_for_an_mlp():
     assert check_input(x, [None, 784], "input").shape == (4, 784)
     with pytest.raises(DataError, match="does not match"):
         check_input(x, [None, 100], "input")
+
+
+def test_one_array_per_input(tmp_path):
+    from onnx2snn.data import check_inputs
+
+    specs = [("image", [None, 1, 4, 4]), ("side", [None, 3])]
+    np.savez(tmp_path / "two.npz", x_image=np.ones((5, 1, 4, 4)), side=np.zeros((5, 3)), y=np.arange(5))
+    data = load_data(tmp_path / "two.npz")
+    assert len(data) == 5 and data.y.tolist() == [0, 1, 2, 3, 4]
+    feeds = check_inputs(data.x, specs, data.source)
+    assert {k: v.shape for k, v in feeds.items()} == {"image": (5, 1, 4, 4), "side": (5, 3)}
+    assert data.head(2).x["side"].shape == (2, 3) and len(data.sample(3, seed=1)) == 3
+    with pytest.raises(DataError, match="no array for model input 'side' \\(as 'side' or 'x_side'; found: image\\)"):
+        check_inputs({"image": feeds["image"]}, specs)
+    with pytest.raises(DataError, match="the model has 2 data inputs \\(image, side\\)"):
+        check_inputs(feeds["image"], specs)
+    np.savez(tmp_path / "uneven.npz", x_image=np.ones((5, 1, 4, 4)), side=np.zeros((4, 3)))
+    with pytest.raises(DataError, match="different numbers of samples"):
+        load_data(tmp_path / "uneven.npz")

@@ -92,8 +92,6 @@ def test_sklearn_mlp_through_skl2onnx(digits):
     x = digits[0].reshape(len(digits[0]), -1)
     clf = MLPClassifier((32,), max_iter=300, random_state=0).fit(x, digits[1])
     model = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
-    with pytest.raises(onnx2snn.ConversionError, match="ArgMax.*--outputs"):
-        onnx2snn.convert(model, x)
     snn = onnx2snn.convert(model, x, outputs=["probabilities"])
     assert snn.metadata["output_activations"]["probabilities"]["op"] == "Softmax"
     test = digits[2].reshape(len(digits[2]), -1)
@@ -102,6 +100,88 @@ def test_sklearn_mlp_through_skl2onnx(digits):
     assert (out.argmax(1) == clf.predict(test)).mean() >= 0.99
     # images flatten themselves for a 2-D model input
     assert onnx2snn.SNNSession(snn).run(digits[2][:3], 8).shape == (3, 10)
+
+
+def test_sklearn_classifier_keeps_its_label_output(digits, tmp_path):
+    """skl2onnx's label output (ArgMax -> ai.onnx.ml ArrayFeatureExtractor -> Reshape) and its
+    probabilities (Softmax) are applied after decoding: the artifact keeps every output."""
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.neural_network import MLPClassifier
+
+    x = digits[0].reshape(len(digits[0]), -1)
+    names = np.array([f"digit {d}" for d in range(10)])
+    clf = MLPClassifier((32,), max_iter=300, random_state=0).fit(x, names[digits[1]])
+    model = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
+    snn = onnx2snn.convert(model, x)
+    assert snn.head["outputs"] == ["label", "probabilities"] and len(snn.outputs) == 1
+    assert {r["op"] for r in snn.metadata["report"] if r["fate"] == "moved"} == {
+        "Softmax",
+        "ArgMax",
+        "ArrayFeatureExtractor",
+        "Reshape",
+    }
+    test = digits[2].reshape(len(digits[2]), -1)
+    session = onnx2snn.SNNSession(snn)
+    labels = session.run(test, 512, output="label")
+    probabilities = session.run(test, 512, output="probabilities")
+    assert labels.dtype.kind in "OU" and (labels == clf.predict(test)).mean() >= 0.99
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
+    scores = session.run(test, 512)  # the decoded scores the head reads: their arg-max is the label
+    np.testing.assert_array_equal(names[scores.argmax(1)], labels)
+    # the same from the unrolled form and its standalone file, and the ANN back with both outputs
+    np.testing.assert_array_equal(
+        onnx2snn.SNNSession(snn, form="unrolled").run(test[:20], 16, output="label"),
+        session.run(test[:20], 16, output="label"),
+    )
+    unrolled = onnx2snn.unroll(snn, 16)
+    np.testing.assert_array_equal(
+        run_onnx_named(unrolled, {"X": test[:20]}, ["label"])[0], session.run(test[:20], 16, output="label")
+    )
+    # the command line writes every output, string labels as strings
+    from onnx2snn.tools.main import main
+
+    np.savez(tmp_path / "test.npz", x=test[:30])
+    args = ["run", str(snn.save(tmp_path / "snn.onnx")), "--data", str(tmp_path / "test.npz"), "--scale", "1"]
+    assert main([*args, "-o", str(tmp_path / "out.npz"), "--timesteps", "16", "-q"]) == 0
+    with np.load(tmp_path / "out.npz", allow_pickle=False) as out:
+        np.testing.assert_array_equal(out["label"], session.run(test[:30], 16, output="label").astype(str))
+        assert out["probabilities"].shape == (30, 10)
+    ann = onnx2snn.to_ann(snn)
+    assert [o.name for o in ann.graph.output] == ["label", "probabilities"]
+    for got, want in zip(run_onnx(ann, {"X": test}), run_onnx(model, {"X": test})):
+        np.testing.assert_array_equal(got, want) if got.dtype.kind in "OU" else np.testing.assert_allclose(
+            got, want, atol=1e-6
+        )
+
+
+def run_onnx_named(model, feeds, names):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(names, feeds)
+
+
+def test_an_arg_max_between_layers_is_refused():
+    from onnx import helper
+
+    from tests.helpers import const, make_model, tensor
+
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], name="fc", transB=1),
+        helper.make_node("Relu", ["h"], ["a"], name="relu"),
+        helper.make_node("ArgMax", ["a"], ["i"], name="argmax", axis=1, keepdims=1),
+        helper.make_node("Cast", ["i"], ["f"], name="cast", to=1),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], name="fc2", transB=1),
+    ]
+    inits = [
+        const("w", np.ones((4, 3))),
+        const("b", np.zeros(4)),
+        const("w2", np.ones((2, 1))),
+        const("b2", np.zeros(2)),
+    ]
+    model = make_model(nodes, [tensor("x", ["N", 3])], [tensor("y", ["N", 2])], inits)
+    with pytest.raises(onnx2snn.ConversionError, match="node 'argmax' \\(ArgMax\\): an arg-max between layers"):
+        onnx2snn.convert(model, np.ones((4, 3), np.float32))
 
 
 def test_several_outputs(digits):
@@ -143,20 +223,11 @@ def test_several_outputs(digits):
         onnx2snn.SNNSession(snn).run(x, 4, output="nope")
 
 
-def _require(module: str):
-    """Import an optional front end; CI installs them all and must not skip."""
-    import importlib
-    import os
-
-    if os.environ.get("CI"):
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
-
-
 def test_jax_flax_through_jax2onnx(digits):
     """A channels-last Flax CNN: jax2onnx emits Transposes, a Shape->Gather->Concat->Reshape chain
-    and opset 23."""
-    jax2onnx = _require("jax2onnx")
+    and opset 23. Run by CI's JAX step (a venv of its own: jax2onnx pulls plain onnxruntime),
+    skipped where jax2onnx is absent."""
+    jax2onnx = pytest.importorskip("jax2onnx")
     from flax import nnx
 
     class CNN(nnx.Module):

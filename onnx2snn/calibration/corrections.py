@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..data import Inputs
 from ..errors import ConfigError
 from ..neuron import Corrections, Neurons, start_membrane
 from ..passes import activation_nodes
@@ -59,7 +60,7 @@ def _channel_mean(values) -> np.ndarray:
     return mean.value()
 
 
-def _snn_mean(graph, thresholds, neurons, corrections, out: str, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _snn_mean(graph, thresholds, neurons, corrections, out: str, x: Inputs, batch_size: int) -> np.ndarray:
     """Per-channel mean output of the SNN truncated at ``out`` over T steps and the data."""
     return _channel_mean(simulate(graph, thresholds, neurons, out, x, batch_size, corrections))
 
@@ -89,7 +90,7 @@ def _shape(node: gs.Node) -> tuple[int, ...]:
 def correct_layers(
     graph: gs.Graph,
     thresholds: dict[str, np.ndarray],
-    x: np.ndarray,
+    x: Inputs,
     neurons: Neurons,
     kinds: Sequence[str],
     batch_size: int = 128,

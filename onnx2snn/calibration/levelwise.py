@@ -26,6 +26,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
 from ..build import build_snn
+from ..data import Inputs, num_samples
 from ..graph import default_opset, export_model
 from ..neuron import Corrections, Neurons, start_membrane
 from ..passes import activation_nodes
@@ -72,7 +73,7 @@ class _Bits:
 @dataclass
 class _Chunk:
     start: int
-    x: np.ndarray
+    x: dict[str, np.ndarray]  # the data inputs of these samples, by name
     stored: dict[str, np.ndarray | _Bits] = field(default_factory=dict)  # what later stages read
 
 
@@ -90,7 +91,7 @@ class Levelwise:
         self,
         graph: gs.Graph,
         neurons: Neurons,
-        x: np.ndarray,
+        x: Inputs,
         batch_size: int,
         shifts: bool = False,
         budget: int = DEFAULT_BUDGET,
@@ -102,11 +103,11 @@ class Levelwise:
         placeholder = {n.name: np.float32(1.0) for n in nodes}  # thresholds live in the kernel calls
         zeros = Corrections(current={n.name: np.zeros(_channels(n), np.float32) for n in nodes} if shifts else {})
         snn = build_snn(graph, placeholder, neurons, zeros)
-        self.poisson = neurons.encoding == "poisson"
         self.neurons = neurons
-        cut_graph, cuts, node_level = cut_at_neurons(snn, neurons.timesteps, input_varies=self.poisson)
+        # Poisson inputs, in the order the step runtime draws them (runtime/inputs.py, Encoder)
+        self.poisson = [i["name"] for i in snn.inputs if i.get("encoding", snn.encoding) == "poisson"]
+        cut_graph, cuts, node_level = cut_at_neurons(snn, neurons.timesteps, self.poisson)
         self.cuts = {cut.layer["node"]: cut for cut in cuts}
-        self.input_name = snn.input_name
         self.reset_to_zero = neurons.reset == "zero"
         self._graph, self._node_level = cut_graph, node_level
         self._opset = [onnx.helper.make_opsetid("", max(default_opset(snn.proto), 14))]
@@ -114,11 +115,15 @@ class Levelwise:
         self.stages = {level: stage for level in sorted(set(node_level.values())) if (stage := self._stage(level))}
         self.levels = sorted({cut.level for cut in cuts})
         self.last_read = self._last_reads()
-        per_sample = self._per_sample_bytes(cut_graph, x)
+        feeds = x if isinstance(x, dict) else {snn.input_name: x}
+        per_sample = self._per_sample_bytes(cut_graph, feeds)
         size = max(1, min(batch_size, int(budget // max(per_sample, 1))))
         if self.poisson:  # Poisson trains are drawn per batch of the session's size: keep its batches
             size = batch_size
-        self.chunks = [_Chunk(start, x[start : start + size]) for start in range(0, len(x), size)]
+        total = num_samples(feeds)
+        self.chunks = [
+            _Chunk(start, {k: v[start : start + size] for k, v in feeds.items()}) for start in range(0, total, size)
+        ]
 
     def _stage(self, level: int) -> _Stage | None:
         """The onnxruntime session of the nodes at ``level`` (None when nothing later reads them)."""
@@ -171,7 +176,7 @@ class Levelwise:
                 last[name] = max(last.get(name, -1), level)
         return last
 
-    def _per_sample_bytes(self, graph: gs.Graph, x: np.ndarray) -> int:
+    def _per_sample_bytes(self, graph: gs.Graph, x: dict[str, np.ndarray]) -> int:
         """A conservative size of one sample's largest stage: every state-sized tensor over T
         steps, four times (the stage's input, output and onnxruntime's working copies)."""
         sizes = [
@@ -179,23 +184,28 @@ class Levelwise:
             for t in graph.tensors().values()
             if t.shape and all(isinstance(d, int) for d in t.shape[1:])
         ]
-        biggest = max(sizes + [int(np.prod(x.shape[1:]))])
+        biggest = max(sizes + [int(np.prod(a.shape[1:])) for a in x.values()])
         return 4 * 4 * self.neurons.timesteps * biggest
 
     def layers_at(self, level: int) -> list[str]:
         return [name for name, cut in self.cuts.items() if cut.level == level]
 
-    def _input(self, chunk: _Chunk) -> np.ndarray:
-        if not self.poisson:
-            return chunk.x
-        # the spikes the step runtime draws for this batch (SNNSession._rng), all T steps at once
+    def _spike_trains(self, chunk: _Chunk) -> dict[str, np.ndarray]:
+        """The Poisson inputs' spikes over all T steps, [T*n, ...] each: what the step runtime
+        draws for the batch that starts at this chunk (SNNSession._rng, Encoder.step)."""
         rng = np.random.default_rng([self.neurons.seed, chunk.start])
-        steps = [(rng.random(chunk.x.shape) < chunk.x).astype(np.float32) for _ in range(self.neurons.timesteps)]
-        return np.concatenate(steps)
+        steps: dict[str, list[np.ndarray]] = {name: [] for name in self.poisson}
+        for _ in range(self.neurons.timesteps):
+            for name in self.poisson:
+                x = chunk.x[name]
+                steps[name].append((rng.random(x.shape) < x).astype(np.float32))
+        return {name: np.concatenate(trains) for name, trains in steps.items()}
 
     def _value(self, chunk: _Chunk, name: str) -> np.ndarray:
-        if name == self.input_name:
-            return self._input(chunk)
+        if name in chunk.x:
+            if name in self.poisson:
+                return self._spike_trains(chunk)[name]
+            return chunk.x[name]
         value = chunk.stored[name]
         return value.spikes() if isinstance(value, _Bits) else value
 

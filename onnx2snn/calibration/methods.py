@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..data import Inputs
 from ..errors import ConfigError
 from ..neuron import Neurons
 from ..passes import activation_nodes
@@ -164,7 +165,7 @@ def finish_thresholds(graph: gs.Graph, values: dict[str, np.ndarray], per_channe
 
 def calibrate(
     graph: gs.Graph,
-    x: np.ndarray,
+    x: Inputs,
     method: str | Method = "max",
     per_channel: bool = False,
     neurons: Neurons | None = None,

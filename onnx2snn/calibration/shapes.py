@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..data import Inputs
 from .statistics import stream_activations
 
 PROBE = 3  # samples in the probe batch: a free axis of this size is taken for the batch axis
 BATCH = "N"
 
 
-def resolve_shapes(graph: gs.Graph, sample: np.ndarray) -> gs.Graph:
+def resolve_shapes(graph: gs.Graph, sample: Inputs) -> gs.Graph:
     tensors = graph.tensors()
     holes = [
         t
@@ -25,7 +26,8 @@ def resolve_shapes(graph: gs.Graph, sample: np.ndarray) -> gs.Graph:
         return graph
     static = graph.inputs[0].shape[0] if graph.inputs[0].shape else None
     batch = static if isinstance(static, int) else PROBE
-    x = np.resize(sample, (batch,) + sample.shape[1:]).astype(np.float32)
+    arrays = sample if isinstance(sample, dict) else {graph.inputs[0].name: sample}
+    x = {name: np.resize(a, (batch,) + a.shape[1:]).astype(np.float32) for name, a in arrays.items()}
     values = next(stream_activations(graph, [t.name for t in holes], x, batch))
     for t in holes:
         actual = values[t.name].shape

@@ -9,6 +9,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..build import build_snn
+from ..data import Inputs, num_samples, take
 from ..neuron import Corrections, Neurons
 from ..runtime import SNNSession
 
@@ -17,11 +18,12 @@ from ..runtime import SNNSession
 SIMULATION_SAMPLES = 1024
 
 
-def simulation_subset(x: np.ndarray, seed: int) -> np.ndarray:
+def simulation_subset(x: Inputs, seed: int) -> Inputs:
     """At most SIMULATION_SAMPLES samples of ``x``, drawn with ``seed``, in their original order."""
-    if len(x) <= SIMULATION_SAMPLES:
+    n = num_samples(x)
+    if n <= SIMULATION_SAMPLES:
         return x
-    return x[np.sort(np.random.default_rng(seed).choice(len(x), SIMULATION_SAMPLES, replace=False))]
+    return take(x, np.sort(np.random.default_rng(seed).choice(n, SIMULATION_SAMPLES, replace=False)))
 
 
 def simulate(
@@ -29,7 +31,7 @@ def simulate(
     thresholds: dict[str, np.ndarray],
     neurons: Neurons,
     out: str,
-    x: np.ndarray,
+    x: Inputs,
     batch_size: int,
     corrections: Corrections | None = None,
 ) -> Iterator[np.ndarray]:
@@ -37,6 +39,6 @@ def simulate(
     ``graph`` truncated at ``out``, with the neurons before it set by ``thresholds`` and
     ``corrections``."""
     snn = build_snn(graph, thresholds, neurons, corrections, outputs=[out])
-    session = SNNSession(snn, providers="cpu", batch_size=batch_size, encoding=neurons.encoding, seed=neurons.seed)
+    session = SNNSession(snn, providers="cpu", batch_size=batch_size, seed=neurons.seed)  # the artifact's encodings
     for _, _, _, values in session.iter_steps(x, neurons.timesteps):
         yield values[out]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..data import Inputs
 from ..errors import CalibrationError
 from ..neuron import Neurons
 from ..passes import activation_nodes
@@ -64,7 +65,7 @@ def _threshold(node: gs.Node, value: np.ndarray, per_channel: bool) -> np.ndarra
 
 
 def spike_norm_thresholds(
-    graph: gs.Graph, x: np.ndarray, neurons: Neurons, per_channel: bool, percentile: float | None, batch_size: int
+    graph: gs.Graph, x: Inputs, neurons: Neurons, per_channel: bool, percentile: float | None, batch_size: int
 ) -> dict[str, np.ndarray]:
     """Per activation node, the per-row (channel or layer) value its threshold is set from."""
     per_channel = per_channel and percentile is None

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..data import Inputs, check_inputs
 from ..errors import CalibrationError
-from ..graph import export_model
-from ..runtime.batching import chunks
+from ..graph import export_model, shape_of
+from ..runtime.inputs import batches
 
 BINS = 4096
 
@@ -24,9 +25,10 @@ def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:
 
 
 def stream_activations(
-    graph: gs.Graph, names: list[str], x: np.ndarray, batch_size: int
+    graph: gs.Graph, names: list[str], x: Inputs, batch_size: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Run the ANN ``graph`` on ``x`` batch by batch; yield the named tensors of each batch."""
+    """Run the ANN ``graph`` on ``x`` (an array, or a dict by input name) batch by batch;
+    yield the named tensors of each batch."""
     import onnxruntime as ort
 
     g = graph.copy()
@@ -40,16 +42,17 @@ def stream_activations(
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = check_inputs(x, [(t.name, shape_of(t)) for t in graph.inputs])
     inp = session.get_inputs()[0]
-    static = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    for batch, n in chunks(x, batch_size, static):
-        yield {name: value[:n] for name, value in zip(names, session.run(names, {inp.name: batch}))}
+    static = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
+    for batch, n in batches(feeds, batch_size, static):
+        yield {name: value[:n] for name, value in zip(names, session.run(names, batch))}
 
 
 class Histograms:
     """Per layer (or channel) maxima and histograms of the positive activations, two passes."""
 
-    def __init__(self, graph: gs.Graph, names: list[str], x: np.ndarray, per_channel: bool, batch_size: int):
+    def __init__(self, graph: gs.Graph, names: list[str], x: Inputs, per_channel: bool, batch_size: int):
         self.names = names
         self.maxima: dict[str, np.ndarray] = {}
         for acts in stream_activations(graph, names, x, batch_size):

@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from ..artifact import SNNModel, load, load_onnx
-from ..data import Dataset, Preprocessing, load_data
+from ..data import Dataset, Preprocessing, load_data, num_samples, take
 from ..errors import ConfigError
 from ..passes import snn_to_ann
 from ..runtime.evaluate import check_timesteps, count_correct, merge_counts, model_inputs, report_counts
@@ -35,11 +35,11 @@ def _shard_counts(
     if isinstance(data, str):  # the worker reads the data itself: nothing large comes from the driver
         data = load_data(data, preprocessing=Preprocessing.from_dict(preprocessing))
     data, x = model_inputs(snn, data, limit)
-    start, stop = shard.bounds(len(x), options.get("batch_size", 256))
+    start, stop = shard.bounds(num_samples(x), options.get("batch_size", 256))
     if start >= stop:  # more workers than batches
         return {"samples": 0, "shard": shard.index}
     labels = None if data.y is None else data.y[start:stop]
-    counts = count_correct(snn, ann, x[start:stop], labels, steps, options, offset=start)
+    counts = count_correct(snn, ann, take(x, slice(start, stop)), labels, steps, options, offset=start)
     return {**counts, "shard": shard.index, "start": start, "stop": stop, **where()}
 
 

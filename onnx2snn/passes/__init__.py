@@ -6,9 +6,11 @@ from .check_supported import check_supported, find_unsupported
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .infer_shapes import infer_shapes
+from .inline_neurons import inline_neurons
 from .keep_outputs import keep_outputs
 from .matmul_add_to_gemm import matmul_add_to_gemm
 from .maxpool_to_spiking import maxpool_to_spiking, spiking_pool, spiking_pools
+from .move_output_head import move_output_head
 from .name_nodes import name_nodes
 from .relu_to_if import activation_nodes, neuron_layer, relu_to_if
 from .remove_identity import remove_identity
@@ -43,8 +45,10 @@ __all__ = [
     "fold_batchnorm",
     "fold_constants",
     "infer_shapes",
+    "inline_neurons",
     "keep_outputs",
     "matmul_add_to_gemm",
+    "move_output_head",
     "maxpool_to_spiking",
     "name_nodes",
     "neuron_layer",

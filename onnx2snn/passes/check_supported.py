@@ -34,8 +34,7 @@ WHY = {
     "Softmax": "a softmax is only supported as the model's last node",
     "LogSoftmax": "a log-softmax is only supported as the model's last node",
     "BatchNormalization": "BatchNormalization should have been folded",
-    "ArgMax": "an arg-max (class label) output cannot be rate-coded: keep only the scores with "
-    "outputs=[...] / --outputs",
+    "ArgMax": "an arg-max between layers cannot be rate-coded (one at the output is applied after decoding)",
     "ReduceMax": "a max over spikes needs the accumulated-input rule; only MaxPool has it",
     "Mod": "not linear",
     "Abs": "not linear (negative currents would spike)",
@@ -118,7 +117,6 @@ def check_supported(graph: gs.Graph) -> gs.Graph:
         raise error
     if not any(node.op in ACTIVATIONS for node in graph.nodes):
         raise ConversionError("the model has no Relu or Clip(0, m) activation: nothing to convert to neurons")
-    if len(graph.inputs) != 1:
-        names = ", ".join(t.name for t in graph.inputs)
-        raise ConversionError(f"models with one data input are supported; this one has {len(graph.inputs)}: {names}")
+    if not graph.inputs:
+        raise ConversionError("the model has no data input")
     return graph

@@ -28,9 +28,10 @@ def activation_nodes(graph: gs.Graph) -> list[gs.Node]:
     return [n for n in graph.toposort().nodes if n.op in ACTIVATIONS]
 
 
-def neuron_layer(node: gs.Node, current_shift: bool = False, membrane_init: bool = False) -> dict[str, Any]:
+def neuron_layer(node: gs.Node, current_shift: bool = False) -> dict[str, Any]:
     """The artifact's record of the neuron that replaces activation ``node``: the op it
-    replaces and the names of its state, threshold and corrections (None where there is none)."""
+    replaces and the names of its state, threshold, initial membrane (a constant output the
+    artifact adds) and bias correction (None where there is none)."""
     name = node.name
     return {
         "node": name,
@@ -41,7 +42,7 @@ def neuron_layer(node: gs.Node, current_shift: bool = False, membrane_init: bool
         "threshold": f"{name}.threshold",
         "current_shift": f"{name}.current_shift" if current_shift else None,
         "current_correction": f"{name}.current_correction" if current_shift else None,
-        "membrane_init": f"{name}.membrane_init" if membrane_init else None,
+        "membrane_init": f"{name}.membrane_init",
     }
 
 

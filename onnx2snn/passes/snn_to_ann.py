@@ -17,6 +17,7 @@ import onnx_graphsurgeon as gs
 from ..artifact import SNNModel
 from ..graph import export_model, replace_uses
 from ..neuron import DOMAIN
+from .move_output_head import DECODED
 
 
 def _restore_pools(graph: gs.Graph, snn: SNNModel, nodes: dict[str, gs.Node]) -> None:
@@ -57,10 +58,12 @@ def _restore_output_activations(graph: gs.Graph, snn: SNNModel) -> None:
 
 
 def snn_to_ann(snn: SNNModel) -> onnx.ModelProto:
+    snn.require_neurons("rebuilding the ANN")
     graph = gs.import_onnx(snn.proto)
     nodes = {n.name: n for n in graph.nodes}
     states = {layer[k] for layer in snn.layers for k in ("membrane", "membrane_next")}
     states |= {pool[k] for pool in snn.pools for k in ("accumulated", "accumulated_next", "pooled", "pooled_next")}
+    states |= {layer["membrane_init"] for layer in snn.layers if layer.get("membrane_init")}
     _restore_pools(graph, snn, nodes)
     _restore_activations(graph, snn, nodes)
     graph.inputs = [t for t in graph.inputs if t.name not in states]
@@ -69,5 +72,27 @@ def snn_to_ann(snn: SNNModel) -> onnx.ModelProto:
     graph.functions = []
     graph.cleanup().toposort()
     model = export_model(graph, [imp for imp in snn.proto.opset_import if imp.domain != DOMAIN])
+    if snn.head:
+        model = _restore_head(model, snn)
     model.producer_name = snn.proto.producer_name
     return model
+
+
+def _restore_head(model: onnx.ModelProto, snn: SNNModel) -> onnx.ModelProto:
+    """The trailing head back on the outputs it read, which stay outputs only where the ANN had them."""
+    head = snn.head_model()
+    reads = {name: name[: -len(DECODED)] for name in snn.head["inputs"]}
+    for node in head.graph.node:
+        node.input[:] = [reads.get(t, t) for t in node.input]
+    graph = model.graph
+    graph.node.extend(head.graph.node)
+    graph.initializer.extend(head.graph.initializer)
+    order = snn.head.get("ann_outputs") or [o.name for o in graph.output] + snn.head["outputs"]
+    values = {o.name: o for o in list(graph.output) + list(head.graph.output)}
+    kept = [values[name] for name in order if name in values]
+    del graph.output[:]
+    graph.output.extend(kept)
+    have = {i.domain for i in model.opset_import}
+    model.opset_import.extend(i for i in head.opset_import if i.domain not in have and i.domain not in ("", "ai.onnx"))
+    sorted_graph = gs.import_onnx(model)
+    return export_model(sorted_graph.cleanup().toposort(), list(model.opset_import))

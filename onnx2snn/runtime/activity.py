@@ -20,8 +20,10 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..artifact import SNNModel, load
+from ..data import Inputs, num_samples
 from ..errors import ConfigError
 from ..graph import reached_from, shape_of
+from .inputs import input_encodings
 from .progress import progress_bar
 from .session import SNNSession
 
@@ -77,7 +79,7 @@ def _count(session: SNNSession, x: np.ndarray, steps: int, spikes: dict[str, str
 
 def activity(
     snn: SNNModel | str | os.PathLike,
-    x: np.ndarray,
+    x: Inputs,
     timesteps: int | None = None,
     batch_size: int = 256,
     providers: str | Sequence[str] | None = None,
@@ -97,13 +99,14 @@ def activity(
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     if not snn.layers:
         raise ConfigError("the model has no IF neurons: nothing fires")
+    snn.require_neurons("activity")
     graph = gs.import_onnx(snn.proto)
     nodes = {n.name: n for n in graph.nodes}
     spikes = {layer["node"]: nodes[layer["node"]].outputs[0] for layer in snn.layers}
 
     sources = [layer["membrane"] for layer in snn.layers]
-    if (session_kwargs.get("encoding") or snn.encoding) == "poisson":
-        sources.append(snn.input_name)
+    encodings = input_encodings(snn, session_kwargs.get("encoding"))
+    sources += [name for name, encoding in encodings.items() if encoding == "poisson"]
     weighted = _weighted_layers(graph, reached_from(graph, sources))
     inputs = {node.name: node.inputs[0].name for node, _, spiking in weighted if spiking}
 
@@ -111,10 +114,10 @@ def activity(
     options = {**session_kwargs, "form": "step", "record": record}
     session = SNNSession(snn, providers=providers, batch_size=batch_size, **options)
     steps = snn.timesteps if timesteps is None else timesteps
-    bar = progress_bar(len(x) * steps, progress)
+    bar = progress_bar(num_samples(x) * steps, progress)
     fired, silent, nonzero = _count(session, x, steps, {k: t.name for k, t in spikes.items()}, inputs, bar)
 
-    samples = len(x)
+    samples = num_samples(x)
     layers = []
     for name, tensor in spikes.items():
         size = int(np.prod(shape_of(tensor)[1:]))

@@ -19,6 +19,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
 from ..artifact import SNNModel, State
+from ..neuron import OP_TYPE
 from . import kernel
 from .stages import levels, split_stages
 
@@ -66,7 +67,9 @@ class CompiledSteps:
         by_membrane = {state.input: state for state in states}
         self.neurons: list[_Neuron] = []
         for layer in snn.layers:
-            node = nodes[layer["node"]]
+            node = nodes.get(layer["node"])
+            if node is None or node.op != OP_TYPE:  # an inlined artifact: the neuron is plain operators
+                raise NotCompilable(f"layer '{layer['node']}' is not an {OP_TYPE} node")
             current, spikes = node.inputs[0], node.outputs[0]
             state = by_membrane[layer["membrane"]]
             theta = np.asarray(snn.initializer(layer["threshold"]), np.float32)
@@ -76,7 +79,6 @@ class CompiledSteps:
         cut = {x.node for x in self.neurons}
         graph.nodes = [node for node in graph.nodes if node.name not in cut]
         self.reset_to_zero = snn.metadata.get("reset") == "zero"
-        self.input_name = snn.input_name
         membranes = {n.state.input for n in self.neurons} | {n.state.output for n in self.neurons}
         self.states = [s for s in states if s.input not in membranes]  # the pools': bound, ping-ponged
         graph.inputs = [t for t in graph.inputs if t.name not in membranes]
@@ -94,11 +96,15 @@ class CompiledSteps:
             self.shapes[neuron.current] = self.shapes[neuron.spikes] = _shape(tensors[neuron.state.input])
 
     def steps(
-        self, feeds: dict[str, np.ndarray], n: int, timesteps: int, per_step_input: Callable[[], np.ndarray] | None
+        self,
+        feeds: dict[str, np.ndarray],
+        n: int,
+        timesteps: int,
+        per_step_inputs: Callable[[], dict[str, np.ndarray]] | None,
     ) -> Iterator[dict[str, np.ndarray]]:
         """The ``read`` tensors after each of ``timesteps`` steps of a batch of ``n``. ``feeds``:
-        the time-invariant inputs (boundary tensors); ``per_step_input`` gives the data input of
-        each step where it changes (Poisson encoding)."""
+        the time-invariant inputs (boundary tensors); ``per_step_inputs`` gives the data inputs
+        that change every step (Poisson encoding), by name."""
         stateful = {s.input for s in self.states} | {s.output for s in self.states}
         buffers = {
             name: np.zeros((n,) + shape, np.float32)
@@ -148,8 +154,10 @@ class CompiledSteps:
                 pair.append(io)
             runs.append((session, pair, fired))
         for t in range(timesteps):
-            if per_step_input is not None:  # into the buffer every stage that reads the input is bound to
-                np.copyto(value[self.input_name], per_step_input())
+            if per_step_inputs is not None:  # into the buffers the stages that read them are bound to
+                for name, spikes in per_step_inputs().items():
+                    if name in value:
+                        np.copyto(value[name], spikes)
             for session, pair, fired in runs:
                 if session is not None:
                     session.run_with_iobinding(pair[t % 2])

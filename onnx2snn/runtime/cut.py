@@ -4,6 +4,7 @@ and its spikes coming back in. Calibration fills the cuts level by level (calibr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,8 @@ class Cut:
 
 
 class _Cutter(_Unroller):
-    def __init__(self, snn: SNNModel, timesteps: int, input_varies: bool):
-        super().__init__(snn, timesteps, input_varies)
+    def __init__(self, snn: SNNModel, timesteps: int, varying_inputs: Sequence[str]):
+        super().__init__(snn, timesteps, varying_inputs=varying_inputs)
         self.cuts: list[Cut] = []
 
     def neuron(self, node: gs.Node, layer: dict) -> None:
@@ -48,13 +49,13 @@ class _Cutter(_Unroller):
 
 
 def cut_at_neurons(
-    snn: SNNModel, timesteps: int, input_varies: bool = False
+    snn: SNNModel, timesteps: int, varying_inputs: Sequence[str] = ()
 ) -> tuple[gs.Graph, list[Cut], dict[str, int]]:
     """(the cut graph, its cuts, the stage of every node). The graph's outputs are the cuts'
-    currents; its inputs the data input (time-folded if ``input_varies``) and the cuts' spikes.
+    currents; its inputs the data inputs (time-folded: ``varying_inputs``) and the cuts' spikes.
     A node sits in the last stage before its first reader, so that what crosses from one stage
     to a later one is, as far as it can be, spikes."""
-    cutter = _Cutter(snn, timesteps, input_varies)
+    cutter = _Cutter(snn, timesteps, varying_inputs)
     graph = cutter.run()
     graph.outputs = list(cutter.extra_outputs)
     graph.cleanup()

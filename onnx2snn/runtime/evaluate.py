@@ -12,37 +12,39 @@ import numpy as np
 import onnx
 
 from ..artifact import SNNModel, load, load_onnx
-from ..data import Dataset, check_input
+from ..data import Dataset, Inputs, check_inputs, num_samples
 from ..errors import ConfigError, DataError
 from ..passes import snn_to_ann
-from .batching import chunks
+from .inputs import batches, model_feeds
 from .progress import progress_bar
 from .providers import ann_session
 from .session import SNNSession
 
 
 def run_ann(
-    model: onnx.ModelProto, x: np.ndarray, batch_size: int = 256, providers: str | Sequence[str] | None = None
+    model: onnx.ModelProto, x: Inputs, batch_size: int = 256, providers: str | Sequence[str] | None = None
 ) -> np.ndarray:
-    """The ANN's first output on ``x``, batch by batch."""
+    """The ANN's first output on ``x`` (an array, or a dict by input name), batch by batch."""
     session, _ = ann_session(model, providers, batch_size)
-    inp = session.get_inputs()[0]
-    shape = [d if isinstance(d, int) else None for d in inp.shape]
-    x = check_input(x, shape, inp.name)
-    outs = [session.run(None, {inp.name: b})[0][:n] for b, n in chunks(x, batch_size, shape[0])]
+    specs = [(i.name, [d if isinstance(d, int) else None for d in i.shape]) for i in session.get_inputs()]
+    feeds = check_inputs(x, specs)
+    static = specs[0][1][0] if specs[0][1] else None
+    outs = [session.run(None, b)[0][:n] for b, n in batches(feeds, batch_size, static)]
     return np.concatenate(outs)
 
 
-def model_inputs(snn: SNNModel, data: Dataset, limit: int | None = None) -> tuple[Dataset, np.ndarray]:
+def model_inputs(snn: SNNModel, data: Dataset, limit: int | None = None) -> tuple[Dataset, Inputs]:
     """The first ``limit`` samples of ``data`` (all by default), and their inputs checked
-    against the artifact's input (DataError naming the source when empty or mismatched)."""
+    against the artifact's data inputs (DataError naming the source when empty or mismatched):
+    an array for a model with one data input, else a dict by input name."""
     if limit is not None:
         if limit <= 0:
             raise ConfigError(f"limit must be positive, got {limit}")
         data = data.head(limit)
     if len(data) == 0:
         raise DataError(f"{data.source}: no samples")
-    return data, check_input(data.x, snn.input_shape, snn.input_name, data.source)
+    feeds = model_feeds(snn, data.x, data.source)
+    return data, feeds if len(feeds) > 1 else next(iter(feeds.values()))
 
 
 def evaluate(
@@ -97,10 +99,11 @@ def count_correct(
     ann_pred = run_ann(ann, x, batch_size, session_options.get("providers")).argmax(axis=-1)
     session = SNNSession(snn, **session_options)
     t_max = steps[-1]
-    pred = np.empty((len(steps), len(x)), dtype=np.int64)
+    samples = num_samples(x)
+    pred = np.empty((len(steps), samples), dtype=np.int64)
     seconds = np.zeros(t_max)
     idx = np.array(steps) - 1
-    bar = progress_bar(len(x) * t_max, progress)
+    bar = progress_bar(samples * t_max, progress)
     start = time.perf_counter()
     for out in session.iter_run(x, t_max, per_step=True, progress=bar.update, offset=offset):
         n = out.decoded.shape[1]
@@ -108,7 +111,7 @@ def count_correct(
         seconds += out.seconds
     bar.close()
     return {
-        "samples": len(x),
+        "samples": samples,
         "ann_correct": None if labels is None else int((ann_pred == labels).sum()),
         "correct": None if labels is None else [int((row == labels).sum()) for row in pred],
         "agree": [int((row == ann_pred).sum()) for row in pred],

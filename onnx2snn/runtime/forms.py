@@ -44,6 +44,17 @@ def specialize_neuron(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def drop_outputs(model: onnx.ModelProto, names: set[str]) -> onnx.ModelProto:
+    """A copy of ``model`` without the graph outputs ``names`` (e.g. the constant initial
+    membranes, which a session reads once rather than every step)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    kept = [o for o in out.graph.output if o.name not in names]
+    del out.graph.output[:]
+    out.graph.output.extend(kept)
+    return out
+
+
 def split_time_invariant(model: onnx.ModelProto, varying: list[str], outputs: list[str]) -> SplitModel:
     """Cut ``model`` into a prefix (what no tensor of ``varying`` reaches) and a step model
     computing ``outputs`` (plus every graph output). ``varying``: the membranes, and the data

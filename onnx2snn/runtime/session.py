@@ -13,12 +13,12 @@ import numpy as np
 import onnxruntime as ort
 
 from ..artifact import SNNModel, load
-from ..data import check_input
-from ..errors import ConfigError, DataError
-from ..neuron import ENCODINGS
-from .batching import chunks
+from ..data import Inputs, num_samples
+from ..errors import ConfigError
+from ..passes.move_output_head import DECODED
 from .decode import apply_activation
-from .forms import specialize_neuron, split_time_invariant
+from .forms import drop_outputs, specialize_neuron, split_time_invariant
+from .inputs import Encoder, Feeds, batches, input_encodings, model_feeds
 from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
 
@@ -36,7 +36,7 @@ class StepOutputs:
     (only the last step unless per_step), ``seconds[t]`` the time spent up to that step."""
 
     start: int
-    decoded: np.ndarray  # [steps, n, ...] (steps = T when per_step, else 1)
+    decoded: np.ndarray  # [steps, n, ...] (steps = T when per_step, else 1); a label head's dtype
     seconds: np.ndarray  # [T]
 
 
@@ -47,7 +47,9 @@ def _session(model, providers: list[str], options: ort.SessionOptions) -> ort.In
 class SNNSession:
     """Runs an SNN artifact. ``providers``: None picks TensorRT, CUDA, then CPU by what works;
     ``provider`` says which one the session really uses. ``encoding`` overrides the artifact's
-    input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``). ``profile`` records
+    input encoding (``direct`` or ``poisson``, the latter seeded by ``seed``), for every data
+    input or, as a dict, by input name. Inputs are an array, or for a model with several data
+    inputs a dict of arrays by input name. ``profile`` records
     onnxruntime's per-node times of the step model (``profile()``). ``form``: ``step`` (one
     ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
     ``max_memory`` bytes) or ``auto``: unrolled on GPUs and, on CPU, for batches of at most
@@ -67,7 +69,7 @@ class SNNSession:
         providers: str | Sequence[str] | None = None,
         batch_size: int = 256,
         threads: int | None = None,
-        encoding: str | None = None,
+        encoding: str | dict[str, str] | None = None,
         seed: int = 0,
         profile: bool = False,
         form: str = "auto",
@@ -81,9 +83,9 @@ class SNNSession:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = batch_size
         meta = self.model.metadata
-        self.encoding = encoding or self.model.encoding
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        self.encodings = input_encodings(self.model, encoding)
+        kinds = set(self.encodings.values())
+        self.encoding = kinds.pop() if len(kinds) == 1 else "mixed"
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
@@ -92,10 +94,11 @@ class SNNSession:
         self._activations = meta.get("output_activations", {})
         self._states = self.model.states()
         varying = [state.input for state in self._states]
-        if self.encoding == "poisson":
-            varying.append(self.model.input_name)
+        varying += [name for name, e in self.encodings.items() if e == "poisson"]
         self._record = list(record)
-        split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._record)
+        starts = {layer["membrane_init"] for layer in self._layers if layer.get("membrane_init")}
+        proto = drop_outputs(specialize_neuron(self.model.proto), starts)  # read once, by states()
+        split = split_time_invariant(proto, varying, self._outputs + self._record)
         chosen = resolve_providers(providers)
         # a network truncated before its first neuron (as calibration builds them) has no step part
         self._options = functools.partial(session_options, batch_size, threads, spin)
@@ -121,7 +124,9 @@ class SNNSession:
         self.max_memory = max_memory
         self._providers = chosen
         self._unrolled: dict[int, ort.InferenceSession] = {}
+        self._head: ort.InferenceSession | None = None  # the trailing head, made when first asked for
         step_inputs = {i.name: i.shape for i in self._step.get_inputs()} if self._step else {}
+        self._step_inputs = set(step_inputs)
         self._state_shapes = [step_inputs[state.input] for state in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
@@ -175,19 +180,16 @@ class SNNSession:
             states.append(np.array(np.broadcast_to(state.initial, dims), dtype=np.float32, copy=True))
         return states
 
-    def _steps(self, x: np.ndarray, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
+    def _steps(self, batch: Feeds, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
         """Raw outputs of each step for one batch."""
-        name = self.model.input_name
-        poisson = self.encoding == "poisson"
-        if poisson and (x.min() < 0 or x.max() > 1):
-            raise DataError(
-                f"Poisson encoding needs inputs scaled to [0, 1]; got values in [{x.min():.3g}, {x.max():.3g}]"
-            )
-        feeds = {} if poisson else {name: x}
+        encoder = Encoder(self.encodings, batch, rng)
+        n = len(next(iter(batch.values())))
+        feeds = dict(encoder.constant)
         constant = {}
         if self._prefix is not None:
             names = [o.name for o in self._prefix.get_outputs()]
-            results = dict(zip(names, self._prefix.run(names, feeds)))
+            wanted = {i.name for i in self._prefix.get_inputs()}  # a truncated network may read fewer inputs
+            results = dict(zip(names, self._prefix.run(names, {k: v for k, v in feeds.items() if k in wanted})))
             feeds.update(results)
             constant = {n: results[n] for n in self._constant}
         if self._step is None:
@@ -195,17 +197,14 @@ class SNNSession:
                 yield dict(constant)
             return
         if self._compiled is not None:
-
-            def spikes() -> np.ndarray:  # a fresh Bernoulli spike train, P(spike) = input intensity
-                return (rng.random(x.shape) < x).astype(np.float32)
-
-            for values in self._compiled.steps(feeds, len(x), timesteps, spikes if poisson else None):
+            spike_trains = encoder.step if encoder.spike_trains else None
+            for values in self._compiled.steps(feeds, n, timesteps, spike_trains):
                 values.update(constant)
                 yield values
             return
         # two bindings, states ping-ponging between two buffers: no copies between steps
-        states = [self._ortvalue(s) for s in self._initial_states(len(x))]
-        spare = [self._ortvalue(np.empty_like(s)) for s in self._initial_states(len(x))]
+        states = [self._ortvalue(s) for s in self._initial_states(n)]
+        spare = [self._ortvalue(np.empty_like(s)) for s in self._initial_states(n)]
         bindings = []
         for src, dst in ((states, spare), (spare, states)):
             io = self._step.io_binding()
@@ -220,18 +219,19 @@ class SNNSession:
         first = len(self._states)
         for t in range(timesteps):
             io = bindings[t % 2]
-            if poisson:  # a fresh Bernoulli spike train, P(spike) = input intensity
-                io.bind_ortvalue_input(name, self._ortvalue((rng.random(x.shape) < x).astype(np.float32)))
+            for name, spikes in encoder.step().items():  # a fresh Bernoulli spike train
+                if name in self._step_inputs:  # a truncated network may not read every input
+                    io.bind_ortvalue_input(name, self._ortvalue(spikes))
             self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
             values.update(constant)
             yield values
 
-    def _check(self, x: np.ndarray, timesteps: int | None) -> tuple[np.ndarray, int]:
+    def _check(self, x: Inputs, timesteps: int | None) -> tuple[Feeds, int]:
         timesteps = self.model.timesteps if timesteps is None else timesteps
         if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
             raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
-        return check_input(x, self.model.input_shape, self.model.input_name), int(timesteps)
+        return model_feeds(self.model, x), int(timesteps)
 
     def _rng(self, index: int) -> np.random.Generator:
         """The Poisson spike trains of the batch starting at sample ``index`` of the data: seeded
@@ -240,20 +240,20 @@ class SNNSession:
         return np.random.default_rng([self.seed, index])
 
     def iter_steps(
-        self, x: np.ndarray, timesteps: int | None = None, offset: int = 0
+        self, x: Inputs, timesteps: int | None = None, offset: int = 0
     ) -> Iterator[tuple[int, int, int, dict[str, np.ndarray]]]:
         """Raw per-step values of the outputs: yields (batch start, samples, t, values).
         ``offset``: the index of ``x``'s first sample in the whole data (for Poisson input)."""
         x, timesteps = self._check(x, timesteps)
         start = 0
-        for batch, n in chunks(x, self.batch_size, self.static_batch):
+        for batch, n in batches(x, self.batch_size, self.static_batch):
             for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start))):
                 yield start, n, t, {k: v[:n] for k, v in values.items()}
             start += n
 
     def iter_run(
         self,
-        x: np.ndarray,
+        x: Inputs,
         timesteps: int | None = None,
         per_step: bool = False,
         progress: Callable[[int], None] | None = None,
@@ -266,56 +266,80 @@ class SNNSession:
         index of ``x``'s first sample in the whole data (for Poisson input)."""
         x, timesteps = self._check(x, timesteps)
         head = output or self._outputs[0]
-        if head not in self._outputs:
-            raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self._outputs)}")
+        if head not in self.model.model_outputs:
+            raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self.model.model_outputs)}")
+        sources = self._sources(head)
         if self.form == "unrolled":
-            yield from self._iter_unrolled(x, timesteps, per_step, progress, head)
+            yield from self._iter_unrolled(x, timesteps, per_step, progress, head, sources)
             return
-        activation = self._activations.get(head)
         start = 0
-        for batch, n in chunks(x, self.batch_size, self.static_batch):
-            total = None
-            kept = []
+        for batch, n in batches(x, self.batch_size, self.static_batch):
+            totals: dict[str, np.ndarray] = {}
+            kept: dict[str, list[np.ndarray]] = {z: [] for z in sources}
             seconds = np.empty(timesteps)
             began = time.perf_counter()
             for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start))):
-                out = values[head][:n]
-                total = out.astype(np.float64) if total is None else total + out
-                if per_step or t == timesteps - 1:
-                    kept.append(apply_activation(total / (t + 1), activation))
+                for z in sources:
+                    out = values[z][:n]
+                    totals[z] = out.astype(np.float64) if t == 0 else totals[z] + out
+                    if per_step or t == timesteps - 1:
+                        kept[z].append(totals[z] / (t + 1))
                 seconds[t] = time.perf_counter() - began
                 if progress:
                     progress(n)
-            yield StepOutputs(start, np.stack(kept).astype(np.float32), seconds)
+            yield StepOutputs(start, self._decode(head, {z: np.stack(v) for z, v in kept.items()}), seconds)
             start += n
 
-    def _iter_unrolled(self, x, timesteps, per_step, progress, head) -> Iterator[StepOutputs]:
+    def _sources(self, output: str) -> list[str]:
+        """The graph outputs whose means decode ``output``: itself, or what the head reads."""
+        head = self.model.head
+        if head and output in head["outputs"]:
+            return [name[: -len(DECODED)] for name in head["inputs"]]
+        return [output]
+
+    def _decode(self, output: str, means: dict[str, np.ndarray]) -> np.ndarray:
+        """``output`` from the running means ``[steps, n, ...]`` of its sources: the trailing
+        activation, or the head run on each step's means."""
+        head = self.model.head
+        if head and output in head["outputs"]:
+            if self._head is None:
+                self._head = _session(self.model.head_model(), ["CPUExecutionProvider"], self._options())
+            steps = len(next(iter(means.values())))
+            rows = [
+                self._head.run([output], {z + DECODED: m[s].astype(np.float32) for z, m in means.items()})[0]
+                for s in range(steps)
+            ]
+            return np.stack(rows)
+        activation = self._activations.get(output)
+        if activation and activation.get("axis", -1) >= 0:  # the means have a leading step axis
+            activation = {**activation, "axis": activation["axis"] + 1}
+        return apply_activation(means[output], activation).astype(np.float32)
+
+    def _iter_unrolled(self, x, timesteps, per_step, progress, head, sources) -> Iterator[StepOutputs]:
         from .unrolled import PER_STEP, batch_for_budget, unroll
 
         if timesteps not in self._unrolled:
-            self._unrolled[timesteps] = _session(unroll(self.model, timesteps), self._providers, self._options())
+            model = unroll(self.model, timesteps, portable=False)  # run here by onnxruntime only
+            self._unrolled[timesteps] = _session(model, self._providers, self._options())
         session = self._unrolled[timesteps]
         size = min(self.batch_size, batch_for_budget(self.model, timesteps, self.max_memory))
-        activation = self._activations.get(head)
-        if activation and activation.get("axis", -1) >= 0:  # the outputs gain a leading time axis
-            activation = {**activation, "axis": activation["axis"] + 1}
         start = 0
-        for batch, n in chunks(x, size, self.static_batch):
+        for batch, n in batches(x, size, self.static_batch):
             began = time.perf_counter()
-            (means,) = session.run([head + PER_STEP], {self.model.input_name: batch})
+            results = session.run([z + PER_STEP for z in sources], batch)
             elapsed = time.perf_counter() - began
-            kept = means[:, :n] if per_step else means[-1:, :n]
+            means = {z: (m[:, :n] if per_step else m[-1:, :n]).astype(np.float64) for z, m in zip(sources, results)}
             if progress:
                 for _ in range(timesteps):
                     progress(n)
             # one run computes every step: its time is spread evenly over them
             seconds = elapsed * np.arange(1, timesteps + 1) / timesteps
-            yield StepOutputs(start, apply_activation(kept.astype(np.float64), activation).astype(np.float32), seconds)
+            yield StepOutputs(start, self._decode(head, means), seconds)
             start += n
 
     def run(
         self,
-        x: np.ndarray,
+        x: Inputs,
         timesteps: int | None = None,
         per_step: bool = False,
         output: str | None = None,
@@ -323,9 +347,10 @@ class SNNSession:
     ) -> np.ndarray:
         """The decoded output after ``timesteps`` steps, ``[N, ...]``; with ``per_step``
         the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
-        one of several model outputs (the first by default); ``progress`` shows a bar."""
+        one of several model outputs (the first by default); ``progress`` shows a bar. ``x``: an
+        array, or a dict of arrays by input name (``x_<name>`` keys too)."""
         steps = self.model.timesteps if timesteps is None else timesteps
-        bar = progress_bar(len(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
+        bar = progress_bar(num_samples(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
         parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, bar.update, output)]
         bar.close()
         decoded = np.concatenate(parts, axis=1)

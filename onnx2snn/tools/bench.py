@@ -28,10 +28,16 @@ class Bench:
         snn = onnx2snn.load(args.model)
         batch = args.batch_size
         if args.data:
-            x = onnx2snn.load_data(args.data).x[:batch]
-        else:
-            shape = [batch if d is None else d for d in snn.input_shape]
-            x = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
+            data = onnx2snn.load_data(args.data).head(batch)
+            x = data.x
+        else:  # random inputs of each data input's shape
+            rng = np.random.default_rng(0)
+            x = {
+                i["name"]: rng.uniform(0, 1, [batch if d is None else d for d in i["shape"]]).astype(np.float32)
+                for i in snn.inputs
+            }
+            x = x if len(x) > 1 else next(iter(x.values()))
+        samples = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
         options = SessionArgs.values(args)
         if args.profile and args.form == "auto":
             options["form"] = "step"  # only the step form is profiled
@@ -41,12 +47,12 @@ class Bench:
             "provider": session.provider,
             "form": session.form,
             "neurons": session.neurons,
-            "batch": len(x),
+            "batch": samples,
             "timesteps": steps,
             **time_against_dense(session, x, steps, args.repeat, args.providers),
         }
         snn_s, ann_s = result["snn_seconds"], result["dense_limit_seconds"]
-        print(f"{len(x)} inputs x {steps} steps on {session.provider}, {session.form} form, {session.neurons} neurons")
+        print(f"{samples} inputs x {steps} steps on {session.provider}, {session.form} form, {session.neurons} neurons")
         print(
             f"  SNN           {snn_s:8.3f} s   {result['images_per_s']:9.1f} images/s   "
             f"{result['ms_per_step']:.3f} ms/step"

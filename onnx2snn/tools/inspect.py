@@ -35,14 +35,22 @@ class Inspect:
         cal = meta["calibration"]
         print(f"SNN artifact {args.model}")
         print(f"  made by onnx2snn {meta['version']} (format {meta['format']})")
-        print(f"  input      {snn.input_name} {_dims(snn.input_shape)}   encoding {meta['encoding']}")
+        for inp in snn.inputs:
+            print(
+                f"  input      {inp['name']} {_dims(inp['shape'])}   encoding {inp.get('encoding', meta['encoding'])}"
+            )
         for name in snn.outputs:
             act = meta.get("output_activations", {}).get(name)
             after = f", then {act['op']}(axis={act['axis']})" if act else ""
             print(f"  output     {name}   decoded: {meta['decode']} over steps{after}")
+        if snn.head:
+            reads = ", ".join(snn.head["inputs"])
+            print(f"  head       {', '.join(snn.head['outputs'])}   from {reads} (after decoding)")
         print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
         print(f"  thresholds {describe_calibration(cal)}, {cal['samples']} calibration samples")
         print(f"  timesteps  {meta['timesteps']} (default)")
+        if meta.get("inlined"):
+            print("  inlined    every IF expanded into standard operators (export --inline)")
         print(f"\n  {len(snn.layers)} IF layers (replaced op -> state input / output):")
         thresholds = snn.thresholds
         for layer in snn.layers:

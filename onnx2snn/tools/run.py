@@ -35,9 +35,12 @@ class Run:
             arrays["per_step"] = decoded
         if arrays["outputs"].ndim == 2:  # [N, classes]: a classifier
             arrays["predictions"] = arrays["outputs"].argmax(axis=-1)
+        for name in snn.model_outputs[len(snn.outputs) :]:  # a trailing head's outputs (labels, ...)
+            value = session.run(x, steps, per_step=args.per_step, output=name)
+            arrays[name] = value.astype(str) if value.dtype == object else value  # string labels, no pickles
         onnx2snn.save_npz(args.output, **arrays)
         how = f"{session.provider} ({session.form} form, {session.neurons} neurons)"
-        line = f"{len(x)} samples x {steps} steps on {how} -> {args.output}"
+        line = f"{len(data)} samples x {steps} steps on {how} -> {args.output}"
         if "predictions" in arrays and data.y is not None:
             line += f"; accuracy {percent(float((arrays['predictions'] == data.y).mean())).strip()}"
         print(line)

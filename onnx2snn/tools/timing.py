@@ -25,7 +25,7 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
 
 def time_against_dense(
     session: onnx2snn.SNNSession,
-    x: np.ndarray,
+    x: np.ndarray | dict[str, np.ndarray],
     steps: int,
     repeat: int,
     providers: str | Sequence[str] | None = None,
@@ -36,20 +36,22 @@ def time_against_dense(
     with and without spinning threads and the faster counts: the dense limit is never flattered
     by a setting chosen for the SNN."""
     model = onnx2snn.to_ann(session.model)
+    samples = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
     dense_times = []
     for spin in (True, False):
-        ann, name = onnx2snn.ann_session(model, providers, len(x), spin)
+        ann, name = onnx2snn.ann_session(model, providers, samples, spin)
+        feeds = x if isinstance(x, dict) else {name: x}
 
-        def dense(ann=ann, name=name) -> None:
+        def dense(ann=ann, feeds=feeds) -> None:
             for _ in range(steps):
-                ann.run(None, {name: x})
+                ann.run(None, feeds)
 
         dense_times.append(best_time(dense, repeat))
     snn_s = best_time(lambda: session.run(x, steps), repeat)
     ann_s = min(dense_times)
     return {
         "snn_seconds": snn_s,
-        "images_per_s": len(x) / snn_s,
+        "images_per_s": samples / snn_s,
         "ms_per_step": 1000 * snn_s / steps,
         "dense_limit_seconds": ann_s,
         "vs_dense_limit": snn_s / ann_s,

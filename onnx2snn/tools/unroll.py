@@ -14,15 +14,22 @@ class Unroll:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--timesteps", type=positive_int, default=None, help="T (default: the artifact's)")
+        parser.add_argument(
+            "--no-scan",
+            action="store_true",
+            help="each neuron's T steps as plain nodes rather than a Scan (for converters without Scan, "
+            "such as onnx2torch)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
 
         snn = onnx2snn.load(args.model)
         steps = args.timesteps or snn.timesteps
-        model = onnx2snn.unroll(snn, steps, check=True)
+        model = onnx2snn.unroll(snn, steps, check=True, scan=not args.no_scan)
         onnx2snn.save_onnx(model, args.output)
         head = snn.outputs[0]
         print(f"unrolled {args.model} for T={steps} -> {args.output}")
-        print(f"  input {snn.input_name}; outputs {head}.decoded (after T steps), {head}.per_step (every t <= T)")
+        inputs = ", ".join(snn.input_names)
+        print(f"  inputs {inputs}; outputs {head}.decoded (after T steps), {head}.per_step (every t <= T)")
         return 0

@@ -43,6 +43,22 @@ def test_forms_agree(pooled_snn, digits):
     np.testing.assert_allclose(unrolled, step, atol=1e-5)
 
 
+def test_unrolled_without_scan_gives_the_same_numbers(pooled_snn, digits):
+    x = digits[2][:20]
+    head = pooled_snn.outputs[0]
+    plain = unroll(pooled_snn, 12, check=True, scan=False)
+    assert "Scan" not in {n.op_type for n in plain.graph.node}
+    outputs = [head + ".decoded", head + PER_STEP]
+
+    def run(model):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            outputs, {"input": x}
+        )
+
+    for got, want in zip(run(plain), run(unroll(pooled_snn, 12))):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def test_memory_budget_splits_batches(pooled_snn, digits):
     x = digits[2][:40]
     small = batch_for_budget(pooled_snn, 16, 2_000_000)
@@ -60,6 +76,9 @@ def test_unrolled_model_runs_alone(pooled_snn, digits, tmp_path):
     assert main(["unroll", str(path), "-o", str(tmp_path / "unrolled.onnx"), "--timesteps", "12"]) == 0
     model = onnx.load(str(tmp_path / "unrolled.onnx"))
     onnx.checker.check_model(model, full_check=True)
+    for scan in (n for n in model.graph.node if n.op_type == "Scan"):  # no body reads its own scan output
+        body = scan.attribute[0].g
+        assert not {o.name for o in body.output[1:]} & {i for n in body.node for i in n.input}
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = digits[2][:20]
     head = pooled_snn.outputs[0]

@@ -151,9 +151,9 @@ class Levelwise:
             gs.Graph(nodes=nodes, inputs=list(inputs.values()), outputs=list(outputs.values())), self._opset
         )
         del model.graph.value_info[:]  # shapes say "N" where tensors hold T*N: onnxruntime infers them
-        session = ort.InferenceSession(
-            model.SerializeToString(), session_options(64), providers=["CPUExecutionProvider"]
-        )
+        options = session_options(64)
+        options.enable_cpu_mem_arena = False  # one session per stage: each would keep its own peak
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         return _Stage(session, list(inputs), list(outputs))
 
     def set_shifts(self, shifts: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,108 @@
+"""Level-wise simulation (each layer simulated once) gives the thresholds and corrections of the
+per-layer path (the network up to each layer simulated again), bit for bit, at a cost linear in
+depth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnx2snn
+from onnx2snn.calibration import levelwise
+from onnx2snn.runtime import kernel
+from tests.helpers import const, make_model, tensor
+
+pytestmark = pytest.mark.skipif(not kernel.available(), reason="level-wise simulation runs the compiled kernel")
+
+
+def _both(model, x, **options):
+    fast = onnx2snn.convert(model, x, **options)
+    usable = levelwise.usable
+    levelwise.usable = lambda graph: False
+    try:
+        slow = onnx2snn.convert(model, x, **options)
+    finally:
+        levelwise.usable = usable
+    return fast, slow
+
+
+def _same(a, b):
+    for name, theta in a.thresholds.items():
+        np.testing.assert_array_equal(theta, b.thresholds[name])
+    for layer in a.layers:
+        np.testing.assert_array_equal(a.initial_membrane(layer), b.initial_membrane(layer))
+        if layer.get("current_shift"):
+            np.testing.assert_array_equal(a.initializer(layer["current_shift"]), b.initializer(layer["current_shift"]))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"method": "spike-norm", "corrections": ()},
+        {"method": "spike-norm:seed", "corrections": ()},
+        {"method": "mmse", "corrections": ("bias", "potential")},
+        {"method": "max", "corrections": ("potential",), "reset": "zero"},
+    ],
+)
+def test_levelwise_equals_the_per_layer_path_on_a_cnn(digits_cnn, digits, options):
+    _same(*_both(digits_cnn, digits[0][:150], timesteps=6, **options))
+
+
+def test_levelwise_equals_the_per_layer_path_on_branches_pools_and_poisson():
+    """Residual add, concatenation and a spiking max-pool, Poisson input."""
+    import torch
+    from torch import nn
+
+    from tests.helpers import export_torch
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+            self.b = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.ReLU())
+            self.c = nn.Sequential(nn.Conv2d(6, 4, 1), nn.ReLU())
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(10 * 16, 5))
+
+        def forward(self, x):
+            h = self.a(x)
+            r = torch.relu(self.b(h) + h)
+            return self.head(torch.cat([r, self.c(h)], dim=1))
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).uniform(0, 1, (70, 1, 8, 8)).astype(np.float32)
+    model = export_torch(Net(), torch.tensor(x[:1]))
+    for encoding in ("direct", "poisson"):
+        fast, slow = _both(
+            model, x, method="spike-norm", corrections=("bias", "potential"), timesteps=5, encoding=encoding
+        )
+        _same(fast, slow)
+
+
+def _mlp(depth: int):
+    rng = np.random.default_rng(depth)
+    nodes, inits, name = [], [], "x"
+    for i in range(depth):
+        nodes += [
+            helper.make_node("Gemm", [name, f"w{i}"], [f"h{i}"], name=f"fc{i}", transB=1),
+            helper.make_node("Relu", [f"h{i}"], [f"a{i}"], name=f"relu{i}"),
+        ]
+        inits.append(const(f"w{i}", rng.uniform(0, 0.6, (8, 8))))
+        name = f"a{i}"
+    nodes.append(helper.make_node("Gemm", [name, "head"], ["y"], name="head", transB=1))
+    inits.append(const("head", rng.uniform(0, 1, (3, 8))))
+    return make_model(nodes, [tensor("x", ["N", 8])], [tensor("y", ["N", 3])], inits)
+
+
+def test_the_cost_of_corrections_is_linear_in_depth(monkeypatch):
+    """Neuron passes of the potential correction: two per layer (its gap, then its spikes)."""
+    calls = []
+    scan = kernel.if_scan
+    monkeypatch.setattr(kernel, "if_scan", lambda *a, **k: calls.append(1) or scan(*a, **k))
+    x = np.random.default_rng(0).uniform(0, 1, (40, 8)).astype(np.float32)
+    counts = {}
+    for depth in (4, 8, 16):
+        calls.clear()
+        onnx2snn.convert(_mlp(depth), x, "max", corrections=("potential",), timesteps=4, batch_size=40)
+        counts[depth] = len(calls)
+    assert counts == {4: 8, 8: 16, 16: 32}

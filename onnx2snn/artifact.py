@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .checks import check_graph, check_metadata, check_opset, check_tensors
 from .errors import ModelError
 from .files import save_onnx
 from .graph import default_opset
@@ -57,6 +58,9 @@ class State:
 def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
     """An ONNX model from a ModelProto or a file, with a ModelError naming the file if not."""
     if isinstance(model, onnx.ModelProto):
+        check_opset(model, "model")
+        check_graph(model.graph, "model")
+        check_tensors(model, "model")
         return model
     path = Path(model)
     if not path.is_file():
@@ -64,10 +68,14 @@ def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from e
+        first = next((line for line in str(e).splitlines() if line.strip()), "")[:120]
+        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}: {first})") from e
     if not proto.graph.node and not proto.graph.input:
         raise ModelError(f"{path}: not an ONNX model (no graph)")
+    check_opset(proto, str(path))
+    check_graph(proto.graph, str(path))
     _load_external_data(proto, path)
+    check_tensors(proto, str(path))
     return proto
 
 
@@ -110,12 +118,13 @@ def attach_neuron(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.Mode
 
 def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
     """Format 1 -> 2: name the correction and pool nodes that format 1 found by convention."""
-    if metadata.get("format", 0) >= 2:
+    if not isinstance(metadata.get("format", 0), int) or metadata.get("format", 0) >= 2:
         return metadata
-    for layer in metadata.get("layers", []):
+    entries = lambda key: [e for e in metadata.get(key) or [] if isinstance(e, dict) and "node" in e]  # noqa: E731
+    for layer in entries("layers"):
         if layer.get("current_shift"):
             layer.setdefault("current_correction", f"{layer['node']}.current_correction")
-    for pool in metadata.get("pools", []):
+    for pool in entries("pools"):
         pool.setdefault("accumulate", f"{pool['node']}.accumulate")
         pool.setdefault("difference", f"{pool['node']}.difference")
     return metadata
@@ -132,11 +141,16 @@ class SNNModel:
             raise ModelError(f"{self._name}: not an onnx2snn artifact (no '{METADATA_KEY}' metadata)")
         try:
             metadata = json.loads(entry)
-        except json.JSONDecodeError as e:
-            raise ModelError(f"{self._name}: corrupt onnx2snn metadata ({e})") from e
-        if metadata.get("format", 0) > FORMAT:
-            raise ModelError(f"{self._name}: artifact format {metadata['format']} is newer than this onnx2snn")
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ModelError(f"{self._name}: corrupt onnx2snn metadata (not JSON: {e})") from e
+        if not isinstance(metadata, dict):
+            kind = type(metadata).__name__
+            raise ModelError(f"{self._name}: corrupt onnx2snn metadata: must be a JSON object, got a {kind}")
+        fmt = metadata.get("format", 0)
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
+            raise ModelError(f"{self._name}: artifact format {fmt} is newer than this onnx2snn")
         self.metadata: dict[str, Any] = _upgrade(metadata)
+        check_metadata(self.metadata, proto, self._name)  # every name it holds is in the graph
 
     @property
     def _name(self) -> str:

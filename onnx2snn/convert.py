@@ -18,8 +18,9 @@ reports instead of refusing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -33,6 +34,7 @@ from .calibration import PROBE, Method, calibrate, check_corrections, correct_la
 from .data import Dataset, as_dataset, check_input
 from .errors import CalibrationError, ConfigError, ConversionError, DataError
 from .graph import MIN_OPSET, default_opset, import_graph, shape_of
+from .limits import as_float, as_int, as_timesteps
 from .neuron import DEFAULT_V_INIT, Corrections, Neurons
 from .passes import (
     CANONICALIZE,
@@ -82,20 +84,44 @@ class ConvertOptions:
         outputs: Sequence[str] | None = None,
     ) -> ConvertOptions:
         """The options of ``convert`` (see there), or a ConfigError naming the bad one."""
+        with _option("method"):
+            method = parse_method(method)
+        if isinstance(corrections, str):
+            corrections = [c for c in corrections.split(",") if c]
+        with _option("corrections"):
+            corrections = check_corrections(corrections)
+        timesteps = as_timesteps(timesteps)
+        v_init = as_float(v_init, "v_init")
+        seed = as_int(seed, "seed", minimum=0)
+        for name, value in (("reset", reset), ("encoding", encoding), ("v_init", v_init)):
+            with _option(name):
+                Neurons(**{name: value})
         neurons = Neurons(reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed)
-        if calibration_samples is not None and calibration_samples <= 0:
-            raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        if calibration_samples is not None:
+            calibration_samples = as_int(calibration_samples, "calibration_samples")
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        if outputs is not None and not all(isinstance(o, str) for o in outputs):
+            raise ConfigError(f"outputs must be output names, got {outputs!r}", option="outputs")
         return cls(
-            method=parse_method(method),
+            method=method,
             per_channel=bool(per_channel),
-            corrections=check_corrections(corrections),
+            corrections=corrections,
             neurons=neurons,
             calibration_samples=calibration_samples,
-            batch_size=batch_size,
+            batch_size=as_int(batch_size, "batch_size"),
             outputs=tuple(outputs) if outputs else None,
         )
+
+
+@contextlib.contextmanager
+def _option(name: str) -> Iterator[None]:
+    """Name the option a ConfigError raised inside the block is about."""
+    try:
+        yield
+    except ConfigError as e:
+        e.option = e.option or name
+        raise
 
 
 @dataclass

@@ -12,6 +12,7 @@ import onnx_graphsurgeon as gs
 from ..errors import CalibrationError
 from ..graph import export_model
 from ..runtime.batching import chunks
+from ..runtime.engine import inference_session, onnxruntime_errors
 
 BINS = 4096
 
@@ -39,11 +40,13 @@ def stream_activations(
     # basic optimizations only: the extended ones fuse Conv+Relu and hide activations
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = inference_session(model, options, ["CPUExecutionProvider"], "the ANN")
     inp = session.get_inputs()[0]
     static = inp.shape[0] if isinstance(inp.shape[0], int) else None
     for batch, n in chunks(x, batch_size, static):
-        yield {name: value[:n] for name, value in zip(names, session.run(names, {inp.name: batch}))}
+        with onnxruntime_errors("the ANN"):
+            values = session.run(names, {inp.name: batch})
+        yield {name: value[:n] for name, value in zip(names, values)}
 
 
 class Histograms:

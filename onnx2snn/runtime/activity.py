@@ -20,8 +20,10 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..artifact import SNNModel, load
+from ..data import check_input
 from ..errors import ConfigError
 from ..graph import reached_from, shape_of
+from ..limits import as_timesteps
 from .progress import progress_bar
 from .session import SNNSession
 
@@ -95,6 +97,8 @@ def activity(
     bar. More keyword arguments go to SNNSession (always the step form: it is the one that shows
     each step's spikes)."""
     snn = snn if isinstance(snn, SNNModel) else load(snn)
+    steps = as_timesteps(snn.timesteps if timesteps is None else timesteps)
+    x = check_input(x, snn.input_shape, snn.input_name)
     if not snn.layers:
         raise ConfigError("the model has no IF neurons: nothing fires")
     graph = gs.import_onnx(snn.proto)
@@ -110,7 +114,6 @@ def activity(
     record = [t.name for t in spikes.values()] + list(inputs.values())
     options = {**session_kwargs, "form": "step", "record": record}
     session = SNNSession(snn, providers=providers, batch_size=batch_size, **options)
-    steps = snn.timesteps if timesteps is None else timesteps
     bar = progress_bar(len(x) * steps, progress)
     fired, silent, nonzero = _count(session, x, steps, {k: t.name for k, t in spikes.items()}, inputs, bar)
 

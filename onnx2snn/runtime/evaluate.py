@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 
 from ..artifact import SNNModel, load, load_onnx
-from ..data import Dataset, check_input
+from ..data import Dataset, as_dataset, check_input
 from ..errors import ConfigError, DataError
+from ..limits import as_int, as_timesteps
 from ..passes import snn_to_ann
 from .batching import chunks
+from .engine import onnxruntime_errors
 from .progress import progress_bar
 from .providers import ann_session
 from .session import SNNSession
@@ -29,17 +31,20 @@ def run_ann(
     inp = session.get_inputs()[0]
     shape = [d if isinstance(d, int) else None for d in inp.shape]
     x = check_input(x, shape, inp.name)
-    outs = [session.run(None, {inp.name: b})[0][:n] for b, n in chunks(x, batch_size, shape[0])]
+    with onnxruntime_errors("the ANN"):
+        outs = [session.run(None, {inp.name: b})[0][:n] for b, n in chunks(x, batch_size, shape[0])]
     return np.concatenate(outs)
 
 
 def model_inputs(snn: SNNModel, data: Dataset, limit: int | None = None) -> tuple[Dataset, np.ndarray]:
     """The first ``limit`` samples of ``data`` (all by default), and their inputs checked
     against the artifact's input (DataError naming the source when empty or mismatched)."""
+    if isinstance(data, np.ndarray):
+        data = as_dataset(data)
+    if not isinstance(data, Dataset):
+        raise DataError(f"expected a Dataset or an array of inputs, got a {type(data).__name__}")
     if limit is not None:
-        if limit <= 0:
-            raise ConfigError(f"limit must be positive, got {limit}")
-        data = data.head(limit)
+        data = data.head(as_int(limit, "limit"))
     if len(data) == 0:
         raise DataError(f"{data.source}: no samples")
     return data, check_input(data.x, snn.input_shape, snn.input_name, data.source)
@@ -67,13 +72,16 @@ def evaluate(
     "samples", "provider"}``; accuracies are None without labels. ``ann`` defaults to the
     ANN rebuilt from the artifact (its neurons back to ReLUs). The remaining arguments are
     SNNSession's."""
-    steps = sorted({int(t) for t in timesteps})
-    if not steps or steps[0] <= 0:
-        raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
+    if isinstance(timesteps, (str, bytes)) or not isinstance(timesteps, Iterable):
+        raise ConfigError(f"timesteps must be a list of integers, got {timesteps!r}", option="timesteps")
+    steps = sorted({as_timesteps(t) for t in timesteps})
+    if not steps:
+        raise ConfigError("timesteps must name at least one T, got none", option="timesteps")
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     data, x = model_inputs(snn, data, limit)
     ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
     ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
+    labels = data.y
 
     session = SNNSession(
         snn,
@@ -87,19 +95,21 @@ def evaluate(
         spin=spin,
     )
     t_max = steps[-1]
-    pred = np.empty((len(steps), len(x)), dtype=np.int64)
+    correct = np.zeros(len(steps), dtype=np.int64)  # counts per T: memory does not grow with the data
+    agree = np.zeros(len(steps), dtype=np.int64)
     seconds = np.zeros(t_max)
-    idx = np.array(steps) - 1
     bar = progress_bar(len(x) * t_max, progress)
     start = time.perf_counter()
-    for out in session.iter_run(x, t_max, per_step=True, progress=bar.update):
+    for out in session.iter_run(x, t_max, keep=steps, progress=bar.update):
         n = out.decoded.shape[1]
-        pred[:, out.start : out.start + n] = out.decoded[idx].argmax(axis=-1)
+        pred = out.decoded.argmax(axis=-1)  # [len(steps), n]
+        agree += (pred == ann_pred[out.start : out.start + n]).sum(axis=1)
+        if labels is not None:
+            correct += (pred == labels[out.start : out.start + n]).sum(axis=1)
         seconds += out.seconds
     bar.close()
     total = time.perf_counter() - start
 
-    labels = data.y
     report: dict[str, Any] = {
         "samples": len(x),
         "method": snn.metadata["calibration"]["method"],
@@ -112,8 +122,8 @@ def evaluate(
     }
     for row, t in enumerate(steps):
         report["snn"][str(t)] = {
-            "accuracy": None if labels is None else float((pred[row] == labels).mean()),
-            "agreement": float((pred[row] == ann_pred).mean()),
+            "accuracy": None if labels is None else float(correct[row] / len(x)),
+            "agreement": float(agree[row] / len(x)),
             "seconds": float(seconds[t - 1]),
         }
     return report

@@ -15,9 +15,12 @@ import onnxruntime as ort
 from ..artifact import SNNModel, load
 from ..data import check_input
 from ..errors import ConfigError, DataError
+from ..limits import as_int, as_timesteps, require_memory
 from ..neuron import ENCODINGS
 from .batching import chunks
+from .budget import FLOAT, batch_for, output_elements, refuse, sample_bytes
 from .decode import apply_activation
+from .engine import check_session_options, inference_session, onnxruntime_errors
 from .forms import specialize_neuron, split_time_invariant
 from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
@@ -39,8 +42,8 @@ class StepOutputs:
     seconds: np.ndarray  # [T]
 
 
-def _session(model, providers: list[str], options: ort.SessionOptions) -> ort.InferenceSession:
-    return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+def _session(model, providers: list[str], options: ort.SessionOptions, what: str = "model") -> ort.InferenceSession:
+    return inference_session(model, options, providers, what)
 
 
 class SNNSession:
@@ -70,14 +73,13 @@ class SNNSession:
         spin: bool | None = None,
         record: Sequence[str] = (),
     ):
+        batch_size, max_memory, threads, seed = check_session_options(batch_size, form, max_memory, threads, seed)
+        if encoding is not None and encoding not in ENCODINGS:
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}", option="encoding")
         self.model = model if isinstance(model, SNNModel) else load(model)
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = batch_size
         meta = self.model.metadata
         self.encoding = encoding or self.model.encoding
-        if self.encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         self.seed = seed
         self._layers = self.model.layers
         self._outputs = list(self.model.outputs)
@@ -93,14 +95,15 @@ class SNNSession:
         self._options = functools.partial(session_options, batch_size, threads, spin)
         # profiles go to the temporary folder, never the user's working directory
         profiled = self._options(os.path.join(tempfile.gettempdir(), "onnx2snn_profile") if profile else None)
-        self._step = _session(split.step, chosen, profiled) if split.step.graph.node else None
-        self._prefix = _session(split.prefix, chosen, self._options()) if split.prefix is not None else None
+        self._what = self.model.source or "model"
+        self._step = _session(split.step, chosen, profiled, self._what) if split.step.graph.node else None
+        prefix = split.prefix
+        self._prefix = _session(prefix, chosen, self._options(), self._what) if prefix is not None else None
         self._boundary = split.boundary
         self._constant = split.constant_outputs
         self.provider: str = (self._step or self._prefix).get_providers()[0]
         self._device = device_of(self.provider)
-        if form not in FORMS:
-            raise ConfigError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+        self._auto = form == "auto"  # may fall back to the step form where the unrolled one does not fit
         if form == "auto":
             can_unroll = self.encoding == "direct" and self.static_batch is None
             form = "unrolled" if can_unroll and (self._device == "cuda" or batch_size <= SMALL_BATCH) else "step"
@@ -156,7 +159,8 @@ class SNNSession:
         constant = {}
         if self._prefix is not None:
             names = [o.name for o in self._prefix.get_outputs()]
-            results = dict(zip(names, self._prefix.run(names, feeds)))
+            with onnxruntime_errors(self._what):
+                results = dict(zip(names, self._prefix.run(names, feeds)))
             feeds.update(results)
             constant = {n: results[n] for n in self._constant}
         if self._step is None:
@@ -182,25 +186,39 @@ class SNNSession:
             io = bindings[t % 2]
             if poisson:  # a fresh Bernoulli spike train, P(spike) = input intensity
                 io.bind_ortvalue_input(name, self._ortvalue((rng.random(x.shape) < x).astype(np.float32)))
-            self._step.run_with_iobinding(io)
+            with onnxruntime_errors(self._what):
+                self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
             values.update(constant)
             yield values
 
     def _check(self, x: np.ndarray, timesteps: int | None) -> tuple[np.ndarray, int]:
-        timesteps = self.model.timesteps if timesteps is None else timesteps
-        if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
-            raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
-        return check_input(x, self.model.input_shape, self.model.input_name), int(timesteps)
+        timesteps = as_timesteps(self.model.timesteps if timesteps is None else timesteps)
+        return check_input(x, self.model.input_shape, self.model.input_name), timesteps
+
+    def _plan(self, form: str, timesteps: int, kept: int, head: str, reserve: int = 0) -> tuple[str, int]:
+        """The form and batch size of a run that fits ``max_memory`` with ``reserve`` bytes
+        of outputs held besides (runtime/budget.py), or a ConfigError with the figure."""
+        size = batch_for(self.model, form, timesteps, self.batch_size, self.max_memory, kept, head, reserve)
+        if size == 0 and form == "unrolled" and self._auto:  # the step form needs far less
+            form = "step"
+            size = batch_for(self.model, form, timesteps, self.batch_size, self.max_memory, kept, head, reserve)
+        if size == 0:
+            raise refuse(self.model, form, timesteps, self.max_memory, kept, reserve)
+        needed = reserve + size * sample_bytes(self.model, form, timesteps, kept, head)
+        change = "lower T, the batch size or the number of samples"
+        require_memory(needed, f"{size} sample(s) of the {form} form at T={timesteps}", change)
+        return form, size
 
     def iter_steps(
         self, x: np.ndarray, timesteps: int | None = None
     ) -> Iterator[tuple[int, int, int, dict[str, np.ndarray]]]:
         """Raw per-step values of the outputs: yields (batch start, samples, t, values)."""
         x, timesteps = self._check(x, timesteps)
+        _, size = self._plan("step", timesteps, 0, self._outputs[0])
         rng = np.random.default_rng(self.seed)
         start = 0
-        for batch, n in chunks(x, self.batch_size, self.static_batch):
+        for batch, n in chunks(x, size, self.static_batch):
             for t, values in enumerate(self._steps(batch, timesteps, rng)):
                 yield start, n, t, {k: v[:n] for k, v in values.items()}
             start += n
@@ -212,52 +230,64 @@ class SNNSession:
         per_step: bool = False,
         progress: Callable[[int], None] | None = None,
         output: str | None = None,
+        keep: Sequence[int] | None = None,
+        reserve: int = 0,
     ) -> Iterator[StepOutputs]:
         """Run ``x`` batch by batch; yields each batch's decoded outputs (see StepOutputs).
         ``progress(n)`` is called after each step of a batch of ``n`` samples. ``output``
-        picks which of the model's outputs to decode (the first by default)."""
+        picks which of the model's outputs to decode (the first by default). ``keep``: the
+        steps (1..T) whose decoded outputs to yield, in order (default: every step with
+        ``per_step``, else the last). Batches are sized so that the run stays under
+        ``max_memory`` with ``reserve`` bytes held besides (the caller's outputs)."""
         x, timesteps = self._check(x, timesteps)
         rng = np.random.default_rng(self.seed)
         head = output or self._outputs[0]
         if head not in self._outputs:
             raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self._outputs)}")
-        if self.form == "unrolled":
-            yield from self._iter_unrolled(x, timesteps, per_step, progress, head)
+        if keep is None:
+            keep = range(1, timesteps + 1) if per_step else [timesteps]
+        keep = [as_int(t, "keep", 1, timesteps) for t in keep]
+        form, size = self._plan(self.form, timesteps, len(keep), head, reserve)
+        if form == "unrolled":
+            yield from self._iter_unrolled(x, timesteps, keep, progress, head, size)
             return
         activation = self._activations.get(head)
+        wanted = set(keep)
         start = 0
-        for batch, n in chunks(x, self.batch_size, self.static_batch):
+        for batch, n in chunks(x, size, self.static_batch):
             total = None
-            kept = []
+            kept: dict[int, np.ndarray] = {}
             seconds = np.empty(timesteps)
             began = time.perf_counter()
-            for t, values in enumerate(self._steps(batch, timesteps, rng)):
+            for t, values in enumerate(self._steps(batch, timesteps, rng), 1):
                 out = values[head][:n]
                 total = out.astype(np.float64) if total is None else total + out
-                if per_step or t == timesteps - 1:
-                    kept.append(apply_activation(total / (t + 1), activation))
-                seconds[t] = time.perf_counter() - began
+                if t in wanted:
+                    kept[t] = apply_activation(total / t, activation).astype(np.float32)
+                seconds[t - 1] = time.perf_counter() - began
                 if progress:
                     progress(n)
-            yield StepOutputs(start, np.stack(kept).astype(np.float32), seconds)
+            yield StepOutputs(start, np.stack([kept[t] for t in keep]), seconds)
             start += n
 
-    def _iter_unrolled(self, x, timesteps, per_step, progress, head) -> Iterator[StepOutputs]:
-        from .unrolled import PER_STEP, batch_for_budget, unroll
+    def _iter_unrolled(self, x, timesteps, keep, progress, head, size) -> Iterator[StepOutputs]:
+        from .unrolled import PER_STEP, unroll
 
         if timesteps not in self._unrolled:
-            self._unrolled[timesteps] = _session(unroll(self.model, timesteps), self._providers, self._options())
+            model = unroll(self.model, timesteps)
+            self._unrolled[timesteps] = _session(model, self._providers, self._options(), self._what)
         session = self._unrolled[timesteps]
-        size = min(self.batch_size, batch_for_budget(self.model, timesteps, self.max_memory))
         activation = self._activations.get(head)
         if activation and activation.get("axis", -1) >= 0:  # the outputs gain a leading time axis
             activation = {**activation, "axis": activation["axis"] + 1}
+        rows = np.asarray(keep) - 1
         start = 0
         for batch, n in chunks(x, size, self.static_batch):
             began = time.perf_counter()
-            (means,) = session.run([head + PER_STEP], {self.model.input_name: batch})
+            with onnxruntime_errors(self._what):
+                (means,) = session.run([head + PER_STEP], {self.model.input_name: batch})
             elapsed = time.perf_counter() - began
-            kept = means[:, :n] if per_step else means[-1:, :n]
+            kept = means[rows, :n]
             if progress:
                 for _ in range(timesteps):
                     progress(n)
@@ -277,9 +307,14 @@ class SNNSession:
         """The decoded output after ``timesteps`` steps, ``[N, ...]``; with ``per_step``
         the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
         one of several model outputs (the first by default); ``progress`` shows a bar."""
-        steps = self.model.timesteps if timesteps is None else timesteps
-        bar = progress_bar(len(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
-        parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, bar.update, output)]
+        x, steps = self._check(x, timesteps)
+        # the outputs of every sample are held at once: they count against the budget
+        reserve = FLOAT * (steps if per_step else 1) * len(x) * output_elements(self.model, output or self._outputs[0])
+        bar = progress_bar(len(x) * steps, progress)
+        decoded = None
+        for out in self.iter_run(x, steps, per_step, bar.update, output, reserve=reserve):
+            if decoded is None:
+                decoded = np.empty(out.decoded.shape[:1] + (len(x),) + out.decoded.shape[2:], np.float32)
+            decoded[:, out.start : out.start + out.decoded.shape[1]] = out.decoded
         bar.close()
-        decoded = np.concatenate(parts, axis=1)
         return decoded if per_step else decoded[0]

@@ -22,6 +22,7 @@ from onnx import helper, numpy_helper
 from ..artifact import SNNModel
 from ..errors import ConfigError
 from ..graph import default_opset, export_model, reached_from
+from ..limits import as_timesteps
 from ..neuron import body_nodes
 
 PER_STEP = ".per_step"
@@ -217,8 +218,7 @@ class _Unroller:
 def unroll(snn: SNNModel, timesteps: int, check: bool = False) -> onnx.ModelProto:
     """The unrolled form of ``snn`` for ``timesteps`` steps (see the module docstring);
     ``check`` runs ONNX's full checker on it."""
-    if timesteps <= 0:
-        raise ConfigError(f"timesteps must be positive, got {timesteps}")
+    timesteps = as_timesteps(timesteps)
     if snn.encoding != "direct":
         raise ConfigError("the unrolled form needs direct encoding (Poisson input is drawn by the step runtime)")
     if isinstance(snn.input_shape[0], int):
@@ -233,16 +233,22 @@ def unroll(snn: SNNModel, timesteps: int, check: bool = False) -> onnx.ModelProt
     return model
 
 
-def batch_for_budget(snn: SNNModel, timesteps: int, max_memory: int) -> int:
-    """Samples per run of the unrolled form so that its time-folded tensors stay under
-    ``max_memory`` bytes. A heuristic, conservative on the reference networks (peak resident
-    memory measured by benchmarks/speed.py): every state's [T, N, ...] sequence twice (a Scan's
-    input current and its spikes) and two more copies of the largest."""
+def unrolled_bytes_per_sample(snn: SNNModel, timesteps: int) -> int:
+    """Bytes one sample of the unrolled form needs at T = ``timesteps``. A heuristic,
+    conservative on the reference networks (peak resident memory measured by
+    benchmarks/speed.py): every state's [T, N, ...] sequence twice (a Scan's input current and
+    its spikes) and two more copies of the largest."""
     sizes = [1]
     for value in snn.proto.graph.input:
         if value.name == snn.input_name:
             continue
         dims = value.type.tensor_type.shape.dim[1:]
         sizes.append(int(np.prod([d.dim_value if d.HasField("dim_value") else 1 for d in dims] or [1])))
-    per_sample = 4 * timesteps * (2 * sum(sizes) + 2 * max(sizes))
-    return max(1, int(max_memory // per_sample))
+    return 4 * timesteps * (2 * sum(sizes) + 2 * max(sizes))
+
+
+def batch_for_budget(snn: SNNModel, timesteps: int, max_memory: int) -> int:
+    """Samples per run of the unrolled form so that its time-folded tensors stay under
+    ``max_memory`` bytes: 0 when not even one sample fits (the session then refuses, or falls
+    back to the step form)."""
+    return int(max_memory // unrolled_bytes_per_sample(snn, timesteps))

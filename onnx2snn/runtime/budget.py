@@ -1,0 +1,93 @@
+"""What a run needs in memory, estimated from the artifact before it starts, and the batch
+size that keeps it under a budget (``max_memory``) -- or a refusal with the figure.
+
+Per sample of a batch (float32 throughout):
+- step form: the states twice (two buffers that swap every step) and about four more
+  state-sized tensors a step computes (input currents, spikes, pooled values), plus the input;
+- unrolled form: ``unrolled.batch_for_budget``'s estimate, which grows with T;
+- either form: the decoded outputs it keeps (every step's with ``per_step``, else the last).
+A run that returns every step's outputs also holds them for all samples at once (T x N x
+outputs): that part does not shrink with the batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..artifact import SNNModel
+from ..errors import ConfigError
+from ..limits import format_bytes
+
+FLOAT = 4  # bytes
+STEP_WORKING_SETS = 6  # the states twice, and four more state-sized tensors a step computes
+
+
+def per_sample(value: onnx.ValueInfoProto) -> int:
+    """Elements per sample of a graph input/output (a free dimension past the batch counts 1)."""
+    dims = value.type.tensor_type.shape.dim[1:]
+    return int(np.prod([d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims]))
+
+
+def state_elements(snn: SNNModel) -> int:
+    """Elements of every state (membranes, pool states) of one sample."""
+    states = {s.input for s in snn.states()}
+    return sum(per_sample(v) for v in snn.proto.graph.input if v.name in states)
+
+
+def output_elements(snn: SNNModel, name: str) -> int:
+    """Elements of the output ``name`` for one sample."""
+    return next((per_sample(v) for v in snn.proto.graph.output if v.name == name), 1)
+
+
+def input_elements(snn: SNNModel) -> int:
+    return int(np.prod([d or 1 for d in snn.input_shape[1:]]))
+
+
+def sample_bytes(snn: SNNModel, form: str, timesteps: int, kept: int, head: str) -> int:
+    """Bytes one sample of a batch needs in ``form`` at T = ``timesteps``, keeping ``kept``
+    decoded steps of output ``head``."""
+    outputs = FLOAT * output_elements(snn, head) * (kept + 2)  # kept steps, and the running sum (float64)
+    if form == "unrolled":
+        from .unrolled import unrolled_bytes_per_sample
+
+        return unrolled_bytes_per_sample(snn, timesteps) + outputs
+    return FLOAT * (STEP_WORKING_SETS * state_elements(snn) + 2 * input_elements(snn)) + outputs
+
+
+def batch_for(
+    snn: SNNModel,
+    form: str,
+    timesteps: int,
+    batch_size: int,
+    budget: int,
+    kept: int = 1,
+    head: str | None = None,
+    reserve: int = 0,
+) -> int:
+    """The largest batch up to ``batch_size`` whose run fits ``budget`` bytes besides
+    ``reserve`` (outputs held for every sample); 0 when not even one sample fits."""
+    one = sample_bytes(snn, form, timesteps, kept, head or snn.outputs[0])
+    room = budget - reserve
+    static = snn.input_shape[0] if snn.input_shape else None
+    if isinstance(static, int):  # a fixed batch: all of it or nothing
+        return static if static * one <= room else 0
+    return int(max(0, min(batch_size, room // one)))
+
+
+def refuse(snn: SNNModel, form: str, timesteps: int, budget: int, kept: int, reserve: int = 0) -> ConfigError:
+    """Why a run of ``form`` at ``timesteps`` does not fit ``budget``, with what changes it."""
+    one = sample_bytes(snn, form, timesteps, kept, snn.outputs[0])
+    static = snn.input_shape[0] if snn.input_shape else None
+    batch = static if isinstance(static, int) else 1
+    what = f"{batch} sample{'s' if batch > 1 else ''} of the {form} form at T={timesteps:,} need{'s' * (batch == 1)}"
+    what += f" about {format_bytes(batch * one)}"
+    change = ["raise the budget"]
+    if reserve * 10 >= budget:  # the outputs held for every sample matter
+        what += f", and the outputs kept for every sample {format_bytes(reserve)}"
+        change.append("keep fewer steps' outputs (per_step, --per-step) or fewer samples (--limit)")
+    if batch * one * 10 >= budget:
+        change.append("lower T (--timesteps)" + (" or use the step form (--form step)" if form == "unrolled" else ""))
+    return ConfigError(
+        f"{what}: over the memory budget of {format_bytes(budget)} (max_memory, --max-memory); {', '.join(change)}",
+        option="max_memory",
+    )

@@ -25,14 +25,26 @@ from .errors import (
     DataError,
     ModelError,
     Onnx2SnnError,
+    OutputError,
 )
 from .export import from_torch
 from .files import save_json, save_npz, save_onnx
+from .limits import MAX_TIMESTEPS
 from .neuron import if_step
 from .passes import snn_to_ann as to_ann
 from .plot import plot_accuracy, plot_activity, plot_evaluations
 from .report import describe_calibration, describe_threshold, format_report, write_report
-from .runtime import SNNSession, activity, ann_session, evaluate, format_activity, model_inputs, run_ann, unroll
+from .runtime import (
+    SNNSession,
+    activity,
+    ann_session,
+    evaluate,
+    format_activity,
+    model_inputs,
+    resolve_providers,
+    run_ann,
+    unroll,
+)
 from .version import __version__
 
 __all__ = [
@@ -47,9 +59,11 @@ __all__ = [
     "DEFAULT_TIMESTEPS",
     "DataError",
     "Dataset",
+    "MAX_TIMESTEPS",
     "METHODS",
     "ModelError",
     "Onnx2SnnError",
+    "OutputError",
     "PIPELINE",
     "Preprocessing",
     "SNNModel",
@@ -76,6 +90,7 @@ __all__ = [
     "plot_accuracy",
     "plot_activity",
     "plot_evaluations",
+    "resolve_providers",
     "run_ann",
     "save_json",
     "save_npz",

@@ -4,7 +4,7 @@ Everything the command line uses is here; the layers underneath, bottom to top: 
 neuron, files, version; artifact, data; passes (rewrites); build; runtime; calibration;
 convert."""
 
-from .artifact import SNNModel, load, load_onnx
+from .artifact import SNNModel, is_artifact, load, load_onnx
 from .calibration import CORRECTIONS, METHODS, method_forms
 from .convert import (
     DEFAULT_CORRECTIONS,
@@ -82,6 +82,7 @@ __all__ = [
     "format_report",
     "from_torch",
     "if_step",
+    "is_artifact",
     "load",
     "load_data",
     "load_onnx",

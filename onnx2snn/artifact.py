@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .checks import check_graph, check_metadata, check_opset, check_tensors
+from .checks import check_graph, check_metadata, check_nodes, check_opset, check_tensors, check_text
 from .errors import ModelError
 from .files import save_onnx
 from .graph import default_opset
@@ -43,6 +43,20 @@ from .version import __version__
 
 METADATA_KEY = "onnx2snn"
 FORMAT = 2
+# metadata an artifact may leave out, and what it means then
+OPTIONAL: dict[str, Any] = {
+    "format": 1,
+    "version": "unknown",
+    "pools": [],
+    "output_activations": {},
+    "decode": "mean",
+    "encoding": "direct",
+    "reset": "subtract",
+    "v_init": DEFAULT_V_INIT,
+    "calibration": {"method": "unknown", "per_channel": False, "corrections": [], "samples": None},
+    "preprocessing": {},
+    "report": [],
+}
 
 
 @dataclass(frozen=True)
@@ -58,11 +72,15 @@ class State:
 def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
     """An ONNX model from a ModelProto or a file, with a ModelError naming the file if not."""
     if isinstance(model, onnx.ModelProto):
+        check_text(model, "model")
         check_opset(model, "model")
         check_graph(model.graph, "model")
+        check_nodes(model, "model")
         check_tensors(model, "model")
         return model
     path = Path(model)
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder, not a model file")
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:
@@ -72,8 +90,10 @@ def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
         raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}: {first})") from e
     if not proto.graph.node and not proto.graph.input:
         raise ModelError(f"{path}: not an ONNX model (no graph)")
+    check_text(proto, str(path))
     check_opset(proto, str(path))
     check_graph(proto.graph, str(path))
+    check_nodes(proto, str(path))
     _load_external_data(proto, path)
     check_tensors(proto, str(path))
     return proto
@@ -120,7 +140,11 @@ def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
     """Format 1 -> 2: name the correction and pool nodes that format 1 found by convention."""
     if not isinstance(metadata.get("format", 0), int) or metadata.get("format", 0) >= 2:
         return metadata
-    entries = lambda key: [e for e in metadata.get(key) or [] if isinstance(e, dict) and "node" in e]  # noqa: E731
+
+    def entries(key: str) -> list[dict]:  # whatever is malformed is left for check_metadata to name
+        found = metadata.get(key)
+        return [e for e in found if isinstance(e, dict) and "node" in e] if isinstance(found, list) else []
+
     for layer in entries("layers"):
         if layer.get("current_shift"):
             layer.setdefault("current_correction", f"{layer['node']}.current_correction")
@@ -151,6 +175,9 @@ class SNNModel:
             raise ModelError(f"{self._name}: artifact format {fmt} is newer than this onnx2snn")
         self.metadata: dict[str, Any] = _upgrade(metadata)
         check_metadata(self.metadata, proto, self._name)  # every name it holds is in the graph
+        for key, value in OPTIONAL.items():  # what an older or hand-made artifact leaves out
+            if self.metadata.get(key) is None:
+                self.metadata[key] = json.loads(json.dumps(value))
 
     @property
     def _name(self) -> str:
@@ -229,6 +256,12 @@ class SNNModel:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the artifact; past protobuf's 2 GB limit the weights go to ``<name>.data`` beside it."""
         return save_onnx(self.proto, path)
+
+
+def is_artifact(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` claims to be an onnx2snn artifact (it holds onnx2snn metadata, whole or
+    not: ``load`` says what is wrong with it)."""
+    return any(p.key == METADATA_KEY for p in model.metadata_props)
 
 
 def load(path: str | os.PathLike | onnx.ModelProto) -> SNNModel:

@@ -99,7 +99,7 @@ def package(
     if check:
         try:
             onnx.checker.check_model(proto, full_check=True)
-        except onnx.checker.ValidationError as e:
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             raise ConversionError(f"the converted model fails the ONNX checker: {str(e).splitlines()[0]}") from e
     return SNNModel(proto)
 

@@ -37,7 +37,9 @@ def check_tensor(tensor: TensorProto, where: str) -> None:
     have been loaded)."""
     if any(d < 0 for d in tensor.dims):
         raise ModelError(f"{where}: tensor '{tensor.name}' has negative dims {list(tensor.dims)}")
-    if tensor.data_type in _SUB_BYTE or tensor.data_type == TensorProto.UNDEFINED:
+    if tensor.data_type == TensorProto.UNDEFINED or tensor.data_type not in TensorProto.DataType.values():
+        raise ModelError(f"{where}: tensor '{tensor.name}' has no known data type ({tensor.data_type})")
+    if tensor.data_type in _SUB_BYTE:
         return
     count = int(np.prod(tensor.dims, dtype=np.float64)) if tensor.dims else 1
     if tensor.HasField("raw_data") or tensor.raw_data:
@@ -91,8 +93,48 @@ def check_opset(model: onnx.ModelProto, where: str) -> None:
             )
 
 
+def check_text(message: Any, where: str) -> None:
+    """Every string field of ``message`` (names, op types, domains, metadata), recursively, is
+    valid UTF-8: protobuf hands back bytes where it is not, which no name can be."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in message.ListFields():
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if repeated else [value]
+            if any(not isinstance(v, str) for v in values):
+                raise ModelError(f"{where}: a {field.name} field is not valid UTF-8 text")
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if repeated else [value]:
+                check_text(item, where)
+
+
+def check_nodes(model: onnx.ModelProto, where: str) -> None:
+    """Every standard operator of the top graph has the inputs, outputs and attributes its
+    schema allows (nodes holding subgraphs are left to the conversion's own check)."""
+    context = onnx.checker.C.CheckerContext()
+    context.ir_version = model.ir_version
+    context.opset_imports = {imp.domain: imp.version for imp in model.opset_import}
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx") or any(a.type in _SUBGRAPHS for a in node.attribute):
+            continue
+        try:
+            onnx.checker.check_node(node, context)
+        except onnx.checker.ValidationError as e:
+            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), "invalid")
+            raise ModelError(f"{where}: node '{node.name}' ({node.op_type}): {reason}") from None
+
+
+_SUBGRAPHS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
 def check_graph(graph: onnx.GraphProto, where: str) -> None:
     """Every tensor produced once, by a node or as an input/initializer, and no cycle."""
+    for value in list(graph.input) + list(graph.output):
+        kind = value.type.WhichOneof("value")
+        if kind not in (None, "tensor_type"):
+            kind = kind.replace("_type", "")
+            raise ModelError(f"{where}: graph input/output '{value.name}' is a {kind}, not a tensor")
     producer: dict[str, str] = {}
     for value in list(graph.input) + list(graph.initializer):
         producer.setdefault(value.name, f"graph input '{value.name}'")

@@ -72,7 +72,8 @@ class Preprocessing:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         scale = self.scale if self.scale is not None else (1 / 255 if x.dtype == np.uint8 else 1.0)
-        out = x.astype(np.float32) * np.float32(scale)
+        with np.errstate(over="ignore", invalid="ignore"):  # values past float32 are refused as infinite
+            out = x.astype(np.float32) * np.float32(scale)
         if self.mean is not None or self.std is not None:
             if out.ndim < 2:
                 raise DataError("mean/std need a channel axis")
@@ -299,7 +300,9 @@ def read_idx(path: Path) -> np.ndarray:
                 raise DataError(
                     f"{path}: IDX header says {expected} bytes of data for shape {list(dims)}, found {more}{found}"
                 )
-    except (OSError, EOFError, zlib.error) as e:
+    except zlib.error as e:
+        raise DataError(f"{path}: unreadable (corrupt gzip data: {_first_line(e)})") from e
+    except (OSError, EOFError) as e:
         raise DataError(f"{path}: unreadable ({type(e).__name__}: {_first_line(e)})") from e
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 

@@ -57,10 +57,10 @@ def _clip_bounds(node: gs.Node) -> tuple[float | None, float | None]:
         t = node.inputs[i] if len(node.inputs) > i else None
         if t is None or (isinstance(t, gs.Variable) and not t.name):
             bounds.append(None)
-        elif is_constant(t):
-            bounds.append(float(constant_value(t)))
+        elif is_constant(t) and np.size(constant_value(t)) == 1:
+            bounds.append(float(np.asarray(constant_value(t)).reshape(())))
         else:
-            raise ConversionError("Clip bounds must be constants", node.name, node.op)
+            raise ConversionError("Clip bounds must be scalar constants", node.name, node.op)
     return bounds[0], bounds[1]
 
 

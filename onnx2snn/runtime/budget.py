@@ -16,7 +16,7 @@ import onnx
 
 from ..artifact import SNNModel
 from ..errors import ConfigError
-from ..limits import format_bytes
+from ..limits import available_memory, format_bytes
 
 FLOAT = 4  # bytes
 STEP_WORKING_SETS = 6  # the states twice, and four more state-sized tensors a step computes
@@ -74,20 +74,47 @@ def batch_for(
     return int(max(0, min(batch_size, room // one)))
 
 
-def refuse(snn: SNNModel, form: str, timesteps: int, budget: int, kept: int, reserve: int = 0) -> ConfigError:
-    """Why a run of ``form`` at ``timesteps`` does not fit ``budget``, with what changes it."""
+def plan(
+    snn: SNNModel,
+    form: str,
+    fallback: str | None,
+    timesteps: int,
+    batch_size: int,
+    max_memory: int,
+    kept: int,
+    head: str,
+    reserve: int = 0,
+) -> tuple[str, int]:
+    """The form and batch size of a run: ``form`` (else ``fallback``, when given) with the
+    largest batch up to ``batch_size`` that fits both ``max_memory`` and what this process can
+    still get, with ``reserve`` bytes held besides; or a ConfigError with the figures."""
+    left = available_memory()
+    budget = max_memory if left is None else min(max_memory, left)
+    size = batch_for(snn, form, timesteps, batch_size, budget, kept, head, reserve)
+    if size == 0 and fallback:
+        form, size = fallback, batch_for(snn, fallback, timesteps, batch_size, budget, kept, head, reserve)
+    if size == 0:
+        raise refuse(snn, form, timesteps, max_memory, kept, reserve, left)
+    return form, size
+
+
+def refuse(
+    snn: SNNModel, form: str, timesteps: int, budget: int, kept: int, reserve: int = 0, left: int | None = None
+) -> ConfigError:
+    """Why a run of ``form`` at ``timesteps`` does not fit ``budget`` (or the ``left`` bytes
+    the process can still get), with what changes it."""
     one = sample_bytes(snn, form, timesteps, kept, snn.outputs[0])
     static = snn.input_shape[0] if snn.input_shape else None
     batch = static if isinstance(static, int) else 1
     what = f"{batch} sample{'s' if batch > 1 else ''} of the {form} form at T={timesteps:,} need{'s' * (batch == 1)}"
     what += f" about {format_bytes(batch * one)}"
+    limit = f"the memory budget of {format_bytes(budget)} (max_memory, --max-memory)"
     change = ["raise the budget"]
-    if reserve * 10 >= budget:  # the outputs held for every sample matter
+    if left is not None and left < budget:
+        limit, change = f"the {format_bytes(left)} this process can still get", []
+    if reserve * 10 >= min(budget, left or budget):  # the outputs held for every sample matter
         what += f", and the outputs kept for every sample {format_bytes(reserve)}"
         change.append("keep fewer steps' outputs (per_step, --per-step) or fewer samples (--limit)")
-    if batch * one * 10 >= budget:
+    if batch * one * 10 >= min(budget, left or budget):
         change.append("lower T (--timesteps)" + (" or use the step form (--form step)" if form == "unrolled" else ""))
-    return ConfigError(
-        f"{what}: over the memory budget of {format_bytes(budget)} (max_memory, --max-memory); {', '.join(change)}",
-        option="max_memory",
-    )
+    return ConfigError(f"{what}: over {limit}; {', '.join(change)}", option="max_memory")

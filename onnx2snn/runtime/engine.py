@@ -53,6 +53,8 @@ def inference_session(
     """An onnxruntime session of ``model``, or a ModelError naming ``what`` and the reason."""
     import onnxruntime as ort
 
+    options = options or ort.SessionOptions()
+    options.log_severity_level = 4  # its errors come as exceptions (below), not as lines on stderr
     with onnxruntime_errors(what, "loading it"):
         return ort.InferenceSession(model.SerializeToString(), options, providers=list(providers))
 

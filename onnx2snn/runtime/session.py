@@ -15,10 +15,10 @@ import onnxruntime as ort
 from ..artifact import SNNModel, load
 from ..data import check_input
 from ..errors import ConfigError, DataError
-from ..limits import as_int, as_timesteps, require_memory
+from ..limits import as_int, as_timesteps
 from ..neuron import ENCODINGS
 from .batching import chunks
-from .budget import FLOAT, batch_for, output_elements, refuse, sample_bytes
+from .budget import FLOAT, output_elements, plan
 from .decode import apply_activation
 from .engine import check_session_options, inference_session, onnxruntime_errors
 from .forms import specialize_neuron, split_time_invariant
@@ -108,7 +108,7 @@ class SNNSession:
             can_unroll = self.encoding == "direct" and self.static_batch is None
             form = "unrolled" if can_unroll and (self._device == "cuda" or batch_size <= SMALL_BATCH) else "step"
         if form == "unrolled" and self.encoding != "direct":
-            raise ConfigError("the unrolled form needs direct encoding")
+            raise ConfigError("the unrolled form needs direct encoding", option="form")
         self.form = form
         self._profiling = profile and form == "step" and self._step is not None
         if profile and not self._profiling and self._step is not None:  # only the step form is profiled
@@ -199,16 +199,8 @@ class SNNSession:
     def _plan(self, form: str, timesteps: int, kept: int, head: str, reserve: int = 0) -> tuple[str, int]:
         """The form and batch size of a run that fits ``max_memory`` with ``reserve`` bytes
         of outputs held besides (runtime/budget.py), or a ConfigError with the figure."""
-        size = batch_for(self.model, form, timesteps, self.batch_size, self.max_memory, kept, head, reserve)
-        if size == 0 and form == "unrolled" and self._auto:  # the step form needs far less
-            form = "step"
-            size = batch_for(self.model, form, timesteps, self.batch_size, self.max_memory, kept, head, reserve)
-        if size == 0:
-            raise refuse(self.model, form, timesteps, self.max_memory, kept, reserve)
-        needed = reserve + size * sample_bytes(self.model, form, timesteps, kept, head)
-        change = "lower T, the batch size or the number of samples"
-        require_memory(needed, f"{size} sample(s) of the {form} form at T={timesteps}", change)
-        return form, size
+        fallback = "step" if form == "unrolled" and self._auto else None
+        return plan(self.model, form, fallback, timesteps, self.batch_size, self.max_memory, kept, head, reserve)
 
     def iter_steps(
         self, x: np.ndarray, timesteps: int | None = None

@@ -24,12 +24,11 @@ class Inspect:
         from onnx2snn import describe_calibration, describe_threshold, format_report
 
         model = onnx2snn.load_onnx(args.model)
-        try:
-            snn = onnx2snn.load(model)
-        except onnx2snn.ModelError:  # a plain ANN: what conversion would do
+        if not onnx2snn.is_artifact(model):  # a plain ANN: what conversion would do
             print(f"ANN {args.model} (not converted yet): what conversion would do to each node\n")
             print(format_report(onnx2snn.analyze(model)))
             return 0
+        snn = onnx2snn.SNNModel(model, source=args.model)
         meta = snn.metadata
         shapes = {v.name: v for v in snn.proto.graph.input}
         cal = meta["calibration"]
@@ -41,7 +40,7 @@ class Inspect:
             after = f", then {act['op']}(axis={act['axis']})" if act else ""
             print(f"  output     {name}   decoded: {meta['decode']} over steps{after}")
         print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
-        print(f"  thresholds {describe_calibration(cal)}, {cal['samples']} calibration samples")
+        print(f"  thresholds {describe_calibration(cal)}, {cal.get('samples') or 'unknown'} calibration samples")
         print(f"  timesteps  {meta['timesteps']} (default)")
         print(f"\n  {len(snn.layers)} IF layers (replaced op -> state input / output):")
         thresholds = snn.thresholds

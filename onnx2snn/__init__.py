@@ -18,6 +18,7 @@ from .convert import (
 )
 from .data import Dataset, Preprocessing, load_data
 from .demo import demo_data, demo_model
+from .distributed import evaluate
 from .errors import (
     CalibrationError,
     ConfigError,
@@ -38,7 +39,6 @@ from .runtime import (
     SNNSession,
     activity,
     ann_session,
-    evaluate,
     format_activity,
     model_inputs,
     resolve_providers,

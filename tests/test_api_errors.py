@@ -76,7 +76,8 @@ def test_bad_convert_options_are_config_errors_naming_the_option(options, option
         (lambda s: onnx2snn.unroll(s.model, 2.5), onnx2snn.ConfigError, "integer"),
         (lambda s: onnx2snn.evaluate(s.model, onnx2snn.Dataset(X, None, "x"), "8"), onnx2snn.ConfigError, "list"),
         (lambda s: onnx2snn.evaluate(s.model, onnx2snn.Dataset(X, None, "x"), [2.5]), onnx2snn.ConfigError, "integer"),
-        (lambda s: onnx2snn.evaluate(s.model, "x.npz", [2]), onnx2snn.DataError, "Dataset"),
+        (lambda s: onnx2snn.evaluate(s.model, "nothing.npz", [2]), onnx2snn.DataError, "nothing.npz"),
+        (lambda s: onnx2snn.evaluate(s.model, {"x": X}, [2]), onnx2snn.ConfigError, "Dataset"),
         (lambda s: onnx2snn.SNNSession(s.model, form="fast"), onnx2snn.ConfigError, "form"),
         (lambda s: onnx2snn.SNNSession(s.model, threads=0), onnx2snn.ConfigError, "threads"),
         (lambda s: onnx2snn.SNNSession(s.model, max_memory=-1), onnx2snn.ConfigError, "max_memory"),
@@ -90,9 +91,10 @@ def test_bad_run_arguments_are_typed(snn, call, error, match):
         call(session)
 
 
-def test_an_array_to_evaluate_is_data_without_labels(snn):
-    report = onnx2snn.evaluate(snn, X, [4])
+def test_inputs_without_labels_are_evaluated_for_agreement(snn):
+    report = onnx2snn.evaluate(snn, onnx2snn.Dataset(X, None, "x"), [4])
     assert report["ann"]["accuracy"] is None and 0 <= report["snn"]["4"]["agreement"] <= 1
+    assert onnx2snn.model_inputs(snn, X)[1].shape == X.shape  # an array is a data set without labels
 
 
 @pytest.mark.parametrize(

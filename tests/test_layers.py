@@ -16,6 +16,7 @@ LAYERS = [
     {"runtime"},
     {"calibration"},
     {"convert"},
+    {"distributed"},
     {""},  # the package face, __init__.py
     {"tools"},
 ]

@@ -59,71 +59,116 @@ def evaluate(
     batch_size: int = 256,
     providers: str | Sequence[str] | None = None,
     progress: bool = False,
-    encoding: str | None = None,
-    seed: int = 0,
-    form: str = "auto",
-    max_memory: int = 2 << 30,
-    threads: int | None = None,
-    spin: bool | None = None,
+    **session_options: Any,
 ) -> dict[str, Any]:
     """ANN accuracy, and for each T the SNN's accuracy and top-1 agreement with the ANN.
 
     Returns ``{"ann": {"accuracy"}, "snn": {"<T>": {"accuracy", "agreement", "seconds"}},
-    "samples", "provider"}``; accuracies are None without labels. ``ann`` defaults to the
-    ANN rebuilt from the artifact (its neurons back to ReLUs). The remaining arguments are
+    "samples", "provider", ...}``; accuracies are None without labels. ``ann`` defaults to the
+    ANN rebuilt from the artifact (its neurons back to ReLUs). More keyword arguments
+    (``encoding``, ``seed``, ``form``, ``max_memory``, ``threads``, ``spin``, ``neurons``) are
     SNNSession's."""
+    steps = check_timesteps(timesteps)
+    snn = snn if isinstance(snn, SNNModel) else load(snn)
+    data, x = model_inputs(snn, data, limit)
+    ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
+    options = {"providers": providers, "batch_size": batch_size, **session_options}
+    counts = count_correct(snn, ann_model, x, data.y, steps, options, progress)
+    return report_counts(snn, steps, counts)
+
+
+def check_timesteps(timesteps: Sequence[int]) -> list[int]:
+    """The distinct T asked for, sorted, each in [1, MAX_TIMESTEPS], or a ConfigError."""
     if isinstance(timesteps, (str, bytes)) or not isinstance(timesteps, Iterable):
         raise ConfigError(f"timesteps must be a list of integers, got {timesteps!r}", option="timesteps")
     steps = sorted({as_timesteps(t) for t in timesteps})
     if not steps:
         raise ConfigError("timesteps must name at least one T, got none", option="timesteps")
-    snn = snn if isinstance(snn, SNNModel) else load(snn)
-    data, x = model_inputs(snn, data, limit)
-    ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
-    ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
-    labels = data.y
+    return steps
 
-    session = SNNSession(
-        snn,
-        providers=providers,
-        batch_size=batch_size,
-        encoding=encoding,
-        seed=seed,
-        form=form,
-        max_memory=max_memory,
-        threads=threads,
-        spin=spin,
-    )
+
+def count_correct(
+    snn: SNNModel,
+    ann: onnx.ModelProto,
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    steps: list[int],
+    session_options: dict[str, Any],
+    progress: bool = False,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """What evaluation counts on ``x`` (samples ``offset`` onwards of the data, which seeds
+    Poisson input): samples, ANN correct, and per T the SNN's correct predictions and
+    agreements with the ANN, with the simulation time up to each T. Counts of several parts of
+    the data add up (``merge_counts``) to exactly those of the whole."""
+    batch_size = session_options.get("batch_size", 256)
+    ann_pred = run_ann(ann, x, batch_size, session_options.get("providers")).argmax(axis=-1)
+    session = SNNSession(snn, **session_options)
     t_max = steps[-1]
     correct = np.zeros(len(steps), dtype=np.int64)  # counts per T: memory does not grow with the data
     agree = np.zeros(len(steps), dtype=np.int64)
     seconds = np.zeros(t_max)
     bar = progress_bar(len(x) * t_max, progress)
     start = time.perf_counter()
-    for out in session.iter_run(x, t_max, keep=steps, progress=bar.update):
+    for out in session.iter_run(x, t_max, keep=steps, progress=bar.update, offset=offset):
         n = out.decoded.shape[1]
-        pred = out.decoded.argmax(axis=-1)  # [len(steps), n]
+        pred = out.decoded.argmax(axis=-1)  # [len(steps), n]: only the T asked for are kept
         agree += (pred == ann_pred[out.start : out.start + n]).sum(axis=1)
         if labels is not None:
             correct += (pred == labels[out.start : out.start + n]).sum(axis=1)
         seconds += out.seconds
     bar.close()
-    total = time.perf_counter() - start
-
-    report: dict[str, Any] = {
+    return {
         "samples": len(x),
+        "ann_correct": None if labels is None else int((ann_pred == labels).sum()),
+        "correct": None if labels is None else [int(c) for c in correct],
+        "agree": [int(a) for a in agree],
+        "step_seconds": [float(seconds[t - 1]) for t in steps],
+        "seconds": time.perf_counter() - start,
+        "session": {
+            "encoding": session.encoding,
+            "form": session.form,
+            "neurons": session.neurons,
+            "provider": session.provider,
+        },
+    }
+
+
+def merge_counts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The counts of several parts of the data as one: sums (times: the slowest part's)."""
+
+    def add(key: str) -> Any:
+        values = [p[key] for p in parts]
+        if any(v is None for v in values):
+            return None
+        return sum(values) if not isinstance(values[0], list) else [sum(col) for col in zip(*values)]
+
+    return {
+        "samples": add("samples"),
+        "ann_correct": add("ann_correct"),
+        "correct": add("correct"),
+        "agree": add("agree"),
+        "step_seconds": [max(col) for col in zip(*(p["step_seconds"] for p in parts))],
+        "seconds": max(p["seconds"] for p in parts),
+        "session": parts[0]["session"],
+    }
+
+
+def report_counts(snn: SNNModel, steps: list[int], counts: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation report from (merged) counts."""
+    n = counts["samples"]
+    report: dict[str, Any] = {
+        "samples": n,
         "method": snn.metadata["calibration"]["method"],
-        "encoding": session.encoding,
-        "form": session.form,
-        "provider": session.provider,
-        "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
+        **counts["session"],
+        "ann": {"accuracy": None if counts["ann_correct"] is None else counts["ann_correct"] / n},
         "snn": {},
-        "seconds": total,
+        "seconds": counts["seconds"],
     }
     for row, t in enumerate(steps):
         report["snn"][str(t)] = {
-            "accuracy": None if labels is None else float(correct[row] / len(x)),
-            "agreement": float(agree[row] / len(x)),
-            "seconds": float(seconds[t - 1]),
+            "accuracy": None if counts["correct"] is None else counts["correct"][row] / n,
+            "agreement": counts["agree"][row] / n,
+            "seconds": counts["step_seconds"][row],
         }
     return report

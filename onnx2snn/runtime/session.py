@@ -26,6 +26,7 @@ from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
 
 FORMS = ("auto", "step", "unrolled")
+NEURONS = ("auto", "compiled", "onnx")  # how the step form computes its IF layers
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
 # on CPU, batches up to this size run faster unrolled (benchmarks/results/speed.md, batch 1;
 # 4 and 16 measured side by side): per-step session calls dominate small batches
@@ -57,7 +58,11 @@ class SNNSession:
     otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed batch).
     ``threads``: onnxruntime's intra-op threads; ``spin``: whether they spin between operators
     (None: only for batches of at most ``providers.SPIN_MAX_BATCH``). ``record``: more tensors
-    of the step model that ``iter_steps`` returns every step (the step form only)."""
+    of the step model that ``iter_steps`` returns every step (the step form only). ``neurons``:
+    how the step form computes its IF layers: ``compiled`` (one pass of the compiled kernel per
+    layer and step, compiled.py), ``onnx`` (the neuron's ONNX operators in onnxruntime) or
+    ``auto``: compiled where the kernel is built and the step form runs on the CPU provider;
+    ``neurons`` says which one the session uses."""
 
     def __init__(
         self,
@@ -72,6 +77,7 @@ class SNNSession:
         max_memory: int = DEFAULT_MAX_MEMORY,
         spin: bool | None = None,
         record: Sequence[str] = (),
+        neurons: str = "auto",
     ):
         batch_size, max_memory, threads, seed = check_session_options(batch_size, form, max_memory, threads, seed)
         if encoding is not None and encoding not in ENCODINGS:
@@ -120,6 +126,29 @@ class SNNSession:
         self._state_shapes = [step_inputs[state.input] for state in self._states]
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
+        self._compiled = self._compile(neurons, split.step, chosen)
+        self.neurons = "compiled" if self._compiled is not None else "onnx"
+
+    def _compile(self, neurons: str, step_model, providers: list[str]):
+        """The step form's neurons as the compiled kernel (compiled.py), or None for onnxruntime's.
+        ``auto`` compiles where it can run: the step form on the CPU provider, not profiled."""
+        from .compiled import CompiledSteps, NotCompilable
+
+        if neurons not in NEURONS:
+            raise ConfigError(f"neurons must be one of {', '.join(NEURONS)}, got {neurons!r}")
+        usable = self.form == "step" and self._step is not None and self._device == "cpu" and not self._profiling
+        if neurons == "onnx" or (neurons == "auto" and not usable):
+            return None
+        if not usable:
+            raise ConfigError("compiled neurons run in the step form on the CPU provider, without profiling")
+        try:
+            return CompiledSteps(
+                step_model, self.model, self._states, self._read, lambda m: _session(m, providers, self._options())
+            )
+        except NotCompilable as e:
+            if neurons == "compiled":
+                raise ConfigError(f"compiled neurons are not available: {e}") from e
+            return None
 
     def profile(self) -> list[dict]:
         """Time of the step model by operator type since the session began (``profile=True``)."""
@@ -167,6 +196,16 @@ class SNNSession:
             for _ in range(timesteps):
                 yield dict(constant)
             return
+        if self._compiled is not None:
+
+            def spikes() -> np.ndarray:  # a fresh Bernoulli spike train, P(spike) = input intensity
+                return (rng.random(x.shape) < x).astype(np.float32)
+
+            with onnxruntime_errors(self._what):  # the stages between the compiled neurons
+                for values in self._compiled.steps(feeds, len(x), timesteps, spikes if poisson else None):
+                    values.update(constant)
+                    yield values
+            return
         # two bindings, states ping-ponging between two buffers: no copies between steps
         states = [self._ortvalue(s) for s in self._initial_states(len(x))]
         spare = [self._ortvalue(np.empty_like(s)) for s in self._initial_states(len(x))]
@@ -202,16 +241,22 @@ class SNNSession:
         fallback = "step" if form == "unrolled" and self._auto else None
         return plan(self.model, form, fallback, timesteps, self.batch_size, self.max_memory, kept, head, reserve)
 
+    def _rng(self, index: int) -> np.random.Generator:
+        """The Poisson spike trains of the batch starting at sample ``index`` of the data: seeded
+        by (seed, index), so a part of the data run on its own (a shard) draws what it draws in
+        the whole, where batches start at the same samples."""
+        return np.random.default_rng([self.seed, index])
+
     def iter_steps(
-        self, x: np.ndarray, timesteps: int | None = None
+        self, x: np.ndarray, timesteps: int | None = None, offset: int = 0
     ) -> Iterator[tuple[int, int, int, dict[str, np.ndarray]]]:
-        """Raw per-step values of the outputs: yields (batch start, samples, t, values)."""
+        """Raw per-step values of the outputs: yields (batch start, samples, t, values).
+        ``offset``: the index of ``x``'s first sample in the whole data (for Poisson input)."""
         x, timesteps = self._check(x, timesteps)
         _, size = self._plan("step", timesteps, 0, self._outputs[0])
-        rng = np.random.default_rng(self.seed)
         start = 0
         for batch, n in chunks(x, size, self.static_batch):
-            for t, values in enumerate(self._steps(batch, timesteps, rng)):
+            for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start))):
                 yield start, n, t, {k: v[:n] for k, v in values.items()}
             start += n
 
@@ -222,17 +267,18 @@ class SNNSession:
         per_step: bool = False,
         progress: Callable[[int], None] | None = None,
         output: str | None = None,
+        offset: int = 0,
         keep: Sequence[int] | None = None,
         reserve: int = 0,
     ) -> Iterator[StepOutputs]:
         """Run ``x`` batch by batch; yields each batch's decoded outputs (see StepOutputs).
         ``progress(n)`` is called after each step of a batch of ``n`` samples. ``output``
-        picks which of the model's outputs to decode (the first by default). ``keep``: the
+        picks which of the model's outputs to decode (the first by default). ``offset``: the
+        index of ``x``'s first sample in the whole data (for Poisson input). ``keep``: the
         steps (1..T) whose decoded outputs to yield, in order (default: every step with
         ``per_step``, else the last). Batches are sized so that the run stays under
         ``max_memory`` with ``reserve`` bytes held besides (the caller's outputs)."""
         x, timesteps = self._check(x, timesteps)
-        rng = np.random.default_rng(self.seed)
         head = output or self._outputs[0]
         if head not in self._outputs:
             raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self._outputs)}")
@@ -251,7 +297,7 @@ class SNNSession:
             kept: dict[int, np.ndarray] = {}
             seconds = np.empty(timesteps)
             began = time.perf_counter()
-            for t, values in enumerate(self._steps(batch, timesteps, rng), 1):
+            for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start)), 1):
                 out = values[head][:n]
                 total = out.astype(np.float64) if total is None else total + out
                 if t in wanted:

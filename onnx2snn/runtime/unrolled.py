@@ -120,6 +120,8 @@ class _Unroller:
         states += [pool[k] for pool in snn.pools for k in ("accumulated", "pooled")]
         self.varying = reached_from(self.graph, states)
         self.folded: dict[str, gs.Tensor] = {}  # name of a [N, ...] tensor -> its [T*N, ...] version
+        self.extra_inputs: list[gs.Tensor] = []
+        self.extra_outputs: list[gs.Tensor] = []
 
     def fold(self, t: gs.Tensor) -> gs.Tensor:
         """``t`` on the time-folded batch: as it is where it varies, else tiled T times (once)."""
@@ -198,6 +200,8 @@ class _Unroller:
         return [decoded, per_step]
 
     def run(self) -> gs.Graph:
+        """The unrolled graph: the data input (then ``extra_inputs``) in, the decoded outputs
+        (then ``extra_outputs``) out; a subclass that cuts the graph open fills the extras."""
         layers = {layer["node"]: layer for layer in self.snn.layers}
         pools = {pool["node"]: pool for pool in self.snn.pools}
         pool_parts = {pool[k] for pool in self.snn.pools for k in ("accumulate", "difference")}
@@ -210,8 +214,8 @@ class _Unroller:
                 self.pool(pools[node.name])
             elif node.name not in pool_parts:  # those are rebuilt with their MaxPool
                 node.inputs = [self.fold(t) for t in node.inputs]
-        self.graph.outputs = [t for name in self.snn.outputs for t in self.decoded(name)]
-        self.graph.inputs = [self.tensors[self.snn.input_name]]
+        self.graph.outputs = [t for name in self.snn.outputs for t in self.decoded(name)] + self.extra_outputs
+        self.graph.inputs = [self.tensors[self.snn.input_name]] + self.extra_inputs
         return self.graph.cleanup().toposort(mode="nodes")
 
 

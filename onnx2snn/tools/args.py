@@ -205,6 +205,13 @@ class SessionArgs(ArgGroup):
             help="memory budget of a run: batches are split to stay under it, and a run that cannot fit it "
             "(outputs of every step, the unrolled form at a large T) is refused before it starts (2048)",
         )
+        parser.add_argument(
+            "--neurons",
+            choices=["auto", "compiled", "onnx"],
+            default="auto",
+            help="how the step form computes its IF layers: the compiled kernel (one pass per layer and step) or "
+            "the neuron's ONNX operators (auto: compiled where it is built and runs, on the CPU provider)",
+        )
         parser.add_argument("--threads", type=positive_int, default=None, help="onnxruntime's intra-op threads")
         parser.add_argument(
             "--spin",
@@ -226,5 +233,35 @@ class SessionArgs(ArgGroup):
             "form": args.form,
             "max_memory": args.max_memory << 20,
             "threads": args.threads,
+            "neurons": args.neurons,
             "spin": {"auto": None, "on": True, "off": False}[args.spin],
         }
+
+
+class RayArgs(ArgGroup):
+    """``--ray [ADDRESS]`` and ``--workers N``: the work sharded over a Ray cluster."""
+
+    def add(self, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("distributed (pip install 'onnx2snn[ray]')")
+        group.add_argument(
+            "--ray",
+            nargs="?",
+            const="local",
+            default=None,
+            metavar="ADDRESS",
+            help="shard the work over Ray workers: the cluster at ADDRESS, or a local one without it",
+        )
+        group.add_argument(
+            "--workers", type=positive_int, default=None, help="workers of a local cluster (default: one per CPU)"
+        )
+
+    @staticmethod
+    def values(args: argparse.Namespace) -> dict[str, Any]:
+        """``workers``/``ray_address`` keyword arguments, or none without --ray."""
+        if args.ray is None:
+            if args.workers is not None:
+                from onnx2snn import ConfigError
+
+                raise ConfigError("--workers needs --ray")
+            return {}
+        return {"workers": args.workers, "ray_address": None if args.ray == "local" else args.ray}

@@ -41,12 +41,14 @@ class Bench:
         steps = args.timesteps
         result = {
             "provider": session.provider,
+            "form": session.form,
+            "neurons": session.neurons,
             "batch": len(x),
             "timesteps": steps,
             **time_against_dense(session, x, steps, args.repeat, args.providers),
         }
         snn_s, ann_s = result["snn_seconds"], result["dense_limit_seconds"]
-        print(f"{len(x)} inputs x {steps} steps on {session.provider}, {session.form} form")
+        print(f"{len(x)} inputs x {steps} steps on {session.provider}, {session.form} form, {session.neurons} neurons")
         print(
             f"  SNN           {snn_s:8.3f} s   {result['images_per_s']:9.1f} images/s   "
             f"{result['ms_per_step']:.3f} ms/step"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import DataArgs, JsonArg, QuietArg, SessionArgs, positive_int, timesteps_list
+from .args import DataArgs, JsonArg, QuietArg, RayArgs, SessionArgs, positive_int, timesteps_list
 from .format import percent
 from .paths import check_output
 
@@ -33,7 +33,7 @@ def activity_plots(plot: str, models: list[str]) -> dict[str, Path]:
 class Eval:
     name = "eval"
     help = "accuracy and ANN agreement of SNNs at several timesteps, from one run each"
-    groups = (DataArgs(), SessionArgs(), JsonArg("write the report as JSON"), QuietArg())
+    groups = (DataArgs(), SessionArgs(), JsonArg("write the report as JSON"), QuietArg(), RayArgs())
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -67,6 +67,7 @@ class Eval:
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
 
+        distributed = RayArgs.values(args)
         session_options = SessionArgs.values(args)
         inputs = [*args.models, args.data, args.ann]
         check_output(args.json, "json", inputs, [args.plot])
@@ -79,13 +80,24 @@ class Eval:
         reports = {}
         for path, snn in zip(args.models, snns):
             prep = DataArgs.preprocessing(args, snn.metadata.get("preprocessing"))
-            data = onnx2snn.load_data(args.data, preprocessing=prep)
+            # sharded: each worker reads the spec itself; in one process it is read once, here
+            data = args.data if distributed else onnx2snn.load_data(args.data, preprocessing=prep)
             options = {"encoding": args.encoding, "seed": args.seed, **session_options}
             report = onnx2snn.evaluate(
-                snn, data, args.timesteps, ann=args.ann, limit=args.limit, progress=progress, **options
+                snn,
+                data,
+                args.timesteps,
+                ann=args.ann,
+                limit=args.limit,
+                progress=progress,
+                preprocessing=prep,
+                **distributed,
+                **options,
             )
             print_report(report, title=path if len(snns) > 1 else None)
-            if args.activity:  # in the step form, whatever --form says
+            if args.activity:  # in the step form, whatever --form says; in this process
+                if isinstance(data, str):
+                    data = onnx2snn.load_data(data, preprocessing=prep)
                 _, x = onnx2snn.model_inputs(snn, data, args.limit)
                 report["activity"] = onnx2snn.activity(snn, x, max(args.timesteps), progress=progress, **options)
                 print(onnx2snn.format_activity(report["activity"]))

@@ -39,7 +39,8 @@ class Run:
         if arrays["outputs"].ndim == 2:  # [N, classes]: a classifier
             arrays["predictions"] = arrays["outputs"].argmax(axis=-1)
         onnx2snn.save_npz(args.output, **arrays)
-        line = f"{len(x)} samples x {steps} steps on {session.provider} ({session.form} form) -> {args.output}"
+        how = f"{session.provider} ({session.form} form, {session.neurons} neurons)"
+        line = f"{len(x)} samples x {steps} steps on {how} -> {args.output}"
         if "predictions" in arrays and data.y is not None:
             line += f"; accuracy {percent(float((arrays['predictions'] == data.y).mean())).strip()}"
         print(line)

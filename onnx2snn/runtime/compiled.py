@@ -1,0 +1,158 @@
+"""The step form with compiled neurons: the step model cut open at its IF layers (stages.py),
+onnxruntime running the linear stages and the compiled kernel (kernel.py) each IF layer in one
+pass over its neurons, every buffer allocated once per batch size and bound with IOBinding.
+
+In onnxruntime a neuron is five elementwise operators, each a full pass over the membrane
+(about twelve tensor reads and writes per neuron per step); the kernel reads the current and
+the membrane and writes the spikes and the membrane once (four). The arithmetic is the
+artifact's, so outputs are bit-identical to the ONNX step form. Used by SNNSession on the CPU
+provider when the kernel is built (``session.neurons == "compiled"``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+
+from ..artifact import SNNModel, State
+from . import kernel
+from .stages import levels, split_stages
+
+
+class NotCompilable(Exception):
+    """This step model cannot run with compiled neurons (the reason says why)."""
+
+
+@dataclass
+class _Neuron:
+    node: str
+    current: str
+    spikes: str
+    state: State
+    threshold: np.ndarray
+    level: int = 0
+
+
+def _shape(tensor: gs.Tensor) -> tuple[int, ...]:
+    """The per-sample shape of a tensor whose first axis is the batch."""
+    dims = list(tensor.shape or [])
+    if not dims or any(not isinstance(d, int) for d in dims[1:]):
+        raise NotCompilable(f"tensor '{tensor.name}' has no known per-sample shape")
+    return tuple(dims[1:])
+
+
+class CompiledSteps:
+    """Runs ``step_model`` (the time-varying part of an artifact, as forms.split_time_invariant
+    cuts it) one step at a time with compiled neurons."""
+
+    def __init__(
+        self,
+        step_model: onnx.ModelProto,
+        snn: SNNModel,
+        states: list[State],
+        read: list[str],
+        make_session: Callable[[onnx.ModelProto], ort.InferenceSession],
+    ):
+        if not kernel.available():
+            raise NotCompilable(kernel.why_unavailable())
+        graph = gs.import_onnx(step_model)
+        graph.functions = []
+        tensors = graph.tensors()
+        nodes = {n.name: n for n in graph.nodes}
+        by_membrane = {state.input: state for state in states}
+        self.neurons: list[_Neuron] = []
+        for layer in snn.layers:
+            node = nodes[layer["node"]]
+            current, spikes = node.inputs[0], node.outputs[0]
+            state = by_membrane[layer["membrane"]]
+            theta = np.asarray(snn.initializer(layer["threshold"]), np.float32)
+            self.neurons.append(_Neuron(node.name, current.name, spikes.name, state, theta))
+            node.inputs.clear()
+            node.outputs.clear()
+        cut = {x.node for x in self.neurons}
+        graph.nodes = [node for node in graph.nodes if node.name not in cut]
+        self.reset_to_zero = snn.metadata.get("reset") == "zero"
+        self.input_name = snn.input_name
+        membranes = {n.state.input for n in self.neurons} | {n.state.output for n in self.neurons}
+        self.states = [s for s in states if s.input not in membranes]  # the pools': bound, ping-ponged
+        graph.inputs = [t for t in graph.inputs if t.name not in membranes]
+        graph.outputs = [t for t in graph.outputs if t.name not in membranes]
+        spikes_of = {n.spikes: n.current for n in self.neurons}
+        node_level, tensor_level = levels(graph, spikes_of)
+        for neuron in self.neurons:
+            neuron.level = tensor_level[neuron.spikes]
+        self.read = list(read)
+        wanted = {n.current for n in self.neurons} | {s.output for s in self.states} | set(read)
+        stages = split_stages(graph, node_level, wanted, list(step_model.opset_import))
+        self.stages = [(make_session(stage.model), stage) for stage in stages]
+        self.shapes = {t.name: _shape(t) for stage in stages for t in stage.inputs + stage.outputs}
+        for neuron in self.neurons:
+            self.shapes[neuron.current] = self.shapes[neuron.spikes] = _shape(tensors[neuron.state.input])
+
+    def steps(
+        self, feeds: dict[str, np.ndarray], n: int, timesteps: int, per_step_input: Callable[[], np.ndarray] | None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """The ``read`` tensors after each of ``timesteps`` steps of a batch of ``n``. ``feeds``:
+        the time-invariant inputs (boundary tensors); ``per_step_input`` gives the data input of
+        each step where it changes (Poisson encoding)."""
+        stateful = {s.input for s in self.states} | {s.output for s in self.states}
+        buffers = {
+            name: np.zeros((n,) + shape, np.float32)
+            for name, shape in self.shapes.items()
+            if name not in feeds and name not in stateful
+        }
+        value = {name: np.ascontiguousarray(array) for name, array in feeds.items()}
+        value.update(buffers)
+        pools = [
+            [np.array(np.broadcast_to(s.initial, (n,) + self.shapes[s.output]), np.float32, order="C")]
+            for s in self.states
+        ]
+        for pair in pools:
+            pair.append(np.empty_like(pair[0]))
+        membranes = [
+            np.array(np.broadcast_to(x.state.initial, (n,) + self.shapes[x.current]), np.float32, order="C")
+            for x in self.neurons
+        ]
+        steppers = [
+            kernel.Stepper(value[x.current], value[x.spikes], membrane, x.threshold, self.reset_to_zero)
+            for x, membrane in zip(self.neurons, membranes)
+        ]
+        orts = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in value.items()}
+        runs = []  # per level: its stage (if any) and the layers that fire after it
+        by_level = {stage.level: (session, stage) for session, stage in self.stages}
+        depth = max([x.level for x in self.neurons] + list(by_level)) + 1
+        for level in range(depth):
+            fired = [s for x, s in zip(self.neurons, steppers) if x.level == level + 1]
+            if level not in by_level:
+                runs.append((None, None, fired))
+                continue
+            session, stage = by_level[level]
+            pair = []
+            for parity in (0, 1):
+                io = session.io_binding()
+                for t in stage.inputs:
+                    if t.name in orts:
+                        io.bind_ortvalue_input(t.name, orts[t.name])
+                for t in stage.outputs:
+                    if t.name in orts:
+                        io.bind_ortvalue_output(t.name, orts[t.name])
+                for state, buffers_ in zip(self.states, pools):  # state in from one buffer, out to the other
+                    if any(t.name == state.input for t in stage.inputs):
+                        io.bind_ortvalue_input(state.input, ort.OrtValue.ortvalue_from_numpy(buffers_[parity]))
+                    if any(t.name == state.output for t in stage.outputs):
+                        io.bind_ortvalue_output(state.output, ort.OrtValue.ortvalue_from_numpy(buffers_[1 - parity]))
+                pair.append(io)
+            runs.append((session, pair, fired))
+        for t in range(timesteps):
+            if per_step_input is not None:  # into the buffer every stage that reads the input is bound to
+                np.copyto(value[self.input_name], per_step_input())
+            for session, pair, fired in runs:
+                if session is not None:
+                    session.run_with_iobinding(pair[t % 2])
+                for step in fired:
+                    step()
+            yield {name: value[name].copy() for name in self.read}

@@ -1,0 +1,105 @@
+"""The compiled IF kernel (if_kernel.c): one pass over T steps of an IF layer.
+
+Built at install as an optional extension (setup.py); where it is absent (no C compiler when
+the package was installed), ``available()`` is False and sessions keep to the ONNX forms."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+_MODULE = "onnx2snn.runtime._if_kernel"
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | str:
+    """The loaded library, or why it is not there."""
+    spec = importlib.util.find_spec(_MODULE)
+    if spec is None or spec.origin is None:
+        return "not built: reinstall onnx2snn where a C compiler is available"
+    try:
+        lib = ctypes.CDLL(str(Path(spec.origin)))
+    except OSError as e:
+        return f"cannot be loaded ({e})"
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_scan.restype = None
+    return lib
+
+
+def available() -> bool:
+    return not isinstance(_library(), str)
+
+
+def why_unavailable() -> str:
+    lib = _library()
+    return lib if isinstance(lib, str) else ""
+
+
+def _loaded() -> ctypes.CDLL:
+    lib = _library()
+    if isinstance(lib, str):
+        raise RuntimeError(f"the compiled IF kernel is {lib}")
+    return lib
+
+
+def _layout(step_shape: tuple[int, ...], theta: np.ndarray) -> tuple[int, int, int, int]:
+    """(rows, channels, inner, theta_mode) of one step's neurons, [N, C, ...] or [N, F]."""
+    n = step_shape[0]
+    channels = step_shape[1] if len(step_shape) > 1 else 1
+    if theta.size not in (1, channels):
+        raise ValueError(f"threshold of {theta.size} values for {channels} channels")
+    if len(step_shape) == 2 and theta.size > 1:
+        return n, 1, channels, 2  # a row per sample, a threshold per value
+    inner = int(np.prod(step_shape[2:])) if len(step_shape) > 2 else 1
+    return n * channels, channels, inner, int(theta.size > 1)
+
+
+def _float32(array: np.ndarray, shape: tuple[int, ...]) -> None:
+    if array.dtype != np.float32 or not array.flags["C_CONTIGUOUS"] or array.shape != shape:
+        raise ValueError(f"the kernel's buffers must be C-contiguous float32 arrays of shape {shape}")
+
+
+def if_scan(
+    x: np.ndarray, threshold: np.ndarray, start: np.ndarray, reset_to_zero: bool, steps: int | None = None
+) -> np.ndarray:
+    """Spikes [T, N, ...] of an IF layer driven by currents ``x`` [T, N, ...] (or, with
+    ``steps``, by the one current ``x`` [N, ...] at each of ``steps`` steps), its membranes
+    starting at ``start`` (broadcastable to [N, ...]); ``threshold`` a scalar or one per
+    channel (axis 1 of [N, ...])."""
+    lib = _loaded()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    step_shape = x.shape if steps is not None else x.shape[1:]
+    theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
+    rows, channels, inner, mode = _layout(step_shape, theta)
+    membrane = np.array(np.broadcast_to(np.asarray(start, np.float32), step_shape), np.float32, order="C")
+    steps = x.shape[0] if steps is None else steps
+    spikes = np.empty((steps, *step_shape), np.float32)
+    stride = 0 if spikes.ndim != x.ndim else rows * inner
+    args = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
+    lib.if_scan(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
+    return spikes
+
+
+class Stepper:
+    """One IF layer advanced one step at a time on buffers allocated once: ``x`` [n, ...] read,
+    ``spikes`` [n, ...] written, ``membrane`` [n, ...] updated in place."""
+
+    def __init__(
+        self, x: np.ndarray, spikes: np.ndarray, membrane: np.ndarray, threshold: np.ndarray, reset_to_zero: bool
+    ):
+        for array in (x, spikes, membrane):
+            _float32(array, x.shape)
+        theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
+        rows, channels, inner, mode = _layout(x.shape, theta)
+        self._keep = (x, spikes, membrane, theta)  # the pointers below stay valid while these live
+        self._call = _loaded().if_scan
+        pointers = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
+        self._args = (*pointers, 1, rows * inner, rows, channels, inner, mode, int(reset_to_zero))
+
+    def __call__(self) -> None:
+        self._call(*self._args)

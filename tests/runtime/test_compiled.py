@@ -1,0 +1,121 @@
+"""The compiled IF kernel equals the numpy reference, and sessions with compiled neurons give the
+outputs of the ONNX neurons: on every architecture, with max-pools, Poisson input, recorded
+tensors and reset to zero."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import onnx2snn
+from onnx2snn.neuron import if_step, initial_membrane
+from onnx2snn.runtime import kernel
+from tests.helpers import mlp
+
+needs_kernel = pytest.mark.skipif(not kernel.available() and not os.environ.get("CI"), reason=kernel.why_unavailable())
+
+
+def test_the_kernel_is_built_in_ci():
+    if os.environ.get("CI"):
+        assert kernel.available(), kernel.why_unavailable()
+
+
+@needs_kernel
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    per_channel=st.booleans(),
+    reset=st.sampled_from(["subtract", "zero"]),
+    steps=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_kernel_equals_reference(shape, per_channel, reset, steps, seed):
+    rng = np.random.default_rng(seed)
+    if per_channel and len(shape) >= 2:
+        theta = rng.uniform(0.05, 3.0, (shape[1],) + (1,) * (len(shape) - 2)).astype(np.float32)
+    else:
+        theta = np.float32(rng.uniform(0.05, 3.0))
+    x = rng.normal(0.3, 1.0, (steps, *shape)).astype(np.float32)
+    start = initial_membrane(tuple(shape), theta, 0.5)
+    spikes = kernel.if_scan(x, theta, start, reset == "zero")
+    v = start
+    for t in range(steps):
+        expected, v = if_step(x[t], v, theta, reset)
+        np.testing.assert_array_equal(spikes[t], expected)
+
+
+@needs_kernel
+def test_stepper_carries_the_membrane_between_calls():
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0.5, 1.5, (3, 1)).astype(np.float32)
+    x = rng.normal(0.3, 1.0, (2, 3, 5)).astype(np.float32)
+    spikes, membrane = np.empty_like(x), np.array(np.broadcast_to(0.5 * theta, x.shape), np.float32, order="C")
+    step = kernel.Stepper(x, spikes, membrane, theta, False)
+    v = 0.5 * theta
+    for _ in range(5):
+        step()
+        expected, v = if_step(x, v, theta)
+        np.testing.assert_array_equal(spikes, expected)
+        np.testing.assert_array_equal(membrane, v)
+
+
+def _both(snn, x, steps, **options):
+    compiled = onnx2snn.SNNSession(snn, form="step", neurons="compiled", **options)
+    plain = onnx2snn.SNNSession(snn, form="step", neurons="onnx", **options)
+    assert compiled.neurons == "compiled" and plain.neurons == "onnx"
+    return compiled.run(x, steps, per_step=True), plain.run(x, steps, per_step=True)
+
+
+@needs_kernel
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_compiled_session_equals_onnx_on_the_digits_cnn(digits_cnn, digits, reset):
+    snn = onnx2snn.convert(digits_cnn, digits[0][:200], reset=reset, timesteps=8)
+    a, b = _both(snn, digits[2][:40], 24, batch_size=16)
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_kernel
+def test_compiled_session_equals_onnx_on_a_per_channel_mlp_with_poisson_input():
+    x = np.random.default_rng(0).uniform(0, 1, (50, 8)).astype(np.float32)
+    snn = onnx2snn.convert(mlp(hidden=24), x, "max", per_channel=True, encoding="poisson")
+    a, b = _both(snn, x, 30, seed=3)
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["resnet18_style", "densenet_style", "mobilenetv2_style"])
+def test_compiled_session_agrees_on_architectures(name):
+    pytest.importorskip("torch")
+    import torch
+
+    from tests.helpers import export_torch
+    from tests.test_architectures import nets
+
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).uniform(0, 1, (60, 3, 16, 16)).astype(np.float32)
+    model = export_torch(nets()[name].eval(), torch.tensor(images[:1]))
+    snn = onnx2snn.convert(model, images[:40], timesteps=8)
+    a, b = _both(snn, images[40:], 16)
+    # stages may sum a residual Add in another order than the whole step model: float rounding
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@needs_kernel
+def test_compiled_session_records_what_activity_counts(digits_cnn, digits):
+    snn = onnx2snn.convert(digits_cnn, digits[0][:100])
+    x = digits[2][:30]
+    a = onnx2snn.activity(snn, x, 12, neurons="compiled")
+    b = onnx2snn.activity(snn, x, 12, neurons="onnx")
+    assert a == b
+
+
+def test_compiled_neurons_where_the_kernel_is_missing_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(kernel, "_library", lambda: "not built (test)")
+    snn = onnx2snn.convert(mlp(), np.ones((4, 8), np.float32))
+    assert onnx2snn.SNNSession(snn, form="step").neurons == "onnx"  # auto falls back
+    with pytest.raises(onnx2snn.ConfigError, match="not built"):
+        onnx2snn.SNNSession(snn, form="step", neurons="compiled")

@@ -55,8 +55,9 @@ def as_timesteps(value: object, name: str = "timesteps") -> int:
 
 
 def format_bytes(n: float) -> str:
-    """``n`` bytes for a message: '640 MB', '12.8 GB', '23 TB'."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    """``n`` bytes for a message, in binary units as ``--max-memory`` counts them: '640 MiB',
+    '12.8 GiB', '23 TiB'."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size:
             value = n / size
             return f"{value:.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"

@@ -35,7 +35,8 @@ def test_numbers_are_checked_by_name():
         as_float(float("nan"), "v")
     with pytest.raises(onnx2snn.ConfigError, match="at most 65,536"):
         as_timesteps(MAX_TIMESTEPS + 1)
-    assert format_bytes(12_800_000_000) == "12.8 GB" and format_bytes(640e6) == "640 MB"
+    assert format_bytes(64 << 20) == "64.0 MiB" and format_bytes(23 << 40) == "23.0 TiB"
+    assert format_bytes(900) == "900 bytes"
 
 
 def test_the_step_form_splits_batches_to_its_budget_with_the_same_outputs(snn):
@@ -63,7 +64,7 @@ def test_the_unrolled_form_honours_its_budget_or_refuses(snn):
 
 def test_per_step_outputs_that_cannot_fit_are_refused_before_the_run(snn):
     session = onnx2snn.SNNSession(snn, max_memory=1 << 20)
-    with pytest.raises(onnx2snn.ConfigError, match=r"outputs kept for every sample 2\.6 MB"):
+    with pytest.raises(onnx2snn.ConfigError, match=r"outputs kept for every sample 2\.5 MiB"):
         session.run(X, 4096, per_step=True)
     assert session.run(X, 4096).shape == (40, 4)  # the last step alone fits
 

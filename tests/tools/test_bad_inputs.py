@@ -125,8 +125,8 @@ CASES = [
     Case("unknown command", "frobnicate", 2, ("frobnicate",)),
     Case("unrolled Poisson", RUN + " --form unrolled --timesteps 4", 2, ("--form", "direct encoding")),
     # --- memory: refused before it starts, with the figure and the option --------------------
-    Case("per-step outputs over budget", RUN + " --per-step --timesteps 60000 --max-memory 1", 2, ("--max-memory", "MB", "--per-step")),
-    Case("unrolled over budget", RUN + " --form unrolled --timesteps 20000 --max-memory 1", 2, ("--max-memory", "MB", "--form step")),
+    Case("per-step outputs over budget", RUN + " --per-step --timesteps 60000 --max-memory 1", 2, ("--max-memory", "MiB", "--per-step")),
+    Case("unrolled over budget", RUN + " --form unrolled --timesteps 20000 --max-memory 1", 2, ("--max-memory", "MiB", "--form step")),
     # --- outputs ----------------------------------------------------------------------------------
     Case("-o is the input model", "convert {ann} -o {ann} --calibration {cal}", 2, ("-o/--output", "input")),
     Case("-o is the data", "run {snn} --data {test} -o {test}", 2, ("-o/--output", "input")),
@@ -173,7 +173,7 @@ CASES = [
     Case("wrong shape", "run {snn} --data {tmp}/d.npz -o {out}", 1, ("d.npz", "does not match model input 'x'"), npz("d.npz", x=np.ones((3, 5), np.float32))),
     Case("labels not integers", "eval {snn} --data {tmp}/d.npz", 1, ("d.npz", "labels"), npz("d.npz", x=RX, y=np.linspace(0, 1, 6))),
     Case("labels too few", "eval {snn} --data {tmp}/d.npz", 1, ("d.npz", "labels"), npz("d.npz", x=RX, y=np.arange(2))),
-    Case("npy claims 23 TiB", "run {snn} --data {tmp}/big.npy -o {out}", 1, ("big.npy", "header", "TB"), lambda tmp, f: bad.npy_claiming(tmp / "big.npy", (6_000_000, 1_000_000))),
+    Case("npy claims 23 TiB", "run {snn} --data {tmp}/big.npy -o {out}", 1, ("big.npy", "header", "TiB"), lambda tmp, f: bad.npy_claiming(tmp / "big.npy", (6_000_000, 1_000_000))),
     Case("npy cut short", "run {snn} --data {tmp}/cut.npy -o {out}", 1, ("cut.npy", "header"), lambda tmp, f: bad.npy_claiming(tmp / "cut.npy", (6, 8), data=b"\0" * 100)),
     Case("npz not a zip", "run {snn} --data {tmp}/d.npz -o {out}", 1, ("d.npz", "unreadable"), write("d.npz", "not a zip")),
     Case("IDX folder without files", "run {snn} --data {tmp}/idx -o {out}", 1, ("idx", "IDX"), folder("idx")),

@@ -124,6 +124,7 @@ def test_an_interrupted_write_leaves_the_output_whole_or_untouched(snn_files, tm
         assert np.load(out)["outputs"].shape == (16, 4)  # the rename went through whole
 
 
+@pytest.mark.slow  # three whole command-line conversions
 @pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
 def test_convert_interrupted_at_any_time_leaves_nothing_half_written(snn_files, tmp_path, delay):
     """SIGTERM at some moment of a whole conversion: the artifact is absent or loads."""

@@ -24,6 +24,7 @@ import onnx_graphsurgeon as gs
 from ..errors import ConfigError
 from ..neuron import Corrections, Neurons, start_membrane
 from ..passes import activation_nodes
+from . import levelwise
 from .simulate import simulate, simulation_subset
 from .statistics import channel_rows, stream_activations
 
@@ -34,14 +35,28 @@ CORRECTIONS = {
 }
 
 
-def _channel_mean(values) -> np.ndarray:
-    total, count = None, 0
-    for a in values:
+class _ChannelMean:
+    """A per-channel mean, streamed over arrays [n, C, ...] (float64 sums)."""
+
+    def __init__(self) -> None:
+        self.total: np.ndarray | None = None
+        self.count = 0
+
+    def add(self, a: np.ndarray) -> None:
         rows = channel_rows(a, True)
         s = rows.sum(axis=1, dtype=np.float64)
-        total = s if total is None else total + s
-        count += rows.shape[1]
-    return total / max(count, 1)
+        self.total = s if self.total is None else self.total + s
+        self.count += rows.shape[1]
+
+    def value(self) -> np.ndarray:
+        return self.total / max(self.count, 1)
+
+
+def _channel_mean(values) -> np.ndarray:
+    mean = _ChannelMean()
+    for a in values:
+        mean.add(a)
+    return mean.value()
 
 
 def _snn_mean(graph, thresholds, neurons, corrections, out: str, x: np.ndarray, batch_size: int) -> np.ndarray:
@@ -55,6 +70,20 @@ def check_corrections(kinds: Sequence[str]) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"unknown correction {', '.join(unknown)!r}: use {' and/or '.join(CORRECTIONS)}")
     return tuple(dict.fromkeys(kinds))
+
+
+def _ann_means(graph: gs.Graph, nodes: list[gs.Node], x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """Per activation node, its per-channel mean activation in the ANN: one pass for all."""
+    means = {node.name: _ChannelMean() for node in nodes}
+    for acts in stream_activations(graph, [node.outputs[0].name for node in nodes], x, batch_size):
+        for node in nodes:
+            means[node.name].add(acts[node.outputs[0].name])
+    return {name: mean.value() for name, mean in means.items()}
+
+
+def _shape(node: gs.Node) -> tuple[int, ...]:
+    """Per channel values broadcast over the layer: (C, 1, ..., 1)."""
+    return (-1,) + (1,) * max(len(node.outputs[0].shape or ()) - 2, 0)
 
 
 def correct_layers(
@@ -71,18 +100,45 @@ def correct_layers(
     if not kinds:
         return corrections
     x = simulation_subset(x, neurons.seed)
-    for node in activation_nodes(graph):
-        out = node.outputs[0].name
-        rank = len(node.outputs[0].shape or ())
-        shape = (-1,) + (1,) * max(rank - 2, 0)
-        ann_mean = _channel_mean(a[out] for a in stream_activations(graph, [out], x, batch_size))
+    nodes = activation_nodes(graph)
+    ann_mean = _ann_means(graph, nodes, x, batch_size)
+    if not levelwise.usable(graph):  # without the kernel: the network up to each layer, simulated again
+        for node in nodes:
+            out, shape = node.outputs[0].name, _shape(node)
+            if "bias" in kinds:
+                gap = ann_mean[node.name] - _snn_mean(graph, thresholds, neurons, corrections, out, x, batch_size)
+                corrections.current[node.name] = gap.reshape(shape).astype(np.float32)
+            if "potential" in kinds:
+                gap = ann_mean[node.name] - _snn_mean(graph, thresholds, neurons, corrections, out, x, batch_size)
+                v0 = start_membrane(thresholds[node.name], neurons.v_init) + np.float32(
+                    neurons.timesteps
+                ) * gap.reshape(shape)
+                corrections.membrane_init[node.name] = np.asarray(v0, np.float32)
+        return corrections
+    by_name = {node.name: node for node in nodes}
+    sim = levelwise.Levelwise(graph, neurons, x, batch_size, shifts="bias" in kinds)
+    for level in sim.levels:
+        settings = {
+            layer: levelwise.LayerSetting(thresholds[layer], sim.start(thresholds[layer]))
+            for layer in sim.layers_at(level)
+        }
         if "bias" in kinds:
-            gap = ann_mean - _snn_mean(graph, thresholds, neurons, corrections, out, x, batch_size)
-            corrections.current[node.name] = gap.reshape(shape).astype(np.float32)
+            for layer, gap in _gaps(sim, level, settings, ann_mean).items():
+                corrections.current[layer] = gap.reshape(_shape(by_name[layer])).astype(np.float32)
+            sim.set_shifts({layer: corrections.current[layer] for layer in settings})
         if "potential" in kinds:
-            gap = ann_mean - _snn_mean(graph, thresholds, neurons, corrections, out, x, batch_size)
-            v0 = start_membrane(thresholds[node.name], neurons.v_init) + np.float32(neurons.timesteps) * gap.reshape(
-                shape
-            )
-            corrections.membrane_init[node.name] = np.asarray(v0, np.float32)
+            for layer, gap in _gaps(sim, level, settings, ann_mean).items():
+                v0 = settings[layer].start + np.float32(neurons.timesteps) * gap.reshape(_shape(by_name[layer]))
+                corrections.membrane_init[layer] = settings[layer].start = np.asarray(v0, np.float32)
+        sim.fire(level, settings)
     return corrections
+
+
+def _gaps(sim, level: int, settings: dict, ann_mean: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per layer at ``level``: ANN mean minus SNN rate per channel, with the settings as they are."""
+    rates = {layer: _ChannelMean() for layer in settings}
+    for _, currents in sim.currents(level):
+        for layer, current in currents.items():
+            for step in sim.spikes(layer, current, settings[layer]):
+                rates[layer].add(step)
+    return {layer: ann_mean[layer] - rate.value() for layer, rate in rates.items()}

@@ -28,6 +28,10 @@ def _library() -> ctypes.CDLL | str:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan.restype = None
+    lib.pack_fired.argtypes = [ptr, ptr, i64]
+    lib.pack_fired.restype = None
+    lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
+    lib.unpack_spikes.restype = None
     return lib
 
 
@@ -103,3 +107,24 @@ class Stepper:
 
     def __call__(self) -> None:
         self._call(*self._args)
+
+
+def pack_fired(spikes: np.ndarray) -> np.ndarray:
+    """One bit per value of ``spikes``: whether it fired (> 0)."""
+    spikes = np.ascontiguousarray(spikes, dtype=np.float32)
+    bits = np.empty(-(-spikes.size // 8), np.uint8)
+    _loaded().pack_fired(spikes.ctypes.data, bits.ctypes.data, spikes.size)
+    return bits
+
+
+def unpack_spikes(bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarray) -> np.ndarray:
+    """Spikes [T, N, ...] of ``shape`` from ``pack_fired``'s bits: 0, or the threshold (a scalar
+    or one per channel, axis 1 of [N, ...]) where it fired."""
+    theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
+    rows, channels, inner, mode = _layout(tuple(shape[1:]), theta)
+    spikes = np.empty(shape, np.float32)
+    bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    _loaded().unpack_spikes(
+        bits.ctypes.data, spikes.ctypes.data, theta.ctypes.data, shape[0], rows, channels, inner, mode
+    )
+    return spikes

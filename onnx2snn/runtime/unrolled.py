@@ -109,7 +109,8 @@ def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> 
 class _Unroller:
     """Rewrites the step form's graph in place into the unrolled form (see ``unroll``)."""
 
-    def __init__(self, snn: SNNModel, timesteps: int):
+    def __init__(self, snn: SNNModel, timesteps: int, input_varies: bool = False):
+        """``input_varies``: the data input comes time-folded, [T*N, ...] (spike trains)."""
         self.snn = snn
         self.graph = gs.import_onnx(snn.proto)
         self.graph.functions = []
@@ -118,7 +119,7 @@ class _Unroller:
         self.b = _Builder(self.graph, timesteps)
         states = [layer["membrane"] for layer in snn.layers]
         states += [pool[k] for pool in snn.pools for k in ("accumulated", "pooled")]
-        self.varying = reached_from(self.graph, states)
+        self.varying = reached_from(self.graph, states + ([snn.input_name] if input_varies else []))
         self.folded: dict[str, gs.Tensor] = {}  # name of a [N, ...] tensor -> its [T*N, ...] version
         self.extra_inputs: list[gs.Tensor] = []
         self.extra_outputs: list[gs.Tensor] = []

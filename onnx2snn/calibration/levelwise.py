@@ -1,0 +1,250 @@
+"""The SNN built so far, simulated level by level: what Spike-Norm and the corrections measure,
+with each layer simulated once instead of the whole network before it once per layer.
+
+A layer's threshold (Spike-Norm) or correction depends on statistics of its input current over
+all calibration samples, with every layer before it already set. Re-simulating the network up
+to each layer costs the square of the depth. Here the network is cut open at its IF layers
+(runtime/cut.py) and run level by level (a level: the layers whose inputs are all set): a stage
+of onnxruntime turns the stored spikes of earlier levels into this level's input currents over
+all T steps at once ([T*n, ...] batches, chunk by chunk), the statistics are taken, the layers
+set, and the compiled kernel turns the currents into spikes, which are stored (as bits: a spike
+is 0 or its channel's threshold) for the levels after. Layers of one level do not feed each
+other, so setting them together is what going layer by layer in graph order does.
+
+Memory: the stored spikes of the levels still to be read (T bits per neuron and sample) plus one
+chunk's stage, sized to a budget; the number of samples is capped (simulate.SIMULATION_SAMPLES).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+
+from ..build import build_snn
+from ..graph import default_opset, export_model
+from ..neuron import Corrections, Neurons, start_membrane
+from ..passes import activation_nodes
+from ..runtime import kernel
+from ..runtime.cut import Cut, cut_at_neurons
+from ..runtime.providers import session_options
+
+DEFAULT_BUDGET = 2 << 30  # bytes for one chunk's stage
+
+
+@dataclass
+class LayerSetting:
+    """How an IF layer fires: its threshold and initial membrane."""
+
+    threshold: np.ndarray
+    start: np.ndarray
+
+
+def _channels(node: gs.Node) -> tuple[int, ...]:
+    """The shape of a per-channel value of an activation's output, (C, 1, ..., 1)."""
+    shape = node.outputs[0].shape or []
+    return (shape[1],) + (1,) * max(len(shape) - 2, 0) if len(shape) >= 2 else ()
+
+
+@dataclass
+class _Stage:
+    session: ort.InferenceSession
+    inputs: list[str]
+    outputs: list[str]
+
+
+@dataclass
+class _Bits:
+    """Stored spikes: one bit per neuron and step (a spike is 0 or its channel's threshold)."""
+
+    bits: np.ndarray
+    shape: tuple[int, ...]  # [T, n, ...]
+    threshold: np.ndarray
+
+    def spikes(self) -> np.ndarray:
+        return kernel.unpack_spikes(self.bits, self.shape, self.threshold)
+
+
+@dataclass
+class _Chunk:
+    start: int
+    x: np.ndarray
+    stored: dict[str, np.ndarray | _Bits] = field(default_factory=dict)  # what later stages read
+
+
+def usable(graph: gs.Graph) -> bool:
+    """Level-wise simulation runs the compiled kernel on batches of any size; without the kernel,
+    or for a model with a fixed batch, calibration simulates the network up to each layer."""
+    batch = (graph.inputs[0].shape or [None])[0]
+    return kernel.available() and not isinstance(batch, int)
+
+
+class Levelwise:
+    """The SNN of canonical ``graph`` with ``neurons``, simulated level by level on ``x``."""
+
+    def __init__(
+        self,
+        graph: gs.Graph,
+        neurons: Neurons,
+        x: np.ndarray,
+        batch_size: int,
+        shifts: bool = False,
+        budget: int = DEFAULT_BUDGET,
+    ):
+        """``shifts``: the layers get bias corrections (``set_shifts``), added to their input
+        currents inside the stages, as the artifact's Add nodes do it (onnxruntime folds such an
+        Add into the convolution before it: the same rounding as the artifact)."""
+        nodes = activation_nodes(graph)
+        placeholder = {n.name: np.float32(1.0) for n in nodes}  # thresholds live in the kernel calls
+        zeros = Corrections(current={n.name: np.zeros(_channels(n), np.float32) for n in nodes} if shifts else {})
+        snn = build_snn(graph, placeholder, neurons, zeros)
+        self.poisson = neurons.encoding == "poisson"
+        self.neurons = neurons
+        cut_graph, cuts, node_level = cut_at_neurons(snn, neurons.timesteps, input_varies=self.poisson)
+        self.cuts = {cut.layer["node"]: cut for cut in cuts}
+        self.input_name = snn.input_name
+        self.reset_to_zero = neurons.reset == "zero"
+        self._graph, self._node_level = cut_graph, node_level
+        self._opset = [onnx.helper.make_opsetid("", max(default_opset(snn.proto), 14))]
+        self._corrections = {layer["node"]: layer["current_correction"] for layer in snn.layers if shifts}
+        self.stages = {level: stage for level in sorted(set(node_level.values())) if (stage := self._stage(level))}
+        self.levels = sorted({cut.level for cut in cuts})
+        self.last_read = self._last_reads()
+        per_sample = self._per_sample_bytes(cut_graph, x)
+        size = max(1, min(batch_size, int(budget // max(per_sample, 1))))
+        if self.poisson:  # Poisson trains are drawn per batch of the session's size: keep its batches
+            size = batch_size
+        self.chunks = [_Chunk(start, x[start : start + size]) for start in range(0, len(x), size)]
+
+    def _stage(self, level: int) -> _Stage | None:
+        """The onnxruntime session of the nodes at ``level`` (None when nothing later reads them)."""
+        graph, node_level = self._graph, self._node_level
+        needed_at = {cut.current: cut.level - 1 for cut in self.cuts.values()}
+        nodes = [n for n in graph.nodes if node_level[n.name] == level]
+        produced = {t.name for n in nodes for t in n.outputs}
+        inputs = {
+            t.name: t
+            for n in nodes
+            for t in n.inputs
+            if isinstance(t, gs.Variable) and t.name and t.name not in produced
+        }
+        outputs = {
+            t.name: t
+            for n in nodes
+            for t in n.outputs
+            if needed_at.get(t.name) == level or any(node_level[r.name] > level for r in t.outputs)
+        }
+        if not outputs:
+            return None
+        for t in list(inputs.values()) + list(outputs.values()):
+            t.dtype = t.dtype or np.float32
+        model = export_model(
+            gs.Graph(nodes=nodes, inputs=list(inputs.values()), outputs=list(outputs.values())), self._opset
+        )
+        del model.graph.value_info[:]  # shapes say "N" where tensors hold T*N: onnxruntime infers them
+        session = ort.InferenceSession(
+            model.SerializeToString(), session_options(64), providers=["CPUExecutionProvider"]
+        )
+        return _Stage(session, list(inputs), list(outputs))
+
+    def set_shifts(self, shifts: dict[str, np.ndarray]) -> None:
+        """Bias corrections of layers (node -> per-channel shift) into the stages that compute
+        their input currents."""
+        nodes = {n.name: n for n in self._graph.nodes}
+        levels = set()
+        for layer, shift in shifts.items():
+            add = nodes[self._corrections[layer]]
+            constant = next(t for t in add.inputs if isinstance(t, gs.Constant))
+            constant.values = np.asarray(shift, np.float32).reshape(constant.values.shape)
+            levels.add(self._node_level[add.name])
+        for level in levels:
+            self.stages[level] = self._stage(level)
+
+    def _last_reads(self) -> dict[str, int]:
+        last: dict[str, int] = {}
+        for level, stage in self.stages.items():
+            for name in stage.inputs:
+                last[name] = max(last.get(name, -1), level)
+        return last
+
+    def _per_sample_bytes(self, graph: gs.Graph, x: np.ndarray) -> int:
+        """A conservative size of one sample's largest stage: every state-sized tensor over T
+        steps, four times (the stage's input, output and onnxruntime's working copies)."""
+        sizes = [
+            int(np.prod(t.shape[1:]))
+            for t in graph.tensors().values()
+            if t.shape and all(isinstance(d, int) for d in t.shape[1:])
+        ]
+        biggest = max(sizes + [int(np.prod(x.shape[1:]))])
+        return 4 * 4 * self.neurons.timesteps * biggest
+
+    def layers_at(self, level: int) -> list[str]:
+        return [name for name, cut in self.cuts.items() if cut.level == level]
+
+    def _input(self, chunk: _Chunk) -> np.ndarray:
+        if not self.poisson:
+            return chunk.x
+        # the spikes the step runtime draws for this batch (SNNSession._rng), all T steps at once
+        rng = np.random.default_rng([self.neurons.seed, chunk.start])
+        steps = [(rng.random(chunk.x.shape) < chunk.x).astype(np.float32) for _ in range(self.neurons.timesteps)]
+        return np.concatenate(steps)
+
+    def _value(self, chunk: _Chunk, name: str) -> np.ndarray:
+        if name == self.input_name:
+            return self._input(chunk)
+        value = chunk.stored[name]
+        return value.spikes() if isinstance(value, _Bits) else value
+
+    def currents(self, level: int) -> Iterator[tuple[_Chunk, dict[str, np.ndarray]]]:
+        """Chunk by chunk, the input currents of the layers at ``level``: [T, n, ...], or [n, ...]
+        for a current that is the same every step."""
+        names = self.layers_at(level)
+        stage = self.stages.get(level - 1)
+        for chunk in self.chunks:
+            values = {}
+            if stage is not None:
+                feeds = {name: self._value(chunk, name) for name in stage.inputs}
+                values = dict(zip(stage.outputs, stage.session.run(stage.outputs, feeds)))
+                for name in stage.outputs:
+                    if self.last_read.get(name, -1) >= level:
+                        chunk.stored[name] = values[name]  # read by a later stage
+            currents = {}
+            for layer in names:
+                current = self.cuts[layer].current
+                currents[layer] = values[current] if current in values else self._value(chunk, current)
+            yield chunk, currents
+
+    def steps(self, layer: str, current: np.ndarray) -> Iterator[np.ndarray]:
+        """A layer's input current step by step, [n, ...] each."""
+        if self.cuts[layer].constant:
+            for _ in range(self.neurons.timesteps):
+                yield current
+        else:
+            yield from current
+
+    def spikes(self, layer: str, current: np.ndarray, setting: LayerSetting) -> np.ndarray:
+        """The layer's spikes [T, n, ...] for ``current`` with ``setting``."""
+        cut = self.cuts[layer]
+        steps = self.neurons.timesteps if cut.constant else None
+        return kernel.if_scan(current, setting.threshold, setting.start, self.reset_to_zero, steps)
+
+    def fire(self, level: int, settings: dict[str, LayerSetting]) -> None:
+        """Set the layers at ``level``: their spikes, stored as bits for the levels after."""
+        for chunk, currents in self.currents(level):
+            for layer, current in currents.items():
+                spikes = self.spikes(layer, current, settings[layer])
+                theta = np.asarray(settings[layer].threshold, np.float32)
+                chunk.stored[self.cuts[layer].spikes] = _Bits(kernel.pack_fired(spikes), spikes.shape, theta)
+            for name in [n for n in chunk.stored if self.last_read.get(n, -1) < level]:
+                del chunk.stored[name]  # no stage after this level reads it
+
+    def start(self, threshold: np.ndarray) -> np.ndarray:
+        """Where a layer's membranes start without a potential correction."""
+        return start_membrane(threshold, self.neurons.v_init)
+
+
+__all__ = ["Cut", "LayerSetting", "Levelwise", "usable"]

@@ -138,3 +138,26 @@ def test_the_worst_cases_refuse_cleanly_under_a_capped_address_space(snn, tmp_pa
         words = {"per-step": "this process can still get", "unrolled": "--max-memory", "zip bomb": "of memory"}
         assert words.get(name, "--timesteps") in lines[0], (name, lines[0])
     assert not (tmp_path / "o.npz").exists() and not (tmp_path / "c.onnx").exists()
+
+
+def test_level_wise_calibration_falls_back_where_its_stored_spikes_would_not_fit(monkeypatch):
+    """Level-wise calibration stores T bits per neuron and sample: past its budget (a large T)
+    calibration simulates layer by layer instead, with the same thresholds and corrections."""
+    from onnx2snn.calibration import levelwise
+    from onnx2snn.calibration.shapes import resolve_shapes
+    from onnx2snn.graph import import_graph
+    from onnx2snn.neuron import Neurons
+    from onnx2snn.passes import canonicalize
+
+    graph = resolve_shapes(canonicalize(import_graph(mlp())), X[:3])
+    neurons = Neurons(timesteps=64)
+    need = 64 * 16 * len(X) // 8 + 4 * 4 * 64 * 16  # stored bits of the 16 neurons, one sample's stage
+    assert levelwise.fits(graph, neurons, X, budget=need)
+    assert not levelwise.fits(graph, neurons, X, budget=need - 1)
+    if not levelwise.usable(graph):
+        pytest.skip("the compiled kernel is not built here: calibration never takes the level-wise path")
+    level_wise = onnx2snn.convert(mlp(), X, "spike-norm", corrections=("bias", "potential"), timesteps=64)
+    monkeypatch.setattr(levelwise, "fits", lambda *args, **kwargs: False)
+    layer_by_layer = onnx2snn.convert(mlp(), X, "spike-norm", corrections=("bias", "potential"), timesteps=64)
+    for name in ("act1.threshold", "act1.current_shift", "act1.membrane_init"):
+        np.testing.assert_allclose(level_wise.initializer(name), layer_by_layer.initializer(name), rtol=1e-5, atol=1e-6)

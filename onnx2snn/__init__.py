@@ -4,7 +4,7 @@ Everything the command line uses is here; the layers underneath, bottom to top: 
 neuron, files, version; artifact, data; passes (rewrites); build; runtime; calibration;
 convert."""
 
-from .artifact import SNNModel, load, load_onnx
+from .artifact import SNNModel, is_artifact, load, load_onnx
 from .build import inline
 from .calibration import CORRECTIONS, METHODS, method_forms
 from .convert import (
@@ -27,14 +27,25 @@ from .errors import (
     DataError,
     ModelError,
     Onnx2SnnError,
+    OutputError,
 )
 from .export import from_torch
 from .files import save_json, save_npz, save_onnx
+from .limits import MAX_TIMESTEPS
 from .neuron import if_step
 from .passes import snn_to_ann as to_ann
 from .plot import plot_accuracy, plot_activity, plot_evaluations
 from .report import describe_calibration, describe_threshold, format_report, write_report
-from .runtime import SNNSession, activity, ann_session, format_activity, model_inputs, run_ann, unroll
+from .runtime import (
+    SNNSession,
+    activity,
+    ann_session,
+    format_activity,
+    model_inputs,
+    resolve_providers,
+    run_ann,
+    unroll,
+)
 from .version import __version__
 
 __all__ = [
@@ -49,9 +60,11 @@ __all__ = [
     "DEFAULT_TIMESTEPS",
     "DataError",
     "Dataset",
+    "MAX_TIMESTEPS",
     "METHODS",
     "ModelError",
     "Onnx2SnnError",
+    "OutputError",
     "PIPELINE",
     "Preprocessing",
     "SNNModel",
@@ -71,6 +84,7 @@ __all__ = [
     "from_torch",
     "if_step",
     "inline",
+    "is_artifact",
     "load",
     "load_data",
     "load_onnx",
@@ -79,6 +93,7 @@ __all__ = [
     "plot_accuracy",
     "plot_activity",
     "plot_evaluations",
+    "resolve_providers",
     "run_ann",
     "save_json",
     "save_npz",

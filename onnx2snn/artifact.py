@@ -43,6 +43,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .checks import check_graph, check_metadata, check_nodes, check_opset, check_tensors, check_text
 from .errors import ModelError
 from .files import save_onnx
 from .graph import default_opset
@@ -52,6 +53,20 @@ from .version import __version__
 METADATA_KEY = "onnx2snn"
 FORMAT = 3
 DEFAULT_BATCH = "N"  # the batch symbol where the ANN's input had none
+# metadata an artifact may leave out, and what it means then
+OPTIONAL: dict[str, Any] = {
+    "format": 1,
+    "version": "unknown",
+    "pools": [],
+    "output_activations": {},
+    "decode": "mean",
+    "encoding": "direct",
+    "reset": "subtract",
+    "v_init": DEFAULT_V_INIT,
+    "calibration": {"method": "unknown", "per_channel": False, "corrections": [], "samples": None},
+    "preprocessing": {},
+    "report": [],
+}
 
 
 @dataclass(frozen=True)
@@ -67,17 +82,30 @@ class State:
 def load_onnx(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
     """An ONNX model from a ModelProto or a file, with a ModelError naming the file if not."""
     if isinstance(model, onnx.ModelProto):
+        check_text(model, "model")
+        check_opset(model, "model")
+        check_graph(model.graph, "model")
+        check_nodes(model, "model")
+        check_tensors(model, "model")
         return model
     path = Path(model)
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder, not a model file")
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from e
+        first = next((line for line in str(e).splitlines() if line.strip()), "")[:120]
+        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}: {first})") from e
     if not proto.graph.node and not proto.graph.input:
         raise ModelError(f"{path}: not an ONNX model (no graph)")
+    check_text(proto, str(path))
+    check_opset(proto, str(path))
+    check_graph(proto.graph, str(path))
+    check_nodes(proto, str(path))
     _load_external_data(proto, path)
+    check_tensors(proto, str(path))
     return proto
 
 
@@ -170,16 +198,26 @@ def head_metadata(model: onnx.ModelProto | None, ann_outputs: list[str]) -> dict
 
 def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
     """Format 1 -> 2: name the correction and pool nodes that format 1 found by convention.
-    Format 2 -> 3: a list of ``inputs`` (see ``_upgrade_graph`` for the rest)."""
-    if metadata.get("format", 0) < 2:
-        for layer in metadata.get("layers", []):
+    Format 2 -> 3: a list of ``inputs`` (see ``_upgrade_graph`` for the rest). Whatever is
+    malformed is left as it is, for check_metadata to name."""
+    fmt = metadata.get("format")
+    fmt = OPTIONAL["format"] if fmt is None else fmt
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt >= FORMAT:
+        return metadata
+
+    def entries(key: str) -> list[dict]:
+        found = metadata.get(key)
+        return [e for e in found if isinstance(e, dict) and "node" in e] if isinstance(found, list) else []
+
+    if fmt < 2:
+        for layer in entries("layers"):
             if layer.get("current_shift"):
                 layer.setdefault("current_correction", f"{layer['node']}.current_correction")
-        for pool in metadata.get("pools", []):
+        for pool in entries("pools"):
             pool.setdefault("accumulate", f"{pool['node']}.accumulate")
             pool.setdefault("difference", f"{pool['node']}.difference")
-    if metadata.get("format", 0) < 3 and "input" in metadata:
-        metadata["inputs"] = [{**metadata.pop("input"), "encoding": metadata.get("encoding", "direct")}]
+    if "inputs" not in metadata and isinstance(metadata.get("input"), dict):
+        metadata["inputs"] = [{**metadata.pop("input"), "encoding": metadata.get("encoding") or "direct"}]
     return metadata
 
 
@@ -227,13 +265,20 @@ class SNNModel:
             raise ModelError(f"{self._name}: not an onnx2snn artifact (no '{METADATA_KEY}' metadata)")
         try:
             metadata = json.loads(entry)
-        except json.JSONDecodeError as e:
-            raise ModelError(f"{self._name}: corrupt onnx2snn metadata ({e})") from e
-        if metadata.get("format", 0) > FORMAT:
-            raise ModelError(f"{self._name}: artifact format {metadata['format']} is newer than this onnx2snn")
-        old = metadata.get("format", 0) < FORMAT
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ModelError(f"{self._name}: corrupt onnx2snn metadata (not JSON: {e})") from e
+        if not isinstance(metadata, dict):
+            kind = type(metadata).__name__
+            raise ModelError(f"{self._name}: corrupt onnx2snn metadata: must be a JSON object, got a {kind}")
+        fmt = metadata.get("format", 0)
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
+            raise ModelError(f"{self._name}: artifact format {fmt} is newer than this onnx2snn")
         self.metadata: dict[str, Any] = _upgrade(metadata)
-        if old:
+        check_metadata(self.metadata, proto, self._name)  # every name it holds is in the graph
+        for key, value in OPTIONAL.items():  # what an older or hand-made artifact leaves out
+            if self.metadata.get(key) is None:
+                self.metadata[key] = json.loads(json.dumps(value))
+        if self.metadata["format"] < FORMAT:
             self.proto = _upgrade_graph(proto, self.metadata)
 
     @property
@@ -408,6 +453,12 @@ class SNNModel:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the artifact; past protobuf's 2 GB limit the weights go to ``<name>.data`` beside it."""
         return save_onnx(self.proto, path)
+
+
+def is_artifact(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` claims to be an onnx2snn artifact (it holds onnx2snn metadata, whole or
+    not: ``load`` says what is wrong with it)."""
+    return any(p.key == METADATA_KEY for p in model.metadata_props)
 
 
 def load(path: str | os.PathLike | onnx.ModelProto) -> SNNModel:

@@ -114,7 +114,7 @@ def package(
     if check:
         try:
             onnx.checker.check_model(proto, full_check=True)
-        except onnx.checker.ValidationError as e:
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             raise ConversionError(f"the converted model fails the ONNX checker: {str(e).splitlines()[0]}") from e
     return SNNModel(proto)
 
@@ -148,6 +148,6 @@ def inline(snn: SNNModel, check: bool = True) -> SNNModel:
     if check:
         try:
             onnx.checker.check_model(proto, full_check=True)
-        except onnx.checker.ValidationError as e:
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             raise ConversionError(f"the inlined model fails the ONNX checker: {str(e).splitlines()[0]}") from e
     return SNNModel(proto, snn.source)

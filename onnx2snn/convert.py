@@ -19,8 +19,9 @@ reports instead of refusing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -34,6 +35,7 @@ from .calibration import PROBE, Method, calibrate, check_corrections, correct_la
 from .data import Dataset, Inputs, as_dataset, check_inputs, num_samples, take
 from .errors import CalibrationError, ConfigError, ConversionError, DataError
 from .graph import MIN_OPSET, default_opset, import_graph, shape_of
+from .limits import as_float, as_int, as_timesteps
 from .neuron import DEFAULT_V_INIT, Corrections, Neurons
 from .passes import (
     CANONICALIZE,
@@ -84,22 +86,52 @@ class ConvertOptions:
         outputs: Sequence[str] | None = None,
     ) -> ConvertOptions:
         """The options of ``convert`` (see there), or a ConfigError naming the bad one."""
-        per_input = tuple(sorted(encoding.items())) if isinstance(encoding, dict) else ()
-        default = "direct" if isinstance(encoding, dict) else encoding
+        with _option("method"):
+            method = parse_method(method)
+        if isinstance(corrections, str):
+            corrections = [c for c in corrections.split(",") if c]
+        with _option("corrections"):
+            corrections = check_corrections(corrections)
+        timesteps = as_timesteps(timesteps)
+        v_init = as_float(v_init, "v_init")
+        seed = as_int(seed, "seed", minimum=0)
+        if isinstance(encoding, dict):  # by data input; those not named are direct
+            if not all(isinstance(name, str) for name in encoding):
+                raise ConfigError(f"encoding must name data inputs, got {encoding!r}", option="encoding")
+            per_input, default = tuple(sorted(encoding.items())), "direct"
+        else:
+            per_input, default = (), encoding
+        each = {"reset": {"reset": reset}, "v_init": {"v_init": v_init}}
+        each["encoding"] = {"encoding": default, "input_encodings": per_input}
+        for name, fields in each.items():
+            with _option(name):
+                Neurons(**fields)
         neurons = Neurons(reset, v_init, timesteps, default, seed, input_encodings=per_input)
-        if calibration_samples is not None and calibration_samples <= 0:
-            raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        if calibration_samples is not None:
+            calibration_samples = as_int(calibration_samples, "calibration_samples")
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        if outputs is not None and not all(isinstance(o, str) for o in outputs):
+            raise ConfigError(f"outputs must be output names, got {outputs!r}", option="outputs")
         return cls(
-            method=parse_method(method),
+            method=method,
             per_channel=bool(per_channel),
-            corrections=check_corrections(corrections),
+            corrections=corrections,
             neurons=neurons,
             calibration_samples=calibration_samples,
-            batch_size=batch_size,
+            batch_size=as_int(batch_size, "batch_size"),
             outputs=tuple(outputs) if outputs else None,
         )
+
+
+@contextlib.contextmanager
+def _option(name: str) -> Iterator[None]:
+    """Name the option a ConfigError raised inside the block is about."""
+    try:
+        yield
+    except ConfigError as e:
+        e.option = e.option or name
+        raise
 
 
 @dataclass

@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import struct
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
+from .limits import available_memory, format_bytes
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
@@ -50,9 +53,29 @@ class Preprocessing:
     std: list[float] | None = None
     layout: str = "nchw"  # layout the model expects
 
+    def __post_init__(self) -> None:
+        if self.scale is not None and not (isinstance(self.scale, (int, float, np.number)) and np.isfinite(self.scale)):
+            raise ConfigError(f"scale must be a finite number, got {self.scale!r}", option="scale")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            try:
+                array = np.asarray(values, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} must be numbers, got {values!r}", option=name) from None
+            if array.size == 0 or not np.all(np.isfinite(array)):
+                raise ConfigError(f"{name} must be finite numbers, got {values!r}", option=name)
+            if name == "std" and np.any(array == 0):
+                raise ConfigError("std must not be zero", option="std")
+            setattr(self, name, [float(v) for v in array])
+        if self.layout not in ("nchw", "nhwc"):
+            raise ConfigError(f"layout must be nchw or nhwc, got {self.layout!r}", option="layout")
+
     def apply(self, x: np.ndarray) -> np.ndarray:
         scale = self.scale if self.scale is not None else (1 / 255 if x.dtype == np.uint8 else 1.0)
-        out = x.astype(np.float32) * np.float32(scale)
+        with np.errstate(over="ignore", invalid="ignore"):  # values past float32 are refused as infinite
+            out = x.astype(np.float32) * np.float32(scale)
         if self.mean is not None or self.std is not None:
             if out.ndim < 2:
                 raise DataError("mean/std need a channel axis")
@@ -77,7 +100,12 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Preprocessing:
-        return cls(**d) if d else cls()
+        if not d:
+            return cls()
+        unknown = sorted(set(d) - {"scale", "mean", "std", "layout"})
+        if unknown:
+            raise ConfigError(f"preprocessing has no field {unknown[0]!r} (scale, mean, std, layout)")
+        return cls(**d)
 
 
 # model inputs: one array, or one per data input (by name) for a model with several
@@ -126,8 +154,10 @@ def as_dataset(data: Dataset | Inputs | str | os.PathLike, labels: np.ndarray | 
     name), or a spec (train split)."""
     if isinstance(data, Dataset):
         return data
-    if isinstance(data, (np.ndarray, dict)):
-        return _validated(Dataset(data, labels, "array" if isinstance(data, np.ndarray) else "arrays"))
+    if isinstance(data, (np.ndarray, list, tuple, dict)):
+        return _validated(Dataset(data, labels, "arrays" if isinstance(data, dict) else "array"))
+    if not isinstance(data, (str, os.PathLike)):
+        raise DataError(f"expected an array, a Dataset or a data spec, got a {type(data).__name__}")
     return load_data(data, split="train")
 
 
@@ -145,6 +175,8 @@ def _split_spec(spec: str, default_split: str) -> tuple[str, str | None, str]:
 
 def load_data(spec: str | os.PathLike, split: str = "test", preprocessing: Preprocessing | None = None) -> Dataset:
     """Load a data set from a spec (see the module docstring); ``split`` is the default split."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise DataError(f"a data spec is a string or a path, got a {type(spec).__name__}")
     prep = preprocessing or Preprocessing()
     text = str(spec)
     name, folder, chosen = _split_spec(text, split)
@@ -177,64 +209,129 @@ def load_data(spec: str | os.PathLike, split: str = "test", preprocessing: Prepr
 
 
 def _finish(x: Inputs, y: np.ndarray | None, source: str, prep: Preprocessing) -> Dataset:
-    arrays = x if isinstance(x, dict) else {"x": x}
-    for name, a in arrays.items():
-        if a.dtype.kind not in "fiub":
-            raise DataError(
-                f"{source}: inputs{'' if name == 'x' else f' {name!r}'} must be numeric, got dtype {a.dtype}"
-            )
-    ready = {k: prep.apply(a) if len(a) else a for k, a in arrays.items()}
-    return _validated(Dataset(ready if isinstance(x, dict) else ready["x"], y, source, prep))
+    if isinstance(x, dict):
+        for name, a in x.items():
+            _check_array(a, source, name)
+        return _validated(Dataset({name: prep.apply(a) for name, a in x.items()}, y, source, prep))
+    _check_array(x, source)
+    return _validated(Dataset(prep.apply(x), y, source, prep))
+
+
+def _check_array(x: np.ndarray, source: str, name: str | None = None) -> None:
+    """Numeric, with a batch axis and at least one sample (``name``: the input, of several)."""
+    what = f"{source}: inputs" + (f" {name!r}" if name is not None else "")
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{what} must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise DataError(f"{what} must have a batch axis and at least one more, got shape {x.shape}")
+    if len(x) == 0:
+        raise DataError(f"{source}: no samples" + (f" in input {name!r}" if name is not None else ""))
+
+
+def _require(nbytes: int, source: str) -> None:
+    """A DataError when loading ``nbytes`` (and their float32 copy) cannot fit in memory."""
+    left = available_memory()
+    if left is not None and nbytes > left:
+        raise DataError(f"{source}: needs about {format_bytes(nbytes)} of memory, {format_bytes(left)} are free")
 
 
 # --- numpy files ----------------------------------------------------------------------
+def _npy_header(f: IO[bytes], size: int, source: str) -> None:
+    """Read an .npy header from ``f`` (``size`` bytes in all) and refuse, before any data is
+    read, an array the file cannot hold, one of Python objects, or one too large for memory."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise DataError(f"{source}: .npy format version {version[0]}.{version[1]} is not read here (1.0, 2.0)")
+    if dtype.hasobject:
+        raise DataError(f"{source}: holds Python objects, which are not loaded (only numeric arrays)")
+    needed = math.prod(shape) * dtype.itemsize
+    held = size - f.tell()
+    if needed != held:
+        raise DataError(
+            f"{source}: its header says shape {list(shape)} of {dtype} ({format_bytes(needed)}), the file holds "
+            f"{format_bytes(held)} of data"
+        )
+    _require(needed + math.prod(shape) * 4, source)
+
+
 def _np_load(path: Path) -> np.ndarray:
     try:
+        with open(path, "rb") as f:
+            _npy_header(f, path.stat().st_size, str(path))
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from e
+    except DataError:
+        raise
+    except Exception as e:  # a corrupt file fails in many ways; none of them is ours
+        raise DataError(f"{path}: unreadable as .npy ({type(e).__name__}: {_first_line(e)})") from e
 
 
 def _load_npz(path: Path) -> tuple[Inputs, np.ndarray | None]:
     """``x`` [and ``y``]; or, for several data inputs, every array but ``y`` by name
     (``x_<name>`` or ``<name>``, matched to the model's inputs by ``check_inputs``)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            y = archive["y"] if "y" in archive.files else None
-            if "x" in archive.files:
-                return archive["x"], y
-            arrays = {name: archive[name] for name in archive.files if name != "y"}
+        with zipfile.ZipFile(path) as archive:  # the headers of the arrays read below, first
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            read = ("x", "y") if "x" in members else members
+            for key in read:
+                info = members.get(key)
+                if info is not None:
+                    with archive.open(info) as f:
+                        _npy_header(f, info.file_size, f"{path}['{key}']")
+        with np.load(path, allow_pickle=False) as npz:
+            y = npz["y"] if "y" in npz.files else None
+            if "x" in npz.files:
+                return npz["x"], y
+            arrays = {name: npz[name] for name in npz.files if name != "y"}
             if not arrays:
-                raise DataError(f"{path}: no array 'x' (found: {', '.join(archive.files) or 'none'})")
+                raise DataError(f"{path}: no array 'x' (found: {', '.join(npz.files) or 'none'})")
             return arrays, y
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from e
+    except DataError:
+        raise
+    except Exception as e:  # a corrupt file fails in many ways; none of them is ours
+        raise DataError(f"{path}: unreadable as .npz ({type(e).__name__}: {_first_line(e)})") from e
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line for line in str(error).splitlines() if line.strip()), "")[:160]
 
 
 # --- IDX (MNIST format) ---------------------------------------------------------------
 def read_idx(path: Path) -> np.ndarray:
-    """One IDX file of unsigned bytes (magic 0x0000 08 <ndim>), gzipped or not."""
+    """One IDX file of unsigned bytes (magic 0x0000 08 <ndim>), gzipped or not; the header is
+    read first, so a file that cannot hold what it claims is refused before its data is read."""
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"{path}: unreadable ({e})") from e
-    if len(raw) < 4:
-        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes)")
-    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {raw[:4].hex()})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims))
-    if len(raw) - header != expected:
-        raise DataError(
-            f"{path}: IDX header says {expected} bytes of data for shape {list(dims)}, found {len(raw) - header}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            f = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            head = f.read(4)
+            if len(head) < 4:
+                raise DataError(f"{path}: truncated IDX file ({len(head)} bytes)")
+            zero, dtype, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
+                raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {head.hex()})")
+            header = f.read(4 * ndim)
+            if len(header) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = struct.unpack(f">{ndim}I", header)
+            expected = math.prod(dims)
+            _require(expected * 5, str(path))
+            data = f.read(expected)
+            found = len(data) + len(f.read(1 << 20))  # anything after the data makes it a different file
+            if found != expected:
+                more = "or more " if found > len(data) else ""
+                raise DataError(
+                    f"{path}: IDX header says {expected} bytes of data for shape {list(dims)}, found {more}{found}"
+                )
+    except zlib.error as e:
+        raise DataError(f"{path}: unreadable (corrupt gzip data: {_first_line(e)})") from e
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: unreadable ({type(e).__name__}: {_first_line(e)})") from e
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _find_idx(folder: Path, split: str, kind: str) -> Path:
@@ -282,18 +379,21 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
+        _require(3 * path.stat().st_size, str(path))
         batch = _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, OSError) as e:
-        raise DataError(f"{path}: not a CIFAR-10 batch ({e})") from e
+    except DataError:
+        raise
+    except Exception as e:  # an untrusted pickle fails in many ways; none of them is ours
+        raise DataError(f"{path}: not a CIFAR-10 batch ({type(e).__name__}: {_first_line(e)})") from e
     if not isinstance(batch, dict):
         raise DataError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, expected a dict)")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    batch = {k.decode(errors="replace") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data, labels = batch.get("data"), batch.get("labels")
     if isinstance(data, (bytes, bytearray)):
         data = np.frombuffer(data, np.uint8)
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072:
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072 or data.size == 0:
         raise DataError(f"{path}: 'data' must hold uint8 images of 3x32x32")
-    if not isinstance(labels, list) or not all(isinstance(v, int) for v in labels):
+    if not isinstance(labels, list) or not all(isinstance(v, int) and 0 <= v < 2**63 for v in labels):
         raise DataError(f"{path}: 'labels' must be a list of integers")
     images = data.reshape(-1, 3, 32, 32)
     if len(images) != len(labels):
@@ -328,18 +428,15 @@ def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- shared checks ----------------------------------------------------------------------
-def _validated_array(x: np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise DataError(f"{what} must be numeric, got dtype {x.dtype}")
-    if x.ndim < 2:
-        raise DataError(f"{what} must have a batch axis and at least one more, got shape {x.shape}")
-    if len(x) == 0:
-        raise DataError(f"{what}: no samples")
+def _validated_array(x: Any, source: str, name: str | None = None) -> np.ndarray:
+    """``x`` as a float32 array: numeric, finite, with a batch axis and at least one sample."""
+    try:
+        x = np.asarray(x)
+    except ValueError as e:  # ragged nested lists
+        raise DataError(f"{source}: not a rectangular array of numbers ({e})") from None
+    _check_array(x, source, name)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-    if bad:
-        raise DataError(f"{what} contain {bad} NaN or infinite values")
+    _check_finite(x, source, name)
     return x
 
 
@@ -347,12 +444,12 @@ def _validated(ds: Dataset) -> Dataset:
     if isinstance(ds.x, dict):
         if not ds.x:
             raise DataError(f"{ds.source}: no inputs")
-        x: Inputs = {k: _validated_array(v, f"{ds.source}: inputs {k!r}") for k, v in ds.x.items()}
+        x: Inputs = {k: _validated_array(v, ds.source, k) for k, v in ds.x.items()}
         sizes = {k: len(v) for k, v in x.items()}
         if len(set(sizes.values())) > 1:
             raise DataError(f"{ds.source}: the inputs hold different numbers of samples ({sizes})")
     else:
-        x = _validated_array(ds.x, f"{ds.source}: inputs")
+        x = _validated_array(ds.x, ds.source)
     n = num_samples(x)
     y = ds.y
     if y is not None:
@@ -370,14 +467,31 @@ def fit_input(x: np.ndarray, shape: Sequence[int | None]) -> np.ndarray:
     return x
 
 
+def _check_finite(x: np.ndarray, source: str, name: str | None = None) -> None:
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        what = f"{source}: inputs" + (f" {name!r}" if name is not None else "")
+        raise DataError(f"{what} contain {bad} NaN or infinite values")
+
+
 def check_input(x: np.ndarray, shape: Sequence[int | None], name: str, source: str = "input") -> np.ndarray:
-    """``x`` as float32, or a DataError if its shape does not fit the model input ``shape``
-    (``None`` marks a free dimension)."""
-    x = fit_input(np.asarray(x), shape)
+    """``x`` as float32, or a DataError if it is not a numeric array of finite values whose
+    shape fits the model input ``shape`` (``None`` marks a free dimension) with at least one
+    sample."""
+    try:
+        x = fit_input(np.asarray(x), shape)
+    except ValueError as e:  # ragged nested lists
+        raise DataError(f"{source}: not a rectangular array of numbers ({e})") from None
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{source}: inputs must be numeric, got dtype {x.dtype}")
     expected = "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
     if x.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape[1:], x.shape[1:])):
         raise DataError(f"{source}: shape {list(x.shape)} does not match model input '{name}' of shape {expected}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) == 0:
+        raise DataError(f"{source}: no samples")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    _check_finite(x, source)
+    return x
 
 
 def check_inputs(
@@ -399,7 +513,7 @@ def check_inputs(
     for name, shape in specs:
         key = name if name in x else f"x_{name}" if f"x_{name}" in x else None
         if key is None:
-            found = ", ".join(x) or "none"
+            found = ", ".join(map(str, x)) or "none"
             raise DataError(f"{source}: no array for model input '{name}' (as '{name}' or 'x_{name}'; found: {found})")
         out[name] = check_input(x[key], shape, name, source)
     sizes = {name: len(a) for name, a in out.items()}

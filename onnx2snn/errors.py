@@ -34,4 +34,15 @@ class ModelError(Onnx2SnnError):
 
 
 class ConfigError(Onnx2SnnError, ValueError):
-    """A parameter is out of range (timesteps <= 0, unknown method, ...)."""
+    """A parameter is out of range (timesteps <= 0, unknown method, a memory budget too small
+    for the run asked, ...). ``option``: the parameter's name (``v_init``), where known; the
+    command line names its flag (``--v-init``) and exits with 2, as for any bad argument."""
+
+    def __init__(self, message: str, option: str | None = None):
+        self.option = option
+        super().__init__(message)
+
+
+class OutputError(Onnx2SnnError, OSError):
+    """A result cannot be written (a read-only folder, a folder where a file should go, the
+    input named as the output, a full disk): names the file and why. Nothing is left behind."""

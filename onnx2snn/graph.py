@@ -10,8 +10,11 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.logger import G_LOGGER
 
-# graph surgery reports its own trouble through our errors; its chatter stays quiet
-G_LOGGER.severity = G_LOGGER.ERROR
+from .errors import ModelError
+
+# graph surgery reports its own trouble through our errors; its chatter stays quiet (its
+# critical messages too: they come back as exceptions)
+G_LOGGER.severity = G_LOGGER.CRITICAL + 1
 
 # onnxruntime reads models up to this IR version; onnx writes newer ones by default.
 IR_VERSION = 10
@@ -19,7 +22,11 @@ MIN_OPSET = 13
 
 
 def import_graph(model: onnx.ModelProto) -> gs.Graph:
-    return gs.import_onnx(model)
+    """``model`` as a graphsurgeon Graph, or a ModelError saying why it cannot be one."""
+    try:
+        return gs.import_onnx(model)
+    except Exception as e:  # graphsurgeon raises its own exception, KeyError, ValueError, ...
+        raise ModelError(f"the model's graph cannot be read ({type(e).__name__}: {e})") from e
 
 
 def export_model(graph: gs.Graph, opset_imports: Iterable[onnx.OperatorSetIdProto] | None = None) -> onnx.ModelProto:

@@ -103,12 +103,19 @@ def initial_membrane(
 ALPHA = float(np.finfo(np.float32).max)
 
 
-def body_nodes(reset: str | None) -> list[onnx.NodeProto]:
+def body_nodes(reset: str | None, opset: int | None = None) -> list[onnx.NodeProto]:
     """Nodes of the function body. ``reset=None`` reads the node's attribute (the generic
     body kept in artifacts: plain comparison and cast, portable to any runtime); "subtract"
     or "zero" gives the shorter body for one mode, which sessions swap in (and the unrolled
-    form scans). Formal names: inputs x, membrane, threshold; outputs spikes, membrane_next."""
+    form scans). Formal names: inputs x, membrane, threshold; outputs spikes, membrane_next.
+    ``opset``: the model's; below 15 (no CastLike) the generic body casts to float32."""
     n = helper.make_node
+
+    def cast_like(value: str, like: str, out: str) -> onnx.NodeProto:
+        if opset is not None and opset < 15:
+            return n("Cast", [value], [out], to=onnx.TensorProto.FLOAT)
+        return n("CastLike", [value, like], [out])
+
     if reset is not None:
         nodes = [
             n("Add", ["membrane", "x"], ["v"]),
@@ -120,7 +127,7 @@ def body_nodes(reset: str | None) -> list[onnx.NodeProto]:
         nodes = [
             n("Add", ["membrane", "x"], ["v"]),
             n("GreaterOrEqual", ["v", "threshold"], ["fired_bool"]),
-            n("CastLike", ["fired_bool", "v"], ["fired"]),
+            cast_like("fired_bool", "v", "fired"),
             n("Mul", ["fired", "threshold"], ["spikes"]),
         ]
     if reset == "subtract":
@@ -137,7 +144,7 @@ def body_nodes(reset: str | None) -> list[onnx.NodeProto]:
     const_r.attribute.append(r)
     return nodes + [
         const_r,
-        n("CastLike", ["r_int", "v"], ["r"]),
+        cast_like("r_int", "v", "r"),
         n("Mul", ["fired", "r"], ["zeroed"]),
         n("Mul", ["zeroed", "v"], ["v_zeroed"]),
         n("Sub", ["fired", "zeroed"], ["subtracted"]),
@@ -176,7 +183,7 @@ def if_function(opset: int, reset: str | None = None) -> onnx.FunctionProto:
         OP_TYPE,
         inputs=["x", "membrane", "threshold"],
         outputs=["spikes", "membrane_next"],
-        nodes=body_nodes(reset),
+        nodes=body_nodes(reset, opset),
         opset_imports=[helper.make_opsetid("", opset)],
         attributes=[],
         doc_string=__doc__.split("\n\n")[1] if __doc__ else "",

@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent / "onnx2snn"
 # bottom to top; a module may import its own layer and those below it
 LAYERS = [
-    {"errors", "version", "graph", "files", "neuron"},
-    {"artifact", "data", "export", "demo", "report", "plot"},
+    {"errors", "version", "graph", "files", "neuron", "limits"},
+    {"artifact", "checks", "data", "export", "demo", "report", "plot"},
     {"passes"},
     {"build"},
     {"runtime"},

@@ -103,7 +103,7 @@ def correct_layers(
     x = simulation_subset(x, neurons.seed)
     nodes = activation_nodes(graph)
     ann_mean = _ann_means(graph, nodes, x, batch_size)
-    if not levelwise.usable(graph):  # without the kernel: the network up to each layer, simulated again
+    if not (levelwise.usable(graph) and levelwise.fits(graph, neurons, x)):  # the network up to each layer
         for node in nodes:
             out, shape = node.outputs[0].name, _shape(node)
             if "bias" in kinds:

@@ -28,6 +28,7 @@ import onnxruntime as ort
 from ..build import build_snn
 from ..data import Inputs, num_samples
 from ..graph import default_opset, export_model
+from ..limits import available_memory
 from ..neuron import Corrections, Neurons, start_membrane
 from ..passes import activation_nodes
 from ..runtime import kernel
@@ -82,6 +83,23 @@ def usable(graph: gs.Graph) -> bool:
     or for a model with a fixed batch, calibration simulates the network up to each layer."""
     batch = (graph.inputs[0].shape or [None])[0]
     return kernel.available() and not isinstance(batch, int)
+
+
+def fits(graph: gs.Graph, neurons: Neurons, x: Inputs, budget: int = DEFAULT_BUDGET) -> bool:
+    """Whether level-wise simulation of ``x`` fits in ``budget`` bytes and in what the process
+    can still get: the spikes it stores (at most T bits per neuron and sample) and one sample's
+    largest stage. Where not (a large T: 512 on the reference CNN), calibration simulates the
+    network up to each layer instead, batch by batch: slower, but its memory does not grow
+    with T or with the number of samples."""
+    arrays = list(x.values()) if isinstance(x, dict) else [x]
+    sizes = [sum(int(np.prod(a.shape[1:])) for a in arrays)]  # the data inputs of one sample
+    for node in activation_nodes(graph):
+        shape = node.outputs[0].shape or []
+        sizes.append(int(np.prod(shape[1:])) if all(isinstance(d, int) for d in shape[1:]) else sizes[0])
+    stage = 4 * 4 * neurons.timesteps * max(sizes)
+    stored = neurons.timesteps * sum(sizes[1:]) * num_samples(x) // 8
+    left = available_memory()
+    return stored + stage <= min(budget, left if left is not None else budget)
 
 
 class Levelwise:

@@ -72,7 +72,7 @@ def spike_norm_thresholds(
     x = simulation_subset(x, neurons.seed)
     nodes = {node.name: node for node in activation_nodes(graph)}
     values: dict[str, np.ndarray] = {}
-    if levelwise.usable(graph):  # each layer simulated once, level by level
+    if levelwise.usable(graph) and levelwise.fits(graph, neurons, x):  # each layer simulated once, level by level
         sim = levelwise.Levelwise(graph, neurons, x, batch_size)
         for level in sim.levels:
             peaks = {layer: _Peak(per_channel, percentile) for layer in sim.layers_at(level)}

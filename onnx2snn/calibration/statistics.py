@@ -12,6 +12,7 @@ import onnx_graphsurgeon as gs
 from ..data import Inputs, check_inputs
 from ..errors import CalibrationError
 from ..graph import export_model, shape_of
+from ..runtime.engine import inference_session, onnxruntime_errors
 from ..runtime.inputs import batches
 
 BINS = 4096
@@ -41,12 +42,14 @@ def stream_activations(
     # basic optimizations only: the extended ones fuse Conv+Relu and hide activations
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = inference_session(model, options, ["CPUExecutionProvider"], "the ANN")
     feeds = check_inputs(x, [(t.name, shape_of(t)) for t in graph.inputs])
     inp = session.get_inputs()[0]
     static = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
     for batch, n in batches(feeds, batch_size, static):
-        yield {name: value[:n] for name, value in zip(names, session.run(names, batch))}
+        with onnxruntime_errors("the ANN"):
+            values = session.run(names, batch)
+        yield {name: value[:n] for name, value in zip(names, values)}
 
 
 class Histograms:

@@ -6,6 +6,7 @@ rewrite: never a silent half-conversion."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..errors import ConversionError
@@ -39,6 +40,12 @@ WHY = {
     "Mod": "not linear",
     "Abs": "not linear (negative currents would spike)",
 }
+QUANTIZED = {
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
+    "ConvInteger",
+}  # fmt: skip
+CONTROL_FLOW = {"If", "Loop", "Scan"}
+STANDARD_DOMAINS = (None, "", "ai.onnx")  # onnx-graphsurgeon gives the standard operators domain None
 
 
 def _clip_bounds(node: gs.Node) -> tuple[float | None, float | None]:
@@ -49,10 +56,10 @@ def _clip_bounds(node: gs.Node) -> tuple[float | None, float | None]:
         t = node.inputs[i] if len(node.inputs) > i else None
         if t is None or (isinstance(t, gs.Variable) and not t.name):
             bounds.append(None)
-        elif is_constant(t):
-            bounds.append(float(constant_value(t)))
+        elif is_constant(t) and np.size(constant_value(t)) == 1:
+            bounds.append(float(np.asarray(constant_value(t)).reshape(())))
         else:
-            raise ConversionError("Clip bounds must be constants", node.name, node.op)
+            raise ConversionError("Clip bounds must be scalar constants", node.name, node.op)
     return bounds[0], bounds[1]
 
 
@@ -88,9 +95,35 @@ def _check_node(node: gs.Node) -> None:
         if op == "Pad" and node.attrs.get("mode", "constant") not in ("constant", "reflect", "edge"):
             raise ConversionError(f"Pad mode {node.attrs.get('mode')!r} is not supported", node.name, op)
         return
-    if node.domain not in ("", "ai.onnx"):
+    if node.domain not in STANDARD_DOMAINS:
         raise ConversionError(f"custom op from domain '{node.domain}' is not supported", node.name, op)
+    if op in QUANTIZED:
+        raise ConversionError("quantized operators are not supported: convert the float32 model", node.name, op)
+    if op in CONTROL_FLOW:
+        raise ConversionError(
+            "control flow is not supported (a condition or trip count that depends on the data cannot be "
+            "rate-coded; constant ones are folded away)",
+            node.name,
+            op,
+        )
     raise ConversionError("operator not supported between spiking layers", node.name, op)
+
+
+def _check_dtypes(graph: gs.Graph) -> None:
+    """The data input and every activation are float32: the neurons' membranes are."""
+    for t in graph.inputs:
+        if t.dtype is not None and np.dtype(t.dtype) != np.float32:
+            raise ConversionError(
+                f"input '{t.name}' is {np.dtype(t.dtype).name}: onnx2snn converts float32 models "
+                "(convert the weights and input to float32 first)"
+            )
+    for node in graph.nodes:
+        if node.op in ACTIVATIONS and node.outputs and node.outputs[0].dtype is not None:
+            dtype = np.dtype(node.outputs[0].dtype)
+            if dtype != np.float32:
+                raise ConversionError(
+                    f"the activation is {dtype.name}: IF neurons hold float32 membranes", node.name, node.op
+                )
 
 
 def find_unsupported(graph: gs.Graph) -> list[ConversionError]:
@@ -115,6 +148,7 @@ def check_supported(graph: gs.Graph) -> gs.Graph:
         error.node, error.op_type = problems[0].node, problems[0].op_type
         error.problems = problems
         raise error
+    _check_dtypes(graph)
     if not any(node.op in ACTIVATIONS for node in graph.nodes):
         raise ConversionError("the model has no Relu or Clip(0, m) activation: nothing to convert to neurons")
     if not graph.inputs:

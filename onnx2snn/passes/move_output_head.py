@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from ..checks import DECODED  # the head reads the decoded mean of each of its inputs under this suffix
 from ..errors import ConversionError
 from ..graph import export_model, is_constant
 
@@ -27,7 +28,6 @@ HEAD_OPS = {
     "Squeeze", "Unsqueeze", "Flatten", "Shape", "Gather", "Concat",
 }  # fmt: skip
 ACTIVATIONS_ONLY = {"Softmax", "LogSoftmax"}
-DECODED = ".decoded"  # the head reads the decoded mean of each of its inputs under this suffix
 
 
 # linear or shape-only: where one starts the head (reads only the network), it stays in the network

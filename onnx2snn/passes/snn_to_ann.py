@@ -15,6 +15,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..artifact import SNNModel
+from ..errors import ModelError
 from ..graph import export_model, replace_uses
 from ..neuron import DOMAIN
 from .move_output_head import DECODED
@@ -33,6 +34,12 @@ def _restore_pools(graph: gs.Graph, snn: SNNModel, nodes: dict[str, gs.Node]) ->
 def _restore_activations(graph: gs.Graph, snn: SNNModel, nodes: dict[str, gs.Node]) -> None:
     for layer in snn.layers:
         if layer.get("current_correction"):
+            if layer["current_correction"] not in nodes:
+                raise ModelError(
+                    f"{snn.source or 'model'}: the bias correction of '{layer['node']}' was folded into the layer "
+                    "before it (by a simplifier): the ANN cannot be rebuilt from this file; use the artifact as "
+                    "converted"
+                )
             add = nodes[layer["current_correction"]]
             replace_uses(graph, add.outputs[0], add.inputs[0])
             add.outputs.clear()

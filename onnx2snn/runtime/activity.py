@@ -23,7 +23,8 @@ from ..artifact import SNNModel, load
 from ..data import Inputs, num_samples
 from ..errors import ConfigError
 from ..graph import reached_from, shape_of
-from .inputs import input_encodings
+from ..limits import as_timesteps
+from .inputs import input_encodings, model_feeds
 from .progress import progress_bar
 from .session import SNNSession
 
@@ -97,6 +98,8 @@ def activity(
     bar. More keyword arguments go to SNNSession (always the step form: it is the one that shows
     each step's spikes)."""
     snn = snn if isinstance(snn, SNNModel) else load(snn)
+    steps = as_timesteps(snn.timesteps if timesteps is None else timesteps)
+    x = model_feeds(snn, x)
     if not snn.layers:
         raise ConfigError("the model has no IF neurons: nothing fires")
     snn.require_neurons("activity")
@@ -113,7 +116,6 @@ def activity(
     record = [t.name for t in spikes.values()] + list(inputs.values())
     options = {**session_kwargs, "form": "step", "record": record}
     session = SNNSession(snn, providers=providers, batch_size=batch_size, **options)
-    steps = snn.timesteps if timesteps is None else timesteps
     bar = progress_bar(num_samples(x) * steps, progress)
     fired, silent, nonzero = _count(session, x, steps, {k: t.name for k, t in spikes.items()}, inputs, bar)
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 
 from ..artifact import SNNModel, load, load_onnx
-from ..data import Dataset, Inputs, check_inputs, num_samples
+from ..data import Dataset, Inputs, as_dataset, check_inputs, num_samples
 from ..errors import ConfigError, DataError
+from ..limits import as_int, as_timesteps
 from ..passes import snn_to_ann
+from .engine import onnxruntime_errors
 from .inputs import batches, model_feeds
 from .progress import progress_bar
 from .providers import ann_session
@@ -29,7 +31,8 @@ def run_ann(
     specs = [(i.name, [d if isinstance(d, int) else None for d in i.shape]) for i in session.get_inputs()]
     feeds = check_inputs(x, specs)
     static = specs[0][1][0] if specs[0][1] else None
-    outs = [session.run(None, b)[0][:n] for b, n in batches(feeds, batch_size, static)]
+    with onnxruntime_errors("the ANN"):
+        outs = [session.run(None, b)[0][:n] for b, n in batches(feeds, batch_size, static)]
     return np.concatenate(outs)
 
 
@@ -37,10 +40,13 @@ def model_inputs(snn: SNNModel, data: Dataset, limit: int | None = None) -> tupl
     """The first ``limit`` samples of ``data`` (all by default), and their inputs checked
     against the artifact's data inputs (DataError naming the source when empty or mismatched):
     an array for a model with one data input, else a dict by input name."""
+    if isinstance(data, (np.ndarray, dict)):
+        data = as_dataset(data)
+    if not isinstance(data, Dataset):
+        what = type(data).__name__
+        raise DataError(f"expected a Dataset or model inputs (an array, or a dict by input name), got a {what}")
     if limit is not None:
-        if limit <= 0:
-            raise ConfigError(f"limit must be positive, got {limit}")
-        data = data.head(limit)
+        data = data.head(as_int(limit, "limit"))
     if len(data) == 0:
         raise DataError(f"{data.source}: no samples")
     feeds = model_feeds(snn, data.x, data.source)
@@ -75,16 +81,19 @@ def evaluate(
 
 
 def check_timesteps(timesteps: Sequence[int]) -> list[int]:
-    steps = sorted({int(t) for t in timesteps})
-    if not steps or steps[0] <= 0:
-        raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
+    """The distinct T asked for, sorted, each in [1, MAX_TIMESTEPS], or a ConfigError."""
+    if isinstance(timesteps, (str, bytes)) or not isinstance(timesteps, Iterable):
+        raise ConfigError(f"timesteps must be a list of integers, got {timesteps!r}", option="timesteps")
+    steps = sorted({as_timesteps(t) for t in timesteps})
+    if not steps:
+        raise ConfigError("timesteps must name at least one T, got none", option="timesteps")
     return steps
 
 
 def count_correct(
     snn: SNNModel,
     ann: onnx.ModelProto,
-    x: np.ndarray,
+    x: Inputs,
     labels: np.ndarray | None,
     steps: list[int],
     session_options: dict[str, Any],
@@ -100,21 +109,24 @@ def count_correct(
     session = SNNSession(snn, **session_options)
     t_max = steps[-1]
     samples = num_samples(x)
-    pred = np.empty((len(steps), samples), dtype=np.int64)
+    correct = np.zeros(len(steps), dtype=np.int64)  # counts per T: memory does not grow with the data
+    agree = np.zeros(len(steps), dtype=np.int64)
     seconds = np.zeros(t_max)
-    idx = np.array(steps) - 1
     bar = progress_bar(samples * t_max, progress)
     start = time.perf_counter()
-    for out in session.iter_run(x, t_max, per_step=True, progress=bar.update, offset=offset):
+    for out in session.iter_run(x, t_max, keep=steps, progress=bar.update, offset=offset):
         n = out.decoded.shape[1]
-        pred[:, out.start : out.start + n] = out.decoded[idx].argmax(axis=-1)
+        pred = out.decoded.argmax(axis=-1)  # [len(steps), n]: only the T asked for are kept
+        agree += (pred == ann_pred[out.start : out.start + n]).sum(axis=1)
+        if labels is not None:
+            correct += (pred == labels[out.start : out.start + n]).sum(axis=1)
         seconds += out.seconds
     bar.close()
     return {
         "samples": samples,
         "ann_correct": None if labels is None else int((ann_pred == labels).sum()),
-        "correct": None if labels is None else [int((row == labels).sum()) for row in pred],
-        "agree": [int((row == ann_pred).sum()) for row in pred],
+        "correct": None if labels is None else [int(c) for c in correct],
+        "agree": [int(a) for a in agree],
         "step_seconds": [float(seconds[t - 1]) for t in steps],
         "seconds": time.perf_counter() - start,
         "session": {

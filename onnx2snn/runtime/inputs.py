@@ -27,12 +27,13 @@ def input_encodings(model: SNNModel, encoding: str | Mapping[str, str] | None = 
         unknown = [name for name in encoding if name not in chosen]
         if unknown:
             raise ConfigError(
-                f"no data input named {', '.join(map(repr, unknown))}; the inputs are {', '.join(chosen)}"
+                f"no data input named {', '.join(map(repr, unknown))}; the inputs are {', '.join(chosen)}",
+                option="encoding",
             )
         chosen.update(encoding)
     for value in chosen.values():
         if value not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {value!r}")
+            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {value!r}", option="encoding")
     return chosen
 
 

@@ -72,9 +72,11 @@ def resolve_providers(requested: str | Sequence[str] | None = None) -> list[str]
     for name in names:
         full = ALIASES.get(name.lower(), name)
         if full not in PREFERENCE:
-            raise ConfigError(f"unknown execution provider {name!r}: use tensorrt, cuda or cpu")
+            raise ConfigError(f"unknown execution provider {name!r}: use tensorrt, cuda or cpu", option="providers")
         if not _works(full):
-            raise ConfigError(f"execution provider {short_name(full)} does not work on this machine")
+            raise ConfigError(
+                f"execution provider {short_name(full)} does not work on this machine", option="providers"
+            )
         chosen.append(full)
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
@@ -121,8 +123,8 @@ def ann_session(
     spin: bool | None = None,
 ) -> tuple[ort.InferenceSession, str]:
     """An onnxruntime session of an ANN for batches of ``batch_size``, and its input's name."""
-    import onnxruntime as ort
+    from .engine import inference_session
 
     options = session_options(batch_size, spin=spin)
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=resolve_providers(providers))
+    session = inference_session(model, options, resolve_providers(providers), "the ANN")
     return session, session.get_inputs()[0].name

@@ -15,8 +15,12 @@ import onnxruntime as ort
 from ..artifact import SNNModel, load
 from ..data import Inputs, num_samples
 from ..errors import ConfigError
+from ..limits import as_int, as_timesteps
+from ..neuron import ENCODINGS
 from ..passes.move_output_head import DECODED
+from .budget import FLOAT, output_elements, plan
 from .decode import apply_activation
+from .engine import check_session_options, inference_session, onnxruntime_errors
 from .forms import drop_outputs, specialize_neuron, split_time_invariant
 from .inputs import Encoder, Feeds, batches, input_encodings, model_feeds
 from .progress import progress_bar
@@ -40,8 +44,8 @@ class StepOutputs:
     seconds: np.ndarray  # [T]
 
 
-def _session(model, providers: list[str], options: ort.SessionOptions) -> ort.InferenceSession:
-    return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+def _session(model, providers: list[str], options: ort.SessionOptions, what: str = "model") -> ort.InferenceSession:
+    return inference_session(model, options, providers, what)
 
 
 class SNNSession:
@@ -78,17 +82,18 @@ class SNNSession:
         record: Sequence[str] = (),
         neurons: str = "auto",
     ):
+        batch_size, max_memory, threads, seed = check_session_options(batch_size, form, max_memory, threads, seed)
+        asked = list(encoding.values()) if isinstance(encoding, dict) else [] if encoding is None else [encoding]
+        for kind in asked:  # the input names of a dict are checked once the model is read
+            if not isinstance(kind, str) or kind not in ENCODINGS:
+                raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {kind!r}", option="encoding")
         self.model = model if isinstance(model, SNNModel) else load(model)
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = batch_size
         meta = self.model.metadata
         self.encodings = input_encodings(self.model, encoding)
         kinds = set(self.encodings.values())
         self.encoding = kinds.pop() if len(kinds) == 1 else "mixed"
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = seed
         self._layers = self.model.layers
         self._outputs = list(self.model.outputs)
         self._activations = meta.get("output_activations", {})
@@ -104,19 +109,20 @@ class SNNSession:
         self._options = functools.partial(session_options, batch_size, threads, spin)
         # profiles go to the temporary folder, never the user's working directory
         profiled = self._options(os.path.join(tempfile.gettempdir(), "onnx2snn_profile") if profile else None)
-        self._step = _session(split.step, chosen, profiled) if split.step.graph.node else None
-        self._prefix = _session(split.prefix, chosen, self._options()) if split.prefix is not None else None
+        self._what = self.model.source or "model"
+        self._step = _session(split.step, chosen, profiled, self._what) if split.step.graph.node else None
+        prefix = split.prefix
+        self._prefix = _session(prefix, chosen, self._options(), self._what) if prefix is not None else None
         self._boundary = split.boundary
         self._constant = split.constant_outputs
         self.provider: str = (self._step or self._prefix).get_providers()[0]
         self._device = device_of(self.provider)
-        if form not in FORMS:
-            raise ConfigError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+        self._auto = form == "auto"  # may fall back to the step form where the unrolled one does not fit
         if form == "auto":
             can_unroll = self.encoding == "direct" and self.static_batch is None
             form = "unrolled" if can_unroll and (self._device == "cuda" or batch_size <= SMALL_BATCH) else "step"
         if form == "unrolled" and self.encoding != "direct":
-            raise ConfigError("the unrolled form needs direct encoding")
+            raise ConfigError("the unrolled form needs direct encoding", option="form")
         self.form = form
         self._profiling = profile and form == "step" and self._step is not None
         if profile and not self._profiling and self._step is not None:  # only the step form is profiled
@@ -147,7 +153,11 @@ class SNNSession:
             raise ConfigError("compiled neurons run in the step form on the CPU provider, without profiling")
         try:
             return CompiledSteps(
-                step_model, self.model, self._states, self._read, lambda m: _session(m, providers, self._options())
+                step_model,
+                self.model,
+                self._states,
+                self._read,
+                lambda m: _session(m, providers, self._options(), self._what),
             )
         except NotCompilable as e:
             if neurons == "compiled":
@@ -189,7 +199,8 @@ class SNNSession:
         if self._prefix is not None:
             names = [o.name for o in self._prefix.get_outputs()]
             wanted = {i.name for i in self._prefix.get_inputs()}  # a truncated network may read fewer inputs
-            results = dict(zip(names, self._prefix.run(names, {k: v for k, v in feeds.items() if k in wanted})))
+            with onnxruntime_errors(self._what):
+                results = dict(zip(names, self._prefix.run(names, {k: v for k, v in feeds.items() if k in wanted})))
             feeds.update(results)
             constant = {n: results[n] for n in self._constant}
         if self._step is None:
@@ -198,9 +209,10 @@ class SNNSession:
             return
         if self._compiled is not None:
             spike_trains = encoder.step if encoder.spike_trains else None
-            for values in self._compiled.steps(feeds, n, timesteps, spike_trains):
-                values.update(constant)
-                yield values
+            with onnxruntime_errors(self._what):  # the stages between the compiled neurons
+                for values in self._compiled.steps(feeds, n, timesteps, spike_trains):
+                    values.update(constant)
+                    yield values
             return
         # two bindings, states ping-ponging between two buffers: no copies between steps
         states = [self._ortvalue(s) for s in self._initial_states(n)]
@@ -222,16 +234,21 @@ class SNNSession:
             for name, spikes in encoder.step().items():  # a fresh Bernoulli spike train
                 if name in self._step_inputs:  # a truncated network may not read every input
                     io.bind_ortvalue_input(name, self._ortvalue(spikes))
-            self._step.run_with_iobinding(io)
+            with onnxruntime_errors(self._what):
+                self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
             values.update(constant)
             yield values
 
     def _check(self, x: Inputs, timesteps: int | None) -> tuple[Feeds, int]:
-        timesteps = self.model.timesteps if timesteps is None else timesteps
-        if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
-            raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
-        return model_feeds(self.model, x), int(timesteps)
+        timesteps = as_timesteps(self.model.timesteps if timesteps is None else timesteps)
+        return model_feeds(self.model, x), timesteps
+
+    def _plan(self, form: str, timesteps: int, kept: int, head: str, reserve: int = 0) -> tuple[str, int]:
+        """The form and batch size of a run that fits ``max_memory`` with ``reserve`` bytes
+        of outputs held besides (runtime/budget.py), or a ConfigError with the figure."""
+        fallback = "step" if form == "unrolled" and self._auto else None
+        return plan(self.model, form, fallback, timesteps, self.batch_size, self.max_memory, kept, head, reserve)
 
     def _rng(self, index: int) -> np.random.Generator:
         """The Poisson spike trains of the batch starting at sample ``index`` of the data: seeded
@@ -245,8 +262,9 @@ class SNNSession:
         """Raw per-step values of the outputs: yields (batch start, samples, t, values).
         ``offset``: the index of ``x``'s first sample in the whole data (for Poisson input)."""
         x, timesteps = self._check(x, timesteps)
+        _, size = self._plan("step", timesteps, 0, self._outputs[0])
         start = 0
-        for batch, n in batches(x, self.batch_size, self.static_batch):
+        for batch, n in batches(x, size, self.static_batch):
             for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start))):
                 yield start, n, t, {k: v[:n] for k, v in values.items()}
             start += n
@@ -259,35 +277,46 @@ class SNNSession:
         progress: Callable[[int], None] | None = None,
         output: str | None = None,
         offset: int = 0,
+        keep: Sequence[int] | None = None,
+        reserve: int = 0,
     ) -> Iterator[StepOutputs]:
         """Run ``x`` batch by batch; yields each batch's decoded outputs (see StepOutputs).
         ``progress(n)`` is called after each step of a batch of ``n`` samples. ``output``
         picks which of the model's outputs to decode (the first by default). ``offset``: the
-        index of ``x``'s first sample in the whole data (for Poisson input)."""
+        index of ``x``'s first sample in the whole data (for Poisson input). ``keep``: the
+        steps (1..T) whose decoded outputs to yield, in order (default: every step with
+        ``per_step``, else the last). Batches are sized so that the run stays under
+        ``max_memory`` with ``reserve`` bytes held besides (the caller's outputs)."""
         x, timesteps = self._check(x, timesteps)
         head = output or self._outputs[0]
         if head not in self.model.model_outputs:
             raise ConfigError(f"no output {head!r}; the model's outputs are {', '.join(self.model.model_outputs)}")
         sources = self._sources(head)
-        if self.form == "unrolled":
-            yield from self._iter_unrolled(x, timesteps, per_step, progress, head, sources)
+        if keep is None:
+            keep = range(1, timesteps + 1) if per_step else [timesteps]
+        keep = [as_int(t, "keep", 1, timesteps) for t in keep]
+        form, size = self._plan(self.form, timesteps, len(keep), head, reserve)
+        if form == "unrolled":
+            yield from self._iter_unrolled(x, timesteps, keep, progress, head, sources, size)
             return
+        wanted = set(keep)
         start = 0
-        for batch, n in batches(x, self.batch_size, self.static_batch):
+        for batch, n in batches(x, size, self.static_batch):
             totals: dict[str, np.ndarray] = {}
-            kept: dict[str, list[np.ndarray]] = {z: [] for z in sources}
+            kept: dict[str, dict[int, np.ndarray]] = {z: {} for z in sources}
             seconds = np.empty(timesteps)
             began = time.perf_counter()
-            for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start))):
+            for t, values in enumerate(self._steps(batch, timesteps, self._rng(offset + start)), 1):
                 for z in sources:
                     out = values[z][:n]
-                    totals[z] = out.astype(np.float64) if t == 0 else totals[z] + out
-                    if per_step or t == timesteps - 1:
-                        kept[z].append(totals[z] / (t + 1))
-                seconds[t] = time.perf_counter() - began
+                    totals[z] = out.astype(np.float64) if t == 1 else totals[z] + out
+                    if t in wanted:
+                        kept[z][t] = totals[z] / t
+                seconds[t - 1] = time.perf_counter() - began
                 if progress:
                     progress(n)
-            yield StepOutputs(start, self._decode(head, {z: np.stack(v) for z, v in kept.items()}), seconds)
+            means = {z: np.stack([by_step[t] for t in keep]) for z, by_step in kept.items()}
+            yield StepOutputs(start, self._decode(head, means), seconds)
             start += n
 
     def _sources(self, output: str) -> list[str]:
@@ -303,32 +332,34 @@ class SNNSession:
         head = self.model.head
         if head and output in head["outputs"]:
             if self._head is None:
-                self._head = _session(self.model.head_model(), ["CPUExecutionProvider"], self._options())
+                self._head = _session(self.model.head_model(), ["CPUExecutionProvider"], self._options(), self._what)
             steps = len(next(iter(means.values())))
-            rows = [
-                self._head.run([output], {z + DECODED: m[s].astype(np.float32) for z, m in means.items()})[0]
-                for s in range(steps)
-            ]
+            with onnxruntime_errors(self._what, "running its output head"):
+                rows = [
+                    self._head.run([output], {z + DECODED: m[s].astype(np.float32) for z, m in means.items()})[0]
+                    for s in range(steps)
+                ]
             return np.stack(rows)
         activation = self._activations.get(output)
         if activation and activation.get("axis", -1) >= 0:  # the means have a leading step axis
             activation = {**activation, "axis": activation["axis"] + 1}
         return apply_activation(means[output], activation).astype(np.float32)
 
-    def _iter_unrolled(self, x, timesteps, per_step, progress, head, sources) -> Iterator[StepOutputs]:
-        from .unrolled import PER_STEP, batch_for_budget, unroll
+    def _iter_unrolled(self, x, timesteps, keep, progress, head, sources, size) -> Iterator[StepOutputs]:
+        from .unrolled import PER_STEP, unroll
 
         if timesteps not in self._unrolled:
             model = unroll(self.model, timesteps, portable=False)  # run here by onnxruntime only
-            self._unrolled[timesteps] = _session(model, self._providers, self._options())
+            self._unrolled[timesteps] = _session(model, self._providers, self._options(), self._what)
         session = self._unrolled[timesteps]
-        size = min(self.batch_size, batch_for_budget(self.model, timesteps, self.max_memory))
+        rows = np.asarray(keep) - 1
         start = 0
         for batch, n in batches(x, size, self.static_batch):
             began = time.perf_counter()
-            results = session.run([z + PER_STEP for z in sources], batch)
+            with onnxruntime_errors(self._what):
+                results = session.run([z + PER_STEP for z in sources], batch)
             elapsed = time.perf_counter() - began
-            means = {z: (m[:, :n] if per_step else m[-1:, :n]).astype(np.float64) for z, m in zip(sources, results)}
+            means = {z: m[rows, :n].astype(np.float64) for z, m in zip(sources, results)}
             if progress:
                 for _ in range(timesteps):
                     progress(n)
@@ -349,9 +380,21 @@ class SNNSession:
         the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
         one of several model outputs (the first by default); ``progress`` shows a bar. ``x``: an
         array, or a dict of arrays by input name (``x_<name>`` keys too)."""
-        steps = self.model.timesteps if timesteps is None else timesteps
-        bar = progress_bar(num_samples(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
-        parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, bar.update, output)]
+        x, steps = self._check(x, timesteps)
+        samples = num_samples(x)
+        head = output or self._outputs[0]
+        # the outputs of every sample are held at once: they count against the budget
+        reserve = FLOAT * (steps if per_step else 1) * samples * output_elements(self.model, head)
+        bar = progress_bar(samples * steps, progress)
+        decoded, labels = None, []
+        for out in self.iter_run(x, steps, per_step, bar.update, output, reserve=reserve):
+            if out.decoded.dtype.kind not in "biuf":  # a label head's strings: their width varies by batch
+                labels.append(out.decoded)
+                continue
+            if decoded is None:
+                decoded = np.empty(out.decoded.shape[:1] + (samples,) + out.decoded.shape[2:], out.decoded.dtype)
+            decoded[:, out.start : out.start + out.decoded.shape[1]] = out.decoded
         bar.close()
-        decoded = np.concatenate(parts, axis=1)
+        if labels:
+            decoded = np.concatenate(labels, axis=1)
         return decoded if per_step else decoded[0]

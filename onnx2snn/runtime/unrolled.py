@@ -25,6 +25,7 @@ from onnx import helper, numpy_helper
 from ..artifact import SNNModel
 from ..errors import ConfigError
 from ..graph import default_opset, export_model, reached_from
+from ..limits import as_timesteps
 from ..neuron import body_nodes, inline_nodes
 
 PER_STEP = ".per_step"
@@ -274,8 +275,7 @@ def unroll(
     plain nodes instead of a Scan (for converters without Scan, such as onnx2torch; on cnn_bn
     at T = 32, batch 16: a 6% larger file, 17% slower in onnxruntime). ``portable=False`` is for
     onnxruntime alone (a Scan body that reads its own scan output, see ``_if_body``)."""
-    if timesteps <= 0:
-        raise ConfigError(f"timesteps must be positive, got {timesteps}")
+    timesteps = as_timesteps(timesteps)
     snn.require_neurons("unroll")
     if any(i.get("encoding", snn.encoding) != "direct" for i in snn.inputs):
         raise ConfigError("the unrolled form needs direct encoding (Poisson input is drawn by the step runtime)")
@@ -305,16 +305,22 @@ def append_head(model: onnx.ModelProto, head: onnx.ModelProto) -> onnx.ModelProt
     return model
 
 
-def batch_for_budget(snn: SNNModel, timesteps: int, max_memory: int) -> int:
-    """Samples per run of the unrolled form so that its time-folded tensors stay under
-    ``max_memory`` bytes. A heuristic, conservative on the reference networks (peak resident
-    memory measured by benchmarks/speed.py): every state's [T, N, ...] sequence twice (a Scan's
-    input current and its spikes) and two more copies of the largest."""
+def unrolled_bytes_per_sample(snn: SNNModel, timesteps: int) -> int:
+    """Bytes one sample of the unrolled form needs at T = ``timesteps``. A heuristic,
+    conservative on the reference networks (peak resident memory measured by
+    benchmarks/speed.py): every state's [T, N, ...] sequence twice (a Scan's input current and
+    its spikes) and two more copies of the largest."""
     sizes = [1]
     for value in snn.proto.graph.input:
         if value.name in snn.input_names:
             continue
         dims = value.type.tensor_type.shape.dim[1:]
         sizes.append(int(np.prod([d.dim_value if d.HasField("dim_value") else 1 for d in dims] or [1])))
-    per_sample = 4 * timesteps * (2 * sum(sizes) + 2 * max(sizes))
-    return max(1, int(max_memory // per_sample))
+    return 4 * timesteps * (2 * sum(sizes) + 2 * max(sizes))
+
+
+def batch_for_budget(snn: SNNModel, timesteps: int, max_memory: int) -> int:
+    """Samples per run of the unrolled form so that its time-folded tensors stay under
+    ``max_memory`` bytes: 0 when not even one sample fits (the session then refuses, or falls
+    back to the step form)."""
+    return int(max_memory // unrolled_bytes_per_sample(snn, timesteps))

@@ -5,6 +5,7 @@ it turns the flags into."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -19,6 +20,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def timesteps(text: str) -> int:
+    """A number of timesteps: 1 to onnx2snn.MAX_TIMESTEPS."""
+    from onnx2snn import MAX_TIMESTEPS
+
+    value = positive_int(text)
+    if value > MAX_TIMESTEPS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_TIMESTEPS:,} timesteps, got {value:,}")
+    return value
+
+
 def timesteps_list(text: str) -> list[int]:
     """'8,16,32' or '1-128' (every T in the range) or a mix: '1-8,16,32'."""
     values: set[int] = set()
@@ -26,20 +37,53 @@ def timesteps_list(text: str) -> list[int]:
         part = part.strip()
         lo, sep, hi = part.partition("-")
         if sep:
-            a, b = positive_int(lo), positive_int(hi)
+            a, b = timesteps(lo), timesteps(hi)
             if b < a:
                 raise argparse.ArgumentTypeError(f"empty timestep range {part!r}")
             values.update(range(a, b + 1))
         else:
-            values.add(positive_int(part))
+            values.add(timesteps(part))
     return sorted(values)
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def floats(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",")]
+        values = [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def nonzero_floats(text: str) -> list[float]:
+    values = floats(text)
+    if any(v == 0 for v in values):
+        raise argparse.ArgumentTypeError(f"a standard deviation cannot be zero, got {text!r}")
+    return values
+
+
+PROVIDERS = ("tensorrt", "trt", "cuda", "cpu")
+
+
+def providers(text: str) -> list[str]:
+    """'cuda,cpu': execution providers by short name (or onnxruntime's full names)."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    full = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    unknown = [n for n in names if n.lower() not in PROVIDERS and n not in full]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown execution provider {text!r}: use tensorrt, cuda or cpu")
+    return names
 
 
 class ArgGroup:
@@ -104,10 +148,12 @@ class DataArgs(ArgGroup):
         parser.add_argument(self.flag, required=True, metavar="DATA", help=f"{self.what}: {DATA_HELP}")
         group = parser.add_argument_group("preprocessing (how the ANN was trained; stored in the artifact)")
         group.add_argument(
-            "--scale", type=float, default=None, help="multiply inputs by this (default 1/255 for images)"
+            "--scale", type=finite_float, default=None, help="multiply inputs by this (default 1/255 for images)"
         )
         group.add_argument("--mean", type=floats, default=None, metavar="M[,M...]", help="per-channel mean to subtract")
-        group.add_argument("--std", type=floats, default=None, metavar="S[,S...]", help="per-channel std to divide by")
+        group.add_argument(
+            "--std", type=nonzero_floats, default=None, metavar="S[,S...]", help="per-channel std to divide by"
+        )
         group.add_argument("--layout", choices=["nchw", "nhwc"], default=None, help="layout the model expects (nchw)")
 
     @staticmethod
@@ -134,7 +180,7 @@ class SessionArgs(ArgGroup):
         parser.add_argument(
             "--providers",
             metavar="P[,P]",
-            type=lambda s: s.split(","),
+            type=providers,
             default=None,
             help="execution providers: tensorrt, cuda, cpu (default: the best that works here)",
         )
@@ -156,7 +202,8 @@ class SessionArgs(ArgGroup):
             type=positive_int,
             default=2048,
             metavar="MB",
-            help="memory budget of the unrolled form; batches are split to stay under it (2048)",
+            help="memory budget of a run: batches are split to stay under it, and a run that cannot fit it "
+            "(outputs of every step, the unrolled form at a large T) is refused before it starts (2048)",
         )
         parser.add_argument(
             "--neurons",
@@ -175,7 +222,11 @@ class SessionArgs(ArgGroup):
 
     @staticmethod
     def values(args: argparse.Namespace) -> dict[str, Any]:
-        """SNNSession's keyword arguments."""
+        """SNNSession's keyword arguments (the providers asked for checked to work here)."""
+        if args.providers:
+            from onnx2snn import resolve_providers
+
+            resolve_providers(args.providers)
         return {
             "providers": args.providers,
             "batch_size": args.batch_size,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .args import JsonArg, ModelArg, SessionArgs, positive_int
+from .args import JsonArg, ModelArg, SessionArgs, positive_int, timesteps
+from .paths import check_output
 
 
 class Bench:
@@ -13,7 +14,7 @@ class Bench:
     groups = (ModelArg(), SessionArgs(batch_size=64), JsonArg())
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--timesteps", type=positive_int, default=32, help="T (default 32)")
+        parser.add_argument("--timesteps", type=timesteps, default=32, help="T (default 32)")
         parser.add_argument("--repeat", type=positive_int, default=3, help="repetitions, the best is kept (3)")
         parser.add_argument("--data", default=None, help="inputs (default: random inputs of the model's shape)")
         parser.add_argument("--profile", action="store_true", help="time per operator type inside a step")
@@ -25,6 +26,8 @@ class Bench:
 
         from .timing import time_against_dense
 
+        options = SessionArgs.values(args)
+        check_output(args.json, "json", [args.model, args.data])
         snn = onnx2snn.load(args.model)
         batch = args.batch_size
         if args.data:
@@ -38,7 +41,6 @@ class Bench:
             }
             x = x if len(x) > 1 else next(iter(x.values()))
         samples = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-        options = SessionArgs.values(args)
         if args.profile and args.form == "auto":
             options["form"] = "step"  # only the step form is profiled
         session = onnx2snn.SNNSession(snn, profile=args.profile, **options)

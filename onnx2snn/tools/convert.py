@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .args import DataArgs, ModelArg, OutputArg, positive_int
+from .args import DataArgs, ModelArg, OutputArg, finite_float, positive_int, timesteps
+from .paths import check_output
 
 
 def corrections_list(text: str) -> list[str]:
@@ -44,13 +45,15 @@ class Convert:
         )
         parser.add_argument(
             "--timesteps",
-            type=positive_int,
+            type=timesteps,
             default=None,
             help="the T that thresholds and corrections are tuned for, the artifact's default T "
             f"({onnx2snn.DEFAULT_TIMESTEPS})",
         )
         parser.add_argument("--reset", choices=["subtract", "zero"], default=None, help="membrane reset (subtract)")
-        parser.add_argument("--v-init", type=float, default=None, help="initial membrane, fraction of threshold (0.5)")
+        parser.add_argument(
+            "--v-init", type=finite_float, default=None, help="initial membrane, fraction of threshold (0.5)"
+        )
         parser.add_argument(
             "--outputs",
             type=lambda t: t.split(","),
@@ -92,14 +95,22 @@ class Convert:
             "outputs": args.outputs,
         }
         options = {k: v for k, v in given.items() if v is not None}
-        onnx2snn.ConvertOptions.make(**options)  # bad options are reported before anything is read
+        # bad options and unwritable outputs are reported before anything is read
+        onnx2snn.ConvertOptions.make(**options)
+        prep = DataArgs.preprocessing(args)
+        inputs = [args.model, args.calibration]
+        check_output(args.output, "output", inputs)
+        check_output(args.report, "report", inputs, [args.output])
         model = onnx2snn.load_onnx(args.model)  # a bad model file is reported before the data is read
-        calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=DataArgs.preprocessing(args))
+        calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=prep)
         try:
             snn = onnx2snn.convert(model, calibration, **options)
         except onnx2snn.ConversionError as e:
             if args.report and e.report:
-                onnx2snn.write_report(e.report, args.report)
+                try:
+                    onnx2snn.write_report(e.report, args.report)
+                except onnx2snn.OutputError as report_error:  # the refusal matters more
+                    e.args = (f"{e} (and the report was not written: {report_error})",)
             raise
         path = snn.save(args.output)
         if args.report:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .args import DataArgs, JsonArg, QuietArg, RayArgs, SessionArgs, positive_int, timesteps_list
 from .format import percent
+from .paths import check_output
 
 
 def print_report(report: dict, title: str | None = None) -> None:
@@ -17,6 +18,16 @@ def print_report(report: dict, title: str | None = None) -> None:
     print(f"{'T':>6}  {'SNN acc':>8}  {'agree':>8}  {'seconds':>8}")
     for t, row in report["snn"].items():
         print(f"{t:>6}  {percent(row['accuracy']):>8}  {percent(row['agreement']):>8}  {row['seconds']:8.2f}")
+
+
+def activity_plots(plot: str, models: list[str]) -> dict[str, Path]:
+    """Where ``--plot PATH --activity`` draws each model's activity: PATH_activity[_model].png."""
+    plot_path = Path(plot)
+    names = {}
+    for path in models:
+        suffix = f"_{Path(path).stem}" if len(models) > 1 else ""
+        names[path] = plot_path.with_name(f"{plot_path.stem}_activity{suffix}{plot_path.suffix or '.png'}")
+    return names
 
 
 class Eval:
@@ -57,6 +68,13 @@ class Eval:
         import onnx2snn
 
         distributed = RayArgs.values(args)
+        session_options = SessionArgs.values(args)
+        inputs = [*args.models, args.data, args.ann]
+        check_output(args.json, "json", inputs, [args.plot])
+        check_output(args.plot, "plot", inputs)
+        if args.plot and args.activity:
+            for name in activity_plots(args.plot, args.models).values():
+                check_output(name, "plot", inputs, [args.json, args.plot])
         snns = [onnx2snn.load(path) for path in args.models]  # every model is checked before any work
         progress = QuietArg.progress(args)
         reports = {}
@@ -64,7 +82,7 @@ class Eval:
             prep = DataArgs.preprocessing(args, snn.metadata.get("preprocessing"))
             # sharded: each worker reads the spec itself; in one process it is read once, here
             data = args.data if distributed else onnx2snn.load_data(args.data, preprocessing=prep)
-            options = {"encoding": args.encoding, "seed": args.seed, **SessionArgs.values(args)}
+            options = {"encoding": args.encoding, "seed": args.seed, **session_options}
             report = onnx2snn.evaluate(
                 snn,
                 data,
@@ -89,9 +107,6 @@ class Eval:
         if args.plot:
             onnx2snn.plot_evaluations(reports, args.plot)
             if args.activity:
-                plot = Path(args.plot)
-                for path, report in reports.items():
-                    suffix = f"_{Path(path).stem}" if len(reports) > 1 else ""
-                    name = plot.with_name(f"{plot.stem}_activity{suffix}{plot.suffix or '.png'}")
-                    onnx2snn.plot_activity(report["activity"], name, f"SNN activity, {Path(path).stem}")
+                for path, name in activity_plots(args.plot, list(reports)).items():
+                    onnx2snn.plot_activity(reports[path]["activity"], name, f"SNN activity, {Path(path).stem}")
         return 0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .args import ModelArg, OutputArg
+from .paths import check_output
 
 
 def _onnx(snn, args: argparse.Namespace) -> str:
@@ -45,7 +46,10 @@ class Export:
         suffix = Path(args.output).suffix.lower()
         if suffix not in FORMATS:
             known = ", ".join(FORMATS)
-            raise onnx2snn.ConfigError(f"export to '{suffix or args.output}' is not supported (yet); formats: {known}")
+            raise onnx2snn.ConfigError(
+                f"export to '{suffix or args.output}' is not supported (yet); formats: {known}", option="output"
+            )
+        check_output(args.output, "output", [args.model])
         snn = onnx2snn.load(args.model)
         what = FORMATS[suffix][1](snn, args)
         print(f"exported {args.model} -> {args.output} ({what})")

@@ -24,12 +24,11 @@ class Inspect:
         from onnx2snn import describe_calibration, describe_threshold, format_report
 
         model = onnx2snn.load_onnx(args.model)
-        try:
-            snn = onnx2snn.load(model)
-        except onnx2snn.ModelError:  # a plain ANN: what conversion would do
+        if not onnx2snn.is_artifact(model):  # a plain ANN: what conversion would do
             print(f"ANN {args.model} (not converted yet): what conversion would do to each node\n")
             print(format_report(onnx2snn.analyze(model)))
             return 0
+        snn = onnx2snn.SNNModel(model, source=args.model)
         meta = snn.metadata
         shapes = {v.name: v for v in snn.proto.graph.input}
         cal = meta["calibration"]
@@ -47,7 +46,7 @@ class Inspect:
             reads = ", ".join(snn.head["inputs"])
             print(f"  head       {', '.join(snn.head['outputs'])}   from {reads} (after decoding)")
         print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
-        print(f"  thresholds {describe_calibration(cal)}, {cal['samples']} calibration samples")
+        print(f"  thresholds {describe_calibration(cal)}, {cal.get('samples') or 'unknown'} calibration samples")
         print(f"  timesteps  {meta['timesteps']} (default)")
         if meta.get("inlined"):
             print("  inlined    every IF expanded into standard operators (export --inline)")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .args import DataArgs, ModelArg, OutputArg, QuietArg, SessionArgs, positive_int
+from .args import DataArgs, ModelArg, OutputArg, QuietArg, SessionArgs, positive_int, timesteps
 from .format import percent
+from .paths import check_output
 
 
 class Run:
@@ -14,7 +15,7 @@ class Run:
     groups = (ModelArg(), DataArgs(what="inputs"), OutputArg("where to write the .npz"), SessionArgs(), QuietArg())
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--timesteps", type=positive_int, default=None, help="T (default: the artifact's)")
+        parser.add_argument("--timesteps", type=timesteps, default=None, help="T (default: the artifact's)")
         parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N samples")
         parser.add_argument(
             "--per-step", action="store_true", help="also write the decoded output after every step, [T, N, ...]"
@@ -24,11 +25,13 @@ class Run:
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
 
+        session_options = SessionArgs.values(args)
+        check_output(args.output, "output", [args.model, args.data])
         snn = onnx2snn.load(args.model)
         prep = DataArgs.preprocessing(args, snn.metadata.get("preprocessing"))
         data, x = onnx2snn.model_inputs(snn, onnx2snn.load_data(args.data, preprocessing=prep), args.limit)
         steps = args.timesteps or snn.timesteps
-        session = onnx2snn.SNNSession(snn, seed=args.seed, **SessionArgs.values(args))
+        session = onnx2snn.SNNSession(snn, seed=args.seed, **session_options)
         decoded = session.run(x, steps, per_step=args.per_step, progress=QuietArg.progress(args))
         arrays = {"outputs": decoded[-1] if args.per_step else decoded}
         if args.per_step:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .args import ModelArg, OutputArg, positive_int
+from .args import ModelArg, OutputArg, timesteps
+from .paths import check_output
 
 
 class Unroll:
@@ -13,7 +14,7 @@ class Unroll:
     groups = (ModelArg(), OutputArg("where to write the unrolled .onnx"))
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--timesteps", type=positive_int, default=None, help="T (default: the artifact's)")
+        parser.add_argument("--timesteps", type=timesteps, default=None, help="T (default: the artifact's)")
         parser.add_argument(
             "--no-scan",
             action="store_true",
@@ -24,6 +25,7 @@ class Unroll:
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
 
+        check_output(args.output, "output", [args.model])
         snn = onnx2snn.load(args.model)
         steps = args.timesteps or snn.timesteps
         model = onnx2snn.unroll(snn, steps, check=True, scan=not args.no_scan)

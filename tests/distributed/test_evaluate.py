@@ -88,7 +88,7 @@ def test_eval_cli_with_ray(tmp_path, digits_snn, capsys):
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     _same(one, two)
     assert two["distributed"]["workers"] == 2
-    assert main(args + ["--workers", "2"]) == 1
+    assert main(args + ["--workers", "2"]) == 2  # --workers without --ray: a bad argument (ConfigError)
     assert "--workers needs --ray" in capsys.readouterr().err
 
 

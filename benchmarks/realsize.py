@@ -27,7 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: type | None = nn.ReLU) -> nn.Sequential:
+def _conv_bn(
+    cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: type | None = nn.ReLU
+) -> nn.Sequential:
     layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
     return nn.Sequential(*layers, act(inplace=True)) if act else nn.Sequential(*layers)
 
@@ -87,7 +89,15 @@ class InvertedResidual(nn.Module):
 
 
 def mobilenet_v2(classes: int = 1000) -> nn.Module:
-    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    settings = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
     layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2, act=nn.ReLU6)]
     cin = 32
     for t, c, n, s in settings:

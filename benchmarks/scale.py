@@ -147,14 +147,16 @@ def table(results: dict) -> str:
         "",
         f"## Simulation (default artifact), T = {SPEED[0]}, batch {SPEED[1]}",
         "",
-        "| model | step form img/s | vs dense limit | unrolled img/s | unrolled peak MB | agreement T=256 | rel. error |",
+        "| model | step form img/s | vs dense limit | unrolled img/s | unrolled peak MB "
+        "| agreement T=256 | rel. error |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         s, a = r.get("speed", {}), r.get("agreement", {})
         step, unrolled = s.get("step", {}), s.get("unrolled", {})
+        nan = float("nan")
         lines.append(
-            f"| {name} | {step.get('images_per_s', float('nan')):.1f} | {step.get('vs_dense_limit', float('nan')):.2f}x "
+            f"| {name} | {step.get('images_per_s', nan):.1f} | {step.get('vs_dense_limit', nan):.2f}x "
             f"| {unrolled.get('images_per_s', float('nan')):.1f} | {unrolled.get('peak_mb', float('nan')):,.0f} "
             f"| {a.get('agreement', float('nan')):.3f} | {a.get('relative_error', float('nan')):.3f} |"
         )

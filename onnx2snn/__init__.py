@@ -15,11 +15,10 @@ from .convert import (
     PIPELINE,
     ConvertOptions,
     analyze,
-    convert,
 )
 from .data import Dataset, Preprocessing, load_data
 from .demo import demo_data, demo_model
-from .distributed import evaluate
+from .distributed import convert, evaluate
 from .errors import (
     CalibrationError,
     ConfigError,

@@ -9,8 +9,10 @@
                                  applied after decoding
       check                      every node converts, or a ConversionError names it
       resolve shapes             concrete shapes where inference left holes (the ANN runs once)
+      share out the data         the calibration data in shards, held by workers (one, here,
+                                 by default; Ray actors for distributed runs)
       calibrate thresholds       one table of methods (calibration.METHODS)
-      correct layers             the training-free corrections, layer by layer
+      correct layers             the training-free corrections, level by level
       spike                      activations become IF neurons, max-pools on spikes spiking ones
       package                    the artifact: IF function, metadata, checked by ONNX's checker
 
@@ -32,6 +34,7 @@ import onnx_graphsurgeon as gs
 from .artifact import SNNModel, head_metadata, load_onnx
 from .build import SpikingGraph, package, spike
 from .calibration import PROBE, Method, calibrate, check_corrections, correct_layers, parse_method, resolve_shapes
+from .calibration.shards import LocalWorkers
 from .data import Dataset, Inputs, as_dataset, check_inputs, num_samples, take
 from .errors import CalibrationError, ConfigError, ConversionError, DataError
 from .graph import MIN_OPSET, default_opset, import_graph, shape_of
@@ -151,6 +154,9 @@ class Conversion:
     corrections: Corrections = field(default_factory=Corrections)
     spiking: SpikingGraph | None = None
     snn: SNNModel | None = None
+    # (graph, inputs, neurons, batch size) -> the workers that hold the calibration data in shards
+    make_workers: Callable[..., Any] | None = None
+    workers: Any = None
 
 
 def name_every_node(c: Conversion) -> None:
@@ -201,14 +207,20 @@ def resolve_the_shapes(c: Conversion) -> None:
     c.graph = resolve_shapes(c.graph, take(c.x, slice(0, PROBE)))
 
 
+def share_out_the_data(c: Conversion) -> None:
+    o = c.options
+    make = c.make_workers or LocalWorkers.of
+    c.workers = make(c.graph, c.x, o.neurons, o.batch_size)
+
+
 def calibrate_thresholds(c: Conversion) -> None:
     o = c.options
-    c.thresholds = calibrate(c.graph, c.x, o.method, o.per_channel, o.neurons, o.batch_size)
+    c.thresholds = calibrate(c.graph, c.x, o.method, o.per_channel, o.neurons, o.batch_size, c.workers)
 
 
 def correct_layers_step(c: Conversion) -> None:
     o = c.options
-    c.corrections = correct_layers(c.graph, c.thresholds, c.x, o.neurons, o.corrections, o.batch_size)
+    c.corrections = correct_layers(c.graph, c.thresholds, c.x, o.neurons, o.corrections, o.batch_size, c.workers)
 
 
 def spike_step(c: Conversion) -> None:
@@ -253,6 +265,7 @@ PIPELINE = [
     Step("move output activations", move_output_activations),
     Step("check", check),
     Step("resolve shapes", resolve_the_shapes),
+    Step("share out the calibration data", share_out_the_data),
     Step("calibrate thresholds", calibrate_thresholds),
     Step("correct layers", correct_layers_step),
     Step("spike", spike_step),
@@ -292,6 +305,8 @@ def convert(
     model: onnx.ModelProto | str | os.PathLike | Any,
     calibration_data: Dataset | Inputs | str | os.PathLike,
     method: str | Method = DEFAULT_METHOD,
+    *,
+    calibration_workers: Callable[..., Any] | None = None,
     **options: Any,
 ) -> SNNModel:
     """Convert a ReLU ANN into a spiking network.
@@ -305,7 +320,9 @@ def convert(
     calibrate for, stored in the artifact as its default; ``reset``; ``v_init``; ``encoding``:
     ``direct`` or ``poisson`` (seeded by ``seed``), for every data input or as a dict by input
     name; ``calibration_samples`` (a seeded subset); ``batch_size``; ``outputs``: the model
-    outputs to keep (all by default)."""
+    outputs to keep (all by default). ``calibration_workers(graph, inputs, neurons, batch_size)``
+    gives the workers that hold the calibration data in shards (calibration/shards.py; one shard
+    in this process by default; ``onnx2snn.convert(..., workers=N)`` shards over Ray)."""
     opts = ConvertOptions.make(method, **options)
     if _is_onnx(model):
         model = load_onnx(model)  # a missing or broken model file is reported before the data
@@ -313,7 +330,7 @@ def convert(
         calibration = as_dataset(calibration_data).sample(opts.calibration_samples, opts.neurons.seed)
     except DataError as e:
         raise CalibrationError(f"calibration data: {e}") from e
-    conversion = Conversion(_input_model(model, calibration), opts, calibration)
+    conversion = Conversion(_input_model(model, calibration), opts, calibration, make_workers=calibration_workers)
     for step in PIPELINE:
         step.run(conversion)
     return conversion.snn

@@ -122,6 +122,26 @@ def take(x: Inputs, idx) -> Inputs:
     return {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` of some samples: [start, stop) of ``total``, as every worker
+    computes it from the same total (the driver never needs the data itself). Parts start on
+    multiples of ``align``, where one process's batches start too (so batches, and the Poisson
+    spikes seeded by a batch's first sample, are the same cut or not)."""
+
+    index: int = 0
+    count: int = 1
+
+    def bounds(self, total: int, align: int = 1) -> tuple[int, int]:
+        blocks = -(-total // align)
+        start = self.index * blocks // self.count * align
+        stop = (self.index + 1) * blocks // self.count * align
+        return min(start, total), min(stop, total)
+
+
+WHOLE = Shard()  # all of the samples
+
+
 @dataclass
 class Dataset:
     x: Inputs

@@ -26,8 +26,9 @@ from ..errors import ConfigError
 from ..neuron import Corrections, Neurons, start_membrane
 from ..passes import activation_nodes
 from . import levelwise
+from .reduce import ExactSum, channel_sums
+from .shards import LocalWorkers, levelwise_ok, merge_sums
 from .simulate import simulate, simulation_subset
-from .statistics import channel_rows, stream_activations
 
 # name -> rule, for the command line's help
 CORRECTIONS = {
@@ -36,33 +37,20 @@ CORRECTIONS = {
 }
 
 
-class _ChannelMean:
-    """A per-channel mean, streamed over arrays [n, C, ...] (float64 sums)."""
-
-    def __init__(self) -> None:
-        self.total: np.ndarray | None = None
-        self.count = 0
-
-    def add(self, a: np.ndarray) -> None:
-        rows = channel_rows(a, True)
-        s = rows.sum(axis=1, dtype=np.float64)
-        self.total = s if self.total is None else self.total + s
-        self.count += rows.shape[1]
-
-    def value(self) -> np.ndarray:
-        return self.total / max(self.count, 1)
-
-
-def _channel_mean(values) -> np.ndarray:
-    mean = _ChannelMean()
-    for a in values:
-        mean.add(a)
-    return mean.value()
-
-
 def _snn_mean(graph, thresholds, neurons, corrections, out: str, x: Inputs, batch_size: int) -> np.ndarray:
-    """Per-channel mean output of the SNN truncated at ``out`` over T steps and the data."""
-    return _channel_mean(simulate(graph, thresholds, neurons, out, x, batch_size, corrections))
+    """Per-channel mean output of the SNN truncated at ``out`` over T steps and the data: per
+    sample, its steps summed, then its channels (as shards.CalibrationShard.rates does)."""
+    total = ExactSum()
+    steps = None
+    for t, step in enumerate(simulate(graph, thresholds, neurons, out, x, batch_size, corrections)):
+        if t % neurons.timesteps == 0:
+            steps = step.astype(np.float64)
+        else:
+            steps += step
+        if t % neurons.timesteps == neurons.timesteps - 1:
+            per_sample, positions = channel_sums(steps)
+            total.add(per_sample, positions * neurons.timesteps)
+    return total.mean()
 
 
 def check_corrections(kinds: Sequence[str]) -> tuple[str, ...]:
@@ -71,15 +59,6 @@ def check_corrections(kinds: Sequence[str]) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"unknown correction {', '.join(unknown)!r}: use {' and/or '.join(CORRECTIONS)}")
     return tuple(dict.fromkeys(kinds))
-
-
-def _ann_means(graph: gs.Graph, nodes: list[gs.Node], x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    """Per activation node, its per-channel mean activation in the ANN: one pass for all."""
-    means = {node.name: _ChannelMean() for node in nodes}
-    for acts in stream_activations(graph, [node.outputs[0].name for node in nodes], x, batch_size):
-        for node in nodes:
-            means[node.name].add(acts[node.outputs[0].name])
-    return {name: mean.value() for name, mean in means.items()}
 
 
 def _shape(node: gs.Node) -> tuple[int, ...]:
@@ -94,52 +73,50 @@ def correct_layers(
     neurons: Neurons,
     kinds: Sequence[str],
     batch_size: int = 128,
+    workers=None,
 ) -> Corrections:
-    """The corrections of ``kinds`` (a subset of CORRECTIONS), layer by layer."""
+    """The corrections of ``kinds`` (a subset of CORRECTIONS), layer by layer. ``workers`` hold
+    the calibration data in shards (shards.py; all of ``x`` in this process by default)."""
     kinds = check_corrections(kinds)
     corrections = Corrections()
     if not kinds:
         return corrections
-    x = simulation_subset(x, neurons.seed)
-    nodes = activation_nodes(graph)
-    ann_mean = _ann_means(graph, nodes, x, batch_size)
-    if not (levelwise.usable(graph) and levelwise.fits(graph, neurons, x)):  # the network up to each layer
-        for node in nodes:
+    nodes = {node.name: node for node in activation_nodes(graph)}
+    workers = workers or LocalWorkers.of(graph, x, neurons, batch_size)
+    outs = {node.outputs[0].name: name for name, node in nodes.items()}
+    ann_mean = {outs[out]: total.mean() for out, total in merge_sums(workers.call("ann_sums", list(outs))).items()}
+    if not levelwise_ok(workers, graph, neurons):  # the network up to each layer, simulated again
+        x = simulation_subset(workers.local_inputs, neurons.seed)
+        for node in nodes.values():
             out, shape = node.outputs[0].name, _shape(node)
             if "bias" in kinds:
                 gap = ann_mean[node.name] - _snn_mean(graph, thresholds, neurons, corrections, out, x, batch_size)
                 corrections.current[node.name] = gap.reshape(shape).astype(np.float32)
             if "potential" in kinds:
                 gap = ann_mean[node.name] - _snn_mean(graph, thresholds, neurons, corrections, out, x, batch_size)
-                v0 = start_membrane(thresholds[node.name], neurons.v_init) + np.float32(
-                    neurons.timesteps
-                ) * gap.reshape(shape)
-                corrections.membrane_init[node.name] = np.asarray(v0, np.float32)
+                start = start_membrane(thresholds[node.name], neurons.v_init)
+                corrections.membrane_init[node.name] = np.asarray(
+                    start + np.float32(neurons.timesteps) * gap.reshape(shape), np.float32
+                )
         return corrections
-    by_name = {node.name: node for node in nodes}
-    sim = levelwise.Levelwise(graph, neurons, x, batch_size, shifts="bias" in kinds)
-    for level in sim.levels:
+    for level in workers.call("start", "bias" in kinds)[0]:
         settings = {
-            layer: levelwise.LayerSetting(thresholds[layer], sim.start(thresholds[layer]))
-            for layer in sim.layers_at(level)
+            layer: levelwise.LayerSetting(thresholds[layer], start_membrane(thresholds[layer], neurons.v_init))
+            for layer in workers.call("layers_at", level)[0]
         }
         if "bias" in kinds:
-            for layer, gap in _gaps(sim, level, settings, ann_mean).items():
-                corrections.current[layer] = gap.reshape(_shape(by_name[layer])).astype(np.float32)
-            sim.set_shifts({layer: corrections.current[layer] for layer in settings})
+            for layer, gap in _gaps(workers, level, settings, ann_mean).items():
+                corrections.current[layer] = gap.reshape(_shape(nodes[layer])).astype(np.float32)
+            workers.call("set_shifts", {layer: corrections.current[layer] for layer in settings})
         if "potential" in kinds:
-            for layer, gap in _gaps(sim, level, settings, ann_mean).items():
-                v0 = settings[layer].start + np.float32(neurons.timesteps) * gap.reshape(_shape(by_name[layer]))
+            for layer, gap in _gaps(workers, level, settings, ann_mean).items():
+                v0 = settings[layer].start + np.float32(neurons.timesteps) * gap.reshape(_shape(nodes[layer]))
                 corrections.membrane_init[layer] = settings[layer].start = np.asarray(v0, np.float32)
-        sim.fire(level, settings)
+        workers.call("fire", level, settings)
     return corrections
 
 
-def _gaps(sim, level: int, settings: dict, ann_mean: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _gaps(workers, level: int, settings: dict, ann_mean: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per layer at ``level``: ANN mean minus SNN rate per channel, with the settings as they are."""
-    rates = {layer: _ChannelMean() for layer in settings}
-    for _, currents in sim.currents(level):
-        for layer, current in currents.items():
-            for step in sim.spikes(layer, current, settings[layer]):
-                rates[layer].add(step)
-    return {layer: ann_mean[layer] - rate.value() for layer, rate in rates.items()}
+    rates = merge_sums(workers.call("rates", level, settings))
+    return {layer: ann_mean[layer] - rates[layer].mean() for layer in settings}

@@ -26,7 +26,7 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
 from ..build import build_snn
-from ..data import Inputs, num_samples
+from ..data import WHOLE, Inputs, Shard, num_samples
 from ..graph import default_opset, export_model
 from ..limits import available_memory
 from ..neuron import Corrections, Neurons, start_membrane
@@ -85,6 +85,12 @@ def usable(graph: gs.Graph) -> bool:
     return kernel.available() and not isinstance(batch, int)
 
 
+def why_not(graph: gs.Graph) -> str:
+    if not kernel.available():
+        return kernel.why_unavailable()
+    return "the model's batch is fixed"
+
+
 def fits(graph: gs.Graph, neurons: Neurons, x: Inputs, budget: int = DEFAULT_BUDGET) -> bool:
     """Whether level-wise simulation of ``x`` fits in ``budget`` bytes and in what the process
     can still get: the spikes it stores (at most T bits per neuron and sample) and one sample's
@@ -112,11 +118,14 @@ class Levelwise:
         x: Inputs,
         batch_size: int,
         shifts: bool = False,
+        shard: Shard = WHOLE,
         budget: int = DEFAULT_BUDGET,
     ):
         """``shifts``: the layers get bias corrections (``set_shifts``), added to their input
         currents inside the stages, as the artifact's Add nodes do it (onnxruntime folds such an
-        Add into the convolution before it: the same rounding as the artifact)."""
+        Add into the convolution before it: the same rounding as the artifact). ``shard``: the
+        part of ``x``'s chunks simulated here (chunks are cut from all of ``x`` alike)."""
+        self.shifts = shifts
         nodes = activation_nodes(graph)
         placeholder = {n.name: np.float32(1.0) for n in nodes}  # thresholds live in the kernel calls
         zeros = Corrections(current={n.name: np.zeros(_channels(n), np.float32) for n in nodes} if shifts else {})
@@ -138,9 +147,9 @@ class Levelwise:
         size = max(1, min(batch_size, int(budget // max(per_sample, 1))))
         if self.poisson:  # Poisson trains are drawn per batch of the session's size: keep its batches
             size = batch_size
-        total = num_samples(feeds)
+        first, last = shard.bounds(num_samples(feeds), size)
         self.chunks = [
-            _Chunk(start, {k: v[start : start + size] for k, v in feeds.items()}) for start in range(0, total, size)
+            _Chunk(start, {k: v[start : start + size] for k, v in feeds.items()}) for start in range(first, last, size)
         ]
 
     def _stage(self, level: int) -> _Stage | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -33,11 +34,12 @@ from ..neuron import Neurons
 from ..passes import activation_nodes
 from ..passes.check_supported import clip_max
 from .mmse import mmse_thresholds
+from .shards import LocalWorkers
 from .spike_norm import spike_norm_thresholds
 from .statistics import Histograms
 
-# (graph, calibration inputs, method, per_channel, neurons, batch_size) -> node -> per-row values
-Values = Callable[[gs.Graph, np.ndarray, "Method", bool, Neurons, int], dict[str, np.ndarray]]
+# (graph, calibration inputs, method, per_channel, neurons, batch_size, workers) -> node -> per-row values
+Values = Callable[[gs.Graph, np.ndarray, "Method", bool, Neurons, int, Any], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,17 @@ class Method:
 def _histogram_values(pick: Callable[[Histograms, str, Method, Neurons], np.ndarray]) -> Values:
     """A method that reads the ANN's activation statistics (one streaming pass, or two)."""
 
-    def values(graph, x, method, per_channel, neurons, batch_size):
+    def values(graph, x, method, per_channel, neurons, batch_size, workers):
         nodes = activation_nodes(graph)
         names = [n.outputs[0].name for n in nodes]
-        hist = Histograms(graph, names, x, per_channel, batch_size)
+        hist = Histograms(workers, names, per_channel)
         return {node.name: pick(hist, name, method, neurons) for node, name in zip(nodes, names)}
 
     return values
 
 
-def _spike_norm_values(graph, x, method, per_channel, neurons, batch_size):
-    return spike_norm_thresholds(graph, x, neurons, per_channel, method.percentile, batch_size)
+def _spike_norm_values(graph, x, method, per_channel, neurons, batch_size, workers):
+    return spike_norm_thresholds(graph, x, neurons, per_channel, method.percentile, batch_size, workers)
 
 
 def _percent(text: str, method: str) -> float:
@@ -170,10 +172,14 @@ def calibrate(
     per_channel: bool = False,
     neurons: Neurons | None = None,
     batch_size: int = 128,
+    workers: Any = None,
 ) -> dict[str, np.ndarray]:
     """Thresholds for every activation node: node name -> float32 array (scalar, or shape
     ``(C, 1, ..., 1)`` per channel). ``neurons`` gives T, v_init and the encoding to the
-    methods that depend on them (mmse, spike-norm)."""
+    methods that depend on them (mmse, spike-norm). ``workers`` hold the calibration data in
+    shards (shards.py; all of ``x`` in this process by default)."""
     method = parse_method(method)
-    values = METHODS[method.name].values(graph, x, method, per_channel, neurons or Neurons(), batch_size)
+    neurons = neurons or Neurons()
+    workers = workers or LocalWorkers.of(graph, x, neurons, batch_size)
+    values = METHODS[method.name].values(graph, x, method, per_channel, neurons, batch_size, workers)
     return finish_thresholds(graph, values, per_channel)

@@ -25,48 +25,77 @@ def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:
     return a.reshape(1, -1)
 
 
+class AnnOutputs:
+    """The ANN ``graph`` run for the tensors ``names`` (inputs: an array, or a dict by name)."""
+
+    def __init__(self, graph: gs.Graph, names: list[str]):
+        import onnxruntime as ort
+
+        g = graph.copy()
+        tensors = g.tensors()
+        g.outputs = [tensors[n] for n in names]
+        for t in g.outputs:
+            t.dtype = t.dtype or np.float32
+        model = export_model(g.cleanup())
+        options = ort.SessionOptions()
+        # basic optimizations only: the extended ones fuse Conv+Relu and hide activations
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.log_severity_level = 3
+        self.names = names
+        self.session = inference_session(model, options, ["CPUExecutionProvider"], "the ANN")
+        self.specs = [(t.name, shape_of(t)) for t in graph.inputs]
+        inp = self.session.get_inputs()[0]
+        self.static = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
+
+    def stream(self, x: Inputs, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        """The named tensors, batch by batch."""
+        for batch, n in batches(check_inputs(x, self.specs), batch_size, self.static):
+            with onnxruntime_errors("the ANN"):
+                values = self.session.run(self.names, batch)
+            yield {name: value[:n] for name, value in zip(self.names, values)}
+
+
 def stream_activations(
     graph: gs.Graph, names: list[str], x: Inputs, batch_size: int
 ) -> Iterator[dict[str, np.ndarray]]:
     """Run the ANN ``graph`` on ``x`` (an array, or a dict by input name) batch by batch;
     yield the named tensors of each batch."""
-    import onnxruntime as ort
+    yield from AnnOutputs(graph, names).stream(x, batch_size)
 
-    g = graph.copy()
-    tensors = g.tensors()
-    g.outputs = [tensors[n] for n in names]
-    for t in g.outputs:
-        t.dtype = t.dtype or np.float32
-    model = export_model(g.cleanup())
-    options = ort.SessionOptions()
-    # basic optimizations only: the extended ones fuse Conv+Relu and hide activations
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    session = inference_session(model, options, ["CPUExecutionProvider"], "the ANN")
-    feeds = check_inputs(x, [(t.name, shape_of(t)) for t in graph.inputs])
-    inp = session.get_inputs()[0]
-    static = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
-    for batch, n in batches(feeds, batch_size, static):
-        with onnxruntime_errors("the ANN"):
-            values = session.run(names, batch)
-        yield {name: value[:n] for name, value in zip(names, values)}
+
+def check_finite(name: str, a: np.ndarray) -> None:
+    if not np.all(np.isfinite(a)):
+        raise CalibrationError(f"activation '{name}' has non-finite values on the calibration data")
+
+
+def row_maxima(a: np.ndarray, per_channel: bool) -> np.ndarray:
+    """Per channel (or for the whole layer) the largest value of ``a`` [n, C, ...]."""
+    return channel_rows(a, per_channel).max(axis=1)
+
+
+def row_counts(a: np.ndarray, per_channel: bool, maxima: np.ndarray) -> np.ndarray:
+    """[rows, BINS] counts of the positive values of ``a`` in bins of width max/BINS per row."""
+    rows = channel_rows(a, per_channel)
+    top = maxima[:, None]
+    scale = np.where(top > 0, BINS / np.where(top > 0, top, 1.0), 0.0)
+    bins = np.minimum((rows * scale).astype(np.int64), BINS - 1)
+    flat = (np.arange(rows.shape[0])[:, None] * BINS + bins)[rows > 0]
+    return np.bincount(flat, minlength=rows.shape[0] * BINS).reshape(rows.shape[0], BINS)
 
 
 class Histograms:
-    """Per layer (or channel) maxima and histograms of the positive activations, two passes."""
+    """Per layer (or channel) maxima and histograms of the positive activations, two passes,
+    over the calibration workers' shards: maxima merge by maximum, counts by sum (exact)."""
 
-    def __init__(self, graph: gs.Graph, names: list[str], x: Inputs, per_channel: bool, batch_size: int):
+    def __init__(self, workers, names: list[str], per_channel: bool):
         self.names = names
         self.maxima: dict[str, np.ndarray] = {}
-        for acts in stream_activations(graph, names, x, batch_size):
-            for name, a in acts.items():
-                if not np.all(np.isfinite(a)):
-                    raise CalibrationError(f"activation '{name}' has non-finite values on the calibration data")
-                peak = channel_rows(a, per_channel).max(axis=1)
+        for part in workers.call("maxima", names, per_channel):
+            for name, peak in part.items():
                 self.maxima[name] = np.maximum(self.maxima[name], peak) if name in self.maxima else peak
         if not self.maxima:
             raise CalibrationError("calibration data is empty")
-        self._graph, self._x, self._per_channel, self._batch_size = graph, x, per_channel, batch_size
+        self._workers, self._per_channel = workers, per_channel
         self._counts: dict[str, np.ndarray] | None = None
 
     @property
@@ -74,14 +103,9 @@ class Histograms:
         """name -> [rows, BINS] counts of positive values in bins of width max/BINS (second pass, on demand)."""
         if self._counts is None:
             counts = {n: np.zeros((len(self.maxima[n]), BINS), dtype=np.int64) for n in self.names}
-            for acts in stream_activations(self._graph, self.names, self._x, self._batch_size):
-                for name, a in acts.items():
-                    rows = channel_rows(a, self._per_channel)
-                    top = self.maxima[name][:, None]
-                    scale = np.where(top > 0, BINS / np.where(top > 0, top, 1.0), 0.0)
-                    bins = np.minimum((rows * scale).astype(np.int64), BINS - 1)
-                    flat = (np.arange(rows.shape[0])[:, None] * BINS + bins)[rows > 0]
-                    counts[name] += np.bincount(flat, minlength=counts[name].size).reshape(counts[name].shape)
+            for part in self._workers.call("counts", self.names, self._per_channel, self.maxima):
+                for name, c in part.items():
+                    counts[name] += c
             self._counts = counts
         return self._counts
 

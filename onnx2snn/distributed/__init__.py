@@ -1,7 +1,8 @@
-"""Work spread over processes and machines with Ray (the ``ray`` extra): evaluation now;
-calibration and fine-tuning where noted in the README."""
+"""Work spread over processes and machines with Ray (the ``ray`` extra): evaluation and
+conversion's calibration, each identical to one process's."""
 
-from .cluster import Shard, cluster, run_shards
+from .cluster import cluster, run_shards
+from .convert import convert
 from .evaluate import evaluate
 
-__all__ = ["Shard", "cluster", "evaluate", "run_shards"]
+__all__ = ["cluster", "convert", "evaluate", "run_shards"]

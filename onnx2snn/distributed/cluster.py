@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from ..data import Shard
 from ..errors import ConfigError
 
 TASK_RETRIES = 3  # a task whose worker process dies is run again, on the same shard
@@ -50,23 +50,6 @@ def cluster(address: str | None = None, workers: int | None = None) -> Iterator[
     finally:
         if started:
             ray.shutdown()
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` of ``count``: samples [start, stop) of ``total``, as every worker computes
-    them from the same total (the driver never needs the data itself). Shards start on
-    multiples of ``batch``, where one process's batches start too (so seeded Poisson input
-    draws the same spikes)."""
-
-    index: int
-    count: int
-
-    def bounds(self, total: int, batch: int = 1) -> tuple[int, int]:
-        batches = -(-total // batch)
-        start = self.index * batches // self.count * batch
-        stop = (self.index + 1) * batches // self.count * batch
-        return min(start, total), min(stop, total)
 
 
 def run_shards(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import DataArgs, ModelArg, OutputArg, finite_float, positive_int, timesteps
+from .args import DataArgs, ModelArg, OutputArg, RayArgs, finite_float, positive_int, timesteps
 from .paths import check_output
 
 
@@ -19,6 +19,7 @@ class Convert:
         ModelArg("the ANN, an .onnx file"),
         OutputArg("where to write the SNN .onnx"),
         DataArgs("--calibration", "calibration data (train split by default)"),
+        RayArgs(),
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -97,12 +98,16 @@ class Convert:
         options = {k: v for k, v in given.items() if v is not None}
         # bad options and unwritable outputs are reported before anything is read
         onnx2snn.ConvertOptions.make(**options)
+        distributed = RayArgs.values(args)
         prep = DataArgs.preprocessing(args)
         inputs = [args.model, args.calibration]
         check_output(args.output, "output", inputs)
         check_output(args.report, "report", inputs, [args.output])
         model = onnx2snn.load_onnx(args.model)  # a bad model file is reported before the data is read
-        calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=prep)
+        if distributed:  # each worker reads its own shard of the spec
+            calibration, options = args.calibration, {**options, **distributed, "preprocessing": prep}
+        else:
+            calibration = onnx2snn.load_data(args.calibration, split="train", preprocessing=prep)
         try:
             snn = onnx2snn.convert(model, calibration, **options)
         except onnx2snn.ConversionError as e:
@@ -119,6 +124,7 @@ class Convert:
         print(
             f"converted {args.model} -> {path}: {len(snn.layers)} IF layers, thresholds by "
             f"{onnx2snn.describe_calibration(cal, snn.timesteps)}, {cal['samples']} calibration samples"
+            + (f", sharded over {cal['distributed']['workers']} Ray workers" if "distributed" in cal else "")
         )
         for node, theta in snn.thresholds.items():
             print(f"  {node:40s} threshold {onnx2snn.describe_threshold(theta)}")

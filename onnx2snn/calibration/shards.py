@@ -1,0 +1,166 @@
+"""Calibration's work on one shard of the data, and the workers that hold the shards.
+
+Every statistic calibration needs is a reduction over samples that merges exactly: maxima by
+maximum, histogram counts by sum, means through per-sample partial sums added exactly
+(reduce.ExactSum). A ``CalibrationShard`` computes them on its part of the data, and keeps its
+part of the level-wise simulation (the spikes of the levels already set) from one level to the
+next. Calibration asks its workers for the parts (``workers.call(method, *args)``) and merges
+them: with one local shard (``LocalWorkers``) that is one process; with Ray actors
+(distributed/calibrate.py) the same calls on every shard, the results bit-identical."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..data import WHOLE, Inputs, Shard, num_samples, take
+from ..neuron import Neurons
+from . import levelwise
+from .reduce import ExactSum, Peak, channel_sums
+from .simulate import simulation_subset
+from .statistics import AnnOutputs, check_finite, row_counts, row_maxima
+
+
+class CalibrationShard:
+    """Shard ``shard`` of the calibration inputs ``x`` (all of them, as every worker has them):
+    the ANN's statistics on its part of ``x`` (cut on batch boundaries) and the level-wise
+    simulation of its part of the simulation subset (cut on chunk boundaries)."""
+
+    def __init__(
+        self,
+        graph: gs.Graph | bytes,
+        x: Inputs,
+        neurons: Neurons,
+        batch_size: int,
+        shard: Shard = WHOLE,
+    ):
+        self.graph = graph if isinstance(graph, gs.Graph) else gs.import_onnx(onnx.load_from_string(graph))
+        self.neurons, self.batch_size, self.shard = neurons, batch_size, shard
+        start, stop = shard.bounds(num_samples(x), batch_size)
+        self.x = take(x, slice(start, stop))
+        self.simulated = simulation_subset(x, neurons.seed)  # every worker draws the same subset
+        self.sim: levelwise.Levelwise | None = None
+
+    # --- the ANN ---------------------------------------------------------------------------
+    def maxima(self, names: list[str], per_channel: bool) -> dict[str, np.ndarray]:
+        peaks: dict[str, np.ndarray] = {}
+        if num_samples(self.x):
+            for acts in AnnOutputs(self.graph, names).stream(self.x, self.batch_size):
+                for name, a in acts.items():
+                    check_finite(name, a)
+                    peak = row_maxima(a, per_channel)
+                    peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
+        return peaks
+
+    def counts(self, names: list[str], per_channel: bool, maxima: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        counts: dict[str, np.ndarray] = {}
+        if num_samples(self.x):
+            for acts in AnnOutputs(self.graph, names).stream(self.x, self.batch_size):
+                for name, a in acts.items():
+                    c = row_counts(a, per_channel, maxima[name])
+                    counts[name] = counts[name] + c if name in counts else c
+        return counts
+
+    def ann_sums(self, outputs: list[str]) -> dict[str, ExactSum]:
+        """Per-channel sums of the ANN's activations on this shard's simulated samples (for the
+        corrections' means), on the chunks the level-wise simulation uses."""
+        sums = {name: ExactSum() for name in outputs}
+        ann = AnnOutputs(self.graph, outputs)
+        for chunk in self._open().chunks:
+            for acts in ann.stream(chunk.x, len(next(iter(chunk.x.values())))):
+                for name, a in acts.items():
+                    per_sample, positions = channel_sums(a)
+                    sums[name].add(per_sample, positions)
+        return sums
+
+    # --- the SNN built so far, level by level ----------------------------------------------
+    def _open(self, shifts: bool = False) -> levelwise.Levelwise:
+        if self.sim is None or (shifts and not self.sim.shifts):
+            self.sim = levelwise.Levelwise(
+                self.graph, self.neurons, self.simulated, self.batch_size, shifts=shifts, shard=self.shard
+            )
+        return self.sim
+
+    def start(self, shifts: bool) -> list[int]:
+        """A fresh level-wise simulation (bias corrections go into its stages where ``shifts``);
+        its levels."""
+        self.sim = None
+        return self._open(shifts).levels
+
+    def layers_at(self, level: int) -> list[str]:
+        return self._open().layers_at(level)
+
+    def peaks(self, level: int, per_channel: bool, percentile: float | None) -> dict[str, Any]:
+        """Spike-Norm's statistic of each layer at ``level`` on this shard: the maximum input
+        current per row, or the per-(step, sample) percentiles to be averaged."""
+        sim = self._open()
+        peaks = {layer: Peak(per_channel, percentile) for layer in sim.layers_at(level)}
+        for _, currents in sim.currents(level):
+            for layer, current in currents.items():
+                for step in sim.steps(layer, current):
+                    peaks[layer].add(step)
+        return peaks
+
+    def rates(self, level: int, settings: dict[str, levelwise.LayerSetting]) -> dict[str, ExactSum]:
+        """Per-channel sums of the spikes of each layer at ``level`` over T steps, per sample."""
+        sim = self._open()
+        sums = {layer: ExactSum() for layer in settings}
+        for _, currents in sim.currents(level):
+            for layer, current in currents.items():
+                spikes = sim.spikes(layer, current, settings[layer])
+                per_sample, positions = channel_sums(spikes.sum(axis=0, dtype=np.float64))
+                sums[layer].add(per_sample, positions * len(spikes))
+        return sums
+
+    def set_shifts(self, shifts: dict[str, np.ndarray]) -> None:
+        self._open().set_shifts(shifts)
+
+    def fire(self, level: int, settings: dict[str, levelwise.LayerSetting]) -> None:
+        self._open().fire(level, settings)
+
+
+class LocalWorkers:
+    """Calibration's shards in this process: ``call`` runs a method on each, in turn."""
+
+    def __init__(self, shards: list[CalibrationShard]):
+        self.shards = shards
+
+    @classmethod
+    def of(cls, graph: gs.Graph, x: Inputs, neurons: Neurons, batch_size: int) -> LocalWorkers:
+        """All of ``x`` in one shard."""
+        return cls([CalibrationShard(graph, x, neurons, batch_size)])
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        return [getattr(shard, method)(*args) for shard in self.shards]
+
+    @property
+    def local_inputs(self) -> Inputs | None:
+        """The calibration inputs, where one local shard holds them all (for the paths that
+        simulate the network up to each layer, which run in this process only)."""
+        return self.shards[0].x if len(self.shards) == 1 and self.shards[0].shard.count == 1 else None
+
+
+def merge_sums(parts: list[dict[str, ExactSum]]) -> dict[str, ExactSum]:
+    merged: dict[str, ExactSum] = {}
+    for part in parts:
+        for name, value in part.items():
+            merged[name] = merged[name].merge(value) if name in merged else value
+    return merged
+
+
+def levelwise_ok(workers, graph: gs.Graph, neurons: Neurons) -> bool:
+    """Whether calibration simulates level by level: where the kernel is built and the batch
+    free and, in one process, where the stored spikes fit (levelwise.fits); otherwise it
+    simulates the network up to each layer, which only one process does."""
+    from ..errors import ConfigError
+
+    usable = levelwise.usable(graph)
+    local = getattr(workers, "local_inputs", None)
+    if local is None:
+        if not usable:
+            raise ConfigError(f"distributed calibration needs the compiled IF kernel ({levelwise.why_not(graph)})")
+        return True
+    return usable and levelwise.fits(graph, neurons, simulation_subset(local, neurons.seed))

@@ -86,7 +86,7 @@ def correct_layers(
     outs = {node.outputs[0].name: name for name, node in nodes.items()}
     ann_mean = {outs[out]: total.mean() for out, total in merge_sums(workers.call("ann_sums", list(outs))).items()}
     if not levelwise_ok(workers, graph, neurons):  # the network up to each layer, simulated again
-        x = simulation_subset(workers.local_inputs, neurons.seed)
+        x = simulation_subset(workers.local_inputs, neurons.seed, graph)
         for node in nodes.values():
             out, shape = node.outputs[0].name, _shape(node)
             if "bias" in kinds:

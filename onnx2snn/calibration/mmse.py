@@ -19,17 +19,22 @@ STEP = 0.01
 
 
 def mmse_thresholds(hist: Histograms, name: str, timesteps: int, v_init: float) -> np.ndarray:
-    """Per row (layer or channel) of ``hist``: the candidate threshold of least error."""
-    counts = hist.counts[name].astype(np.float64)  # [rows, bins]
-    a = hist.centers(name)  # [rows, bins]
+    """Per row (layer or channel) of ``hist``: the candidate threshold of least error. Only the
+    bins that hold values count, so the work follows the data, not rows x bins."""
+    counts = hist.counts[name]  # [rows, bins]
     top = hist.maxima[name]  # [rows]
+    rows, bins = np.nonzero(counts)
+    weight = counts[rows, bins].astype(np.float64)
+    a = hist.centers(name)[rows, bins]
+    top_of = top[rows]
     best = top.astype(np.float64).copy()
     best_error = np.full(len(top), np.inf)
     for i in range(CANDIDATES):
-        theta = np.where(top > 0, top * (1.0 - STEP * i), 1.0)[:, None]
-        q = theta / timesteps * np.clip(np.floor(a * timesteps / theta + v_init), 0, timesteps)
-        error = (counts * (a - q) ** 2).sum(axis=1)
+        theta = np.where(top > 0, top * (1.0 - STEP * i), 1.0)
+        t = theta[rows] if len(rows) else top_of
+        q = t / timesteps * np.clip(np.floor(a * timesteps / t + v_init), 0, timesteps)
+        error = np.bincount(rows, weights=weight * (a - q) ** 2, minlength=len(top))
         better = error < best_error
-        best = np.where(better, theta[:, 0], best)
+        best = np.where(better, theta, best)
         best_error = np.where(better, error, best_error)
     return np.where(top > 0, best, 0.0)

@@ -41,7 +41,7 @@ class CalibrationShard:
         self.neurons, self.batch_size, self.shard = neurons, batch_size, shard
         start, stop = shard.bounds(num_samples(x), batch_size)
         self.x = take(x, slice(start, stop))
-        self.simulated = simulation_subset(x, neurons.seed)  # every worker draws the same subset
+        self.simulated = simulation_subset(x, neurons.seed, self.graph)  # every worker draws the same subset
         self.sim: levelwise.Levelwise | None = None
 
     # --- the ANN ---------------------------------------------------------------------------
@@ -163,4 +163,4 @@ def levelwise_ok(workers, graph: gs.Graph, neurons: Neurons) -> bool:
         if not usable:
             raise ConfigError(f"distributed calibration needs the compiled IF kernel ({levelwise.why_not(graph)})")
         return True
-    return usable and levelwise.fits(graph, neurons, simulation_subset(local, neurons.seed))
+    return usable and levelwise.fits(graph, neurons, simulation_subset(local, neurons.seed, graph))

@@ -11,19 +11,37 @@ import onnx_graphsurgeon as gs
 from ..build import build_snn
 from ..data import Inputs, num_samples, take
 from ..neuron import Corrections, Neurons
+from ..passes import activation_nodes
 from ..runtime import SNNSession
 
-# methods that simulate the SNN (spike-norm, corrections) use at most this many samples:
-# their cost is samples x T x layers, and means over a thousand samples are stable
+# methods that simulate the SNN (spike-norm, corrections) use at most this many samples: their
+# cost is samples x T x neurons, and per-channel means over a thousand 28x28 samples are stable;
+# where a layer has more neurons per sample (224x224 images), fewer samples give as many values
+# per channel: at most SIMULATION_NEURONS neuron-samples in the largest layer, at least 64 samples
 SIMULATION_SAMPLES = 1024
+SIMULATION_NEURONS = 1024 * 32768
+SIMULATION_MIN = 64
 
 
-def simulation_subset(x: Inputs, seed: int) -> Inputs:
-    """At most SIMULATION_SAMPLES samples of ``x``, drawn with ``seed``, in their original order."""
+def simulation_samples(graph: gs.Graph) -> int:
+    """How many samples calibration simulates at most for ``graph``."""
+    sizes = [
+        int(np.prod(shape[1:]))
+        for node in activation_nodes(graph)
+        if (shape := node.outputs[0].shape) and all(isinstance(d, int) for d in shape[1:])
+    ]
+    largest = max(sizes, default=1)
+    return max(SIMULATION_MIN, min(SIMULATION_SAMPLES, SIMULATION_NEURONS // largest))
+
+
+def simulation_subset(x: Inputs, seed: int, graph: gs.Graph | None = None) -> Inputs:
+    """At most ``simulation_samples(graph)`` (SIMULATION_SAMPLES without a graph) samples of
+    ``x``, drawn with ``seed``, in their original order."""
     n = num_samples(x)
-    if n <= SIMULATION_SAMPLES:
+    cap = simulation_samples(graph) if graph is not None else SIMULATION_SAMPLES
+    if n <= cap:
         return x
-    return take(x, np.sort(np.random.default_rng(seed).choice(n, SIMULATION_SAMPLES, replace=False)))
+    return take(x, np.sort(np.random.default_rng(seed).choice(n, cap, replace=False)))
 
 
 def simulate(

@@ -67,7 +67,7 @@ def spike_norm_thresholds(
                 settings[layer] = levelwise.LayerSetting(theta, start_membrane(theta, neurons.v_init))
             workers.call("fire", level, settings)
         return values
-    x = simulation_subset(workers.local_inputs, neurons.seed)
+    x = simulation_subset(workers.local_inputs, neurons.seed, graph)
     thresholds: dict[str, np.ndarray] = {}  # the network up to each layer, simulated again
     for node in nodes.values():
         peak = Peak(per_channel, percentile)

@@ -12,6 +12,7 @@ import onnx_graphsurgeon as gs
 from ..data import Inputs, check_inputs
 from ..errors import CalibrationError
 from ..graph import export_model, shape_of
+from ..runtime import kernel
 from ..runtime.engine import inference_session, onnxruntime_errors
 from ..runtime.inputs import batches
 
@@ -70,11 +71,16 @@ def check_finite(name: str, a: np.ndarray) -> None:
 
 def row_maxima(a: np.ndarray, per_channel: bool) -> np.ndarray:
     """Per channel (or for the whole layer) the largest value of ``a`` [n, C, ...]."""
-    return channel_rows(a, per_channel).max(axis=1)
+    if per_channel and a.ndim >= 2:
+        return a.max(axis=tuple(i for i in range(a.ndim) if i != 1))
+    return a.max(keepdims=False).reshape(1)
 
 
 def row_counts(a: np.ndarray, per_channel: bool, maxima: np.ndarray) -> np.ndarray:
-    """[rows, BINS] counts of the positive values of ``a`` in bins of width max/BINS per row."""
+    """[rows, BINS] counts of the positive values of ``a`` in bins of width max/BINS per row
+    (the compiled kernel's one pass where it is built; the same counts)."""
+    if kernel.available():
+        return kernel.histogram(a, per_channel and a.ndim >= 2, maxima, BINS)
     rows = channel_rows(a, per_channel)
     top = maxima[:, None]
     scale = np.where(top > 0, BINS / np.where(top > 0, top, 1.0), 0.0)

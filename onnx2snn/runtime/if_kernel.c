@@ -98,3 +98,26 @@ void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const f
         }
     }
 }
+
+/* Calibration's histogram of positive activations (calibration/statistics.py, row_counts):
+   a holds n samples of `channels` x `inner` values; a row is a channel (per_channel) or the
+   whole layer; counts[row][bin] += 1 for every v > 0, bin = min(trunc(v * (bins / max_row)),
+   bins - 1), in float32 as numpy computes it there. One pass, no temporaries. */
+void histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inner, int per_channel,
+               const float *restrict maxima, int64_t *restrict counts, int64_t bins) {
+    for (int64_t s = 0; s < n; ++s) {
+        for (int64_t c = 0; c < channels; ++c) {
+            const int64_t row = per_channel ? c : 0;
+            const float top = maxima[row];
+            const float scale = top > 0.0f ? (float)bins / top : 0.0f;
+            const float *v = a + (s * channels + c) * inner;
+            int64_t *h = counts + row * bins;
+            for (int64_t j = 0; j < inner; ++j) {
+                if (v[j] > 0.0f) {
+                    int64_t b = (int64_t)(v[j] * scale);
+                    h[b < bins - 1 ? b : bins - 1] += 1;
+                }
+            }
+        }
+    }
+}

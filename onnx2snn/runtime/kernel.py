@@ -32,6 +32,8 @@ def _library() -> ctypes.CDLL | str:
     lib.pack_fired.restype = None
     lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
     lib.unpack_spikes.restype = None
+    lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, i64]
+    lib.histogram.restype = None
     return lib
 
 
@@ -128,3 +130,17 @@ def unpack_spikes(bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarra
         bits.ctypes.data, spikes.ctypes.data, theta.ctypes.data, shape[0], rows, channels, inner, mode
     )
     return spikes
+
+
+def histogram(a: np.ndarray, per_channel: bool, maxima: np.ndarray, bins: int) -> np.ndarray:
+    """[rows, bins] counts of the positive values of ``a`` [n, C, ...] per channel (or for the
+    whole layer) in bins of width max/bins, as calibration/statistics.py's row_counts defines
+    them."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    n = len(a)
+    channels = a.shape[1] if per_channel and a.ndim >= 2 else 1
+    inner = a.size // max(n * channels, 1)
+    top = np.ascontiguousarray(maxima, dtype=np.float32)
+    counts = np.zeros((len(top), bins), np.int64)
+    _loaded().histogram(a.ctypes.data, n, channels, inner, int(per_channel), top.ctypes.data, counts.ctypes.data, bins)
+    return counts

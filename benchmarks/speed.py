@@ -41,10 +41,18 @@ import onnx
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-MODELS = ("cnn_bn", "resnet_small")
+MODELS = ("cnn_bn", "resnet_small", "resnet_wide")
 TIMESTEPS = (32, 128)
 BATCHES = (64, 1)
-FRAMEWORKS = ("ann", "onnx2snn", "onnx2snn-unrolled", "pytorch", "spikingjelly", "spikingjelly-multistep")
+FRAMEWORKS = (
+    "ann",
+    "onnx2snn",
+    "onnx2snn-onnx-neurons",
+    "onnx2snn-unrolled",
+    "pytorch",
+    "spikingjelly",
+    "spikingjelly-multistep",
+)
 REPEAT = 3
 ROUNDS = 2
 PROFILED = (32, 64)  # T and batch of the step form's profile
@@ -74,6 +82,65 @@ def peak() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def resnet_wide():
+    """A held-out, wider ResNet: channels 64 to 128 at 28x28 and 14x14 (BatchNorm, residual adds,
+    global pooling), random weights with BatchNorm statistics from training images
+    (benchmarks/realsize.py's initialization); built the same in every process."""
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(HERE))
+    from realsize import initialize
+    from train_reference import BasicBlock
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        BasicBlock(64, 64),
+        BasicBlock(64, 128, 2),
+        BasicBlock(128, 128),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, 10),
+    )
+    import onnx2snn
+
+    return initialize(net, onnx2snn.load_data("fashion-mnist:train").sample(512, seed=1).x)
+
+
+def ann_path(name: str) -> Path:
+    """The ANN's ONNX file: a committed reference net, or the wide ResNet exported once."""
+    if name != "resnet_wide":
+        return HERE / "models" / f"fashion_mnist_{name}.onnx"
+    path = Path(os.environ.get(ARTIFACTS, tempfile.gettempdir())) / "resnet_wide_ann.onnx"
+    if not path.exists():
+        import torch
+
+        net = resnet_wide()
+        buffer_path = path.with_suffix(".tmp.onnx")
+        torch.onnx.export(
+            net.eval(),
+            (torch.zeros(1, 1, 28, 28),),
+            str(buffer_path),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            do_constant_folding=False,
+        )
+        buffer_path.rename(path)
+    return path
+
+
+def torch_model(name: str):
+    sys.path.insert(0, str(HERE))
+    from train_reference import load_torch_model
+
+    return resnet_wide().eval() if name == "resnet_wide" else load_torch_model(name)
+
+
 def images(batch: int) -> np.ndarray:
     import onnx2snn
 
@@ -86,8 +153,9 @@ def convert_all(models: list[str], folder: Path) -> None:
     import onnx2snn
 
     calibration = onnx2snn.load_data("fashion-mnist:train").sample(500, seed=0)
+    os.environ[ARTIFACTS] = str(folder)
     for name in models:
-        onnx2snn.convert(HERE / "models" / f"fashion_mnist_{name}.onnx", calibration).save(folder / f"{name}.onnx")
+        onnx2snn.convert(ann_path(name), calibration).save(folder / f"{name}.onnx")
 
 
 def snn_model(name: str):
@@ -104,9 +172,7 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
 
         runs = []
         for spin in (True, False):  # the dense limit is the ANN's faster setting, never the SNN's choice
-            session, input_name = ann_session(
-                onnx.load(HERE / "models" / f"fashion_mnist_{name}.onnx"), "cpu", batch, spin
-            )
+            session, input_name = ann_session(onnx.load(ann_path(name)), "cpu", batch, spin)
 
             def run(session=session, input_name=input_name):
                 for _ in range(steps):  # the dense limit: T passes of the ANN
@@ -117,7 +183,8 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
         import onnx2snn
 
         form = "unrolled" if framework.endswith("unrolled") else "step"
-        session = onnx2snn.SNNSession(snn_model(name), providers="cpu", batch_size=batch, form=form)
+        neurons = "onnx" if framework.endswith("onnx-neurons") else "auto"
+        session = onnx2snn.SNNSession(snn_model(name), providers="cpu", batch_size=batch, form=form, neurons=neurons)
 
         def run():
             session.run(x, steps)
@@ -125,11 +192,9 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        sys.path.insert(0, str(HERE))
-        from train_reference import load_torch_model
 
         if framework == "pytorch":
-            net = with_if_neurons(load_torch_model(name), snn_model(name))
+            net = with_if_neurons(torch_model(name), snn_model(name))
             xt = torch.tensor(x)
 
             def run():
@@ -143,7 +208,7 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
 
             calibration = [torch.tensor(images(500)[i : i + 100]) for i in range(0, 500, 100)]
             recipe = ann2snn.RateCodingRecipe(dataloader=calibration, mode="max")
-            net = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(load_torch_model(name)).eval()
+            net = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(torch_model(name)).eval()
             xt = torch.tensor(x)
             if framework == "spikingjelly-multistep":
                 multi_step(net, steps)

@@ -38,6 +38,8 @@ from .errors import ModelError
 from .files import save_onnx
 from .graph import default_opset
 from .neuron import DEFAULT_V_INIT, DOMAIN, DOMAIN_VERSION, if_function, start_membrane
+from .neurons import OP_TYPES as NEURON_OPS
+from .neurons import function as neuron_function
 from .version import __version__
 
 METADATA_KEY = "onnx2snn"
@@ -98,6 +100,8 @@ def attach_neuron(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.Mode
     opset = default_opset(model)
     del model.functions[:]
     model.functions.append(if_function(opset))
+    used = {n.op_type for n in model.graph.node if n.domain == DOMAIN}
+    model.functions.extend(neuron_function(op, opset) for op in NEURON_OPS if op in used)
     if not any(imp.domain == DOMAIN for imp in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
@@ -187,6 +191,9 @@ class SNNModel:
             State(layer["membrane"], layer["membrane_next"], self.initial_membrane(layer)) for layer in self.layers
         ]
         zero = np.zeros((), np.float32)
+        # a CubaLIF layer's synaptic current (NIR graphs), starting at 0
+        currents = [layer for layer in self.layers if layer.get("current")]
+        states += [State(layer["current"], layer["current_next"], zero) for layer in currents]
         for pool in self.pools:
             states.append(State(pool["accumulated"], pool["accumulated_next"], zero))
             states.append(State(pool["pooled"], pool["pooled_next"], zero))
@@ -203,6 +210,12 @@ class SNNModel:
     @property
     def input_name(self) -> str:
         return self.metadata["input"]["name"]
+
+    @property
+    def sequence_input(self) -> bool:
+        """Whether the data input is a sequence: ``x`` of shape [N, T, ...], one [N, ...] slice
+        fed at each step (``input.shape`` is a slice's), instead of the same input every step."""
+        return bool(self.metadata["input"].get("sequence", False))
 
     @property
     def input_shape(self) -> list[int | None]:

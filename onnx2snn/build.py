@@ -24,6 +24,7 @@ from .artifact import SNNModel, attach_neuron
 from .errors import ConversionError
 from .graph import export_model, reached_from, shape_of
 from .neuron import OP_TYPE, Corrections, Neurons
+from .neurons import OP_TYPES as NEURON_OPS
 from .passes import activation_nodes, maxpool_to_spiking, neuron_layer, relu_to_if, spiking_pool, spiking_pools
 
 
@@ -60,8 +61,9 @@ def spike(
         neuron_layer(node, node.name in corrections.current, node.name in corrections.membrane_init)
         for node in activation_nodes(g)
     ]
-    g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current)
-    sources = [n.outputs[0].name for n in g.nodes if n.op == OP_TYPE]
+    g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current, neurons.spike_mode)
+    neuron_ops = {OP_TYPE, *NEURON_OPS}
+    sources = [n.outputs[0].name for n in g.nodes if n.op in neuron_ops]
     varying = reached_from(g, sources + ([data_input.name] if neurons.encoding == "poisson" else []))
     pools = [spiking_pool(node.name) for node in spiking_pools(g, varying)]
     g = maxpool_to_spiking(g, varying)
@@ -87,6 +89,7 @@ def package(
         "timesteps": neurons.timesteps,
         "reset": neurons.reset,
         "v_init": float(neurons.v_init),
+        **({"spike_mode": "multi"} if neurons.spike_mode == "multi" else {}),
         "layers": spiking.layers,
         "pools": spiking.pools,
         **(metadata or {}),

@@ -80,9 +80,12 @@ class ConvertOptions:
         seed: int = 0,
         batch_size: int = 128,
         outputs: Sequence[str] | None = None,
+        spike_mode: str = "single",
     ) -> ConvertOptions:
         """The options of ``convert`` (see there), or a ConfigError naming the bad one."""
-        neurons = Neurons(reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed)
+        neurons = Neurons(
+            reset=reset, v_init=v_init, timesteps=timesteps, encoding=encoding, seed=seed, spike_mode=spike_mode
+        )
         if calibration_samples is not None and calibration_samples <= 0:
             raise ConfigError(f"calibration_samples must be positive, got {calibration_samples}")
         if batch_size <= 0:
@@ -251,7 +254,8 @@ def convert(
     calibrate for, stored in the artifact as its default; ``reset``; ``v_init``; ``encoding``:
     ``direct`` or ``poisson`` (seeded by ``seed``); ``calibration_samples`` (a seeded subset);
     ``batch_size``; ``outputs``: the model outputs to keep (all by default; e.g. a classifier's
-    probabilities without its label output)."""
+    probabilities without its label output); ``spike_mode``: ``single`` (IF neurons, one spike a
+    step at most) or ``multi`` (MultiSpikeIF: as many spikes a step as thresholds crossed)."""
     opts = ConvertOptions.make(method, **options)
     if _is_onnx(model):
         model = load_onnx(model)  # a missing or broken model file is reported before the data

@@ -34,6 +34,7 @@ OP_TYPE = "IF"
 RESET_MODES = ("subtract", "zero")
 DEFAULT_V_INIT = 0.5
 ENCODINGS = ("direct", "poisson")  # how the input drives the first layer: the same current every step, or spikes
+SPIKE_MODES = ("single", "multi")  # IF (one spike a step at most) or MultiSpikeIF (neurons.py)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Neurons:
     timesteps: int = 16
     encoding: str = "direct"
     seed: int = 0
+    spike_mode: str = "single"
 
     def __post_init__(self) -> None:
         if self.reset not in RESET_MODES:
@@ -55,6 +57,10 @@ class Neurons:
             raise ConfigError(f"timesteps must be a positive integer, got {self.timesteps}")
         if self.encoding not in ENCODINGS:
             raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        if self.spike_mode not in SPIKE_MODES:
+            raise ConfigError(f"spike_mode must be one of {', '.join(SPIKE_MODES)}, got {self.spike_mode!r}")
+        if self.spike_mode == "multi" and self.reset != "subtract":
+            raise ConfigError("spike_mode 'multi' resets by subtraction only (reset='subtract')")
 
 
 @dataclass

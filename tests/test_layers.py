@@ -9,13 +9,14 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent / "onnx2snn"
 # bottom to top; a module may import its own layer and those below it
 LAYERS = [
-    {"errors", "version", "graph", "files", "neuron"},
+    {"errors", "version", "graph", "files", "neuron", "neurons"},
     {"artifact", "data", "export", "demo", "report", "plot"},
     {"passes"},
     {"build"},
     {"runtime"},
     {"calibration"},
     {"convert"},
+    {"nir"},  # NIR graphs out of and into artifacts (reads, builds and runs them)
     {""},  # the package face, __init__.py
     {"tools"},
 ]

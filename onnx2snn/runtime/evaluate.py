@@ -42,6 +42,14 @@ def model_inputs(snn: SNNModel, data: Dataset, limit: int | None = None) -> tupl
         data = data.head(limit)
     if len(data) == 0:
         raise DataError(f"{data.source}: no samples")
+    if snn.sequence_input:  # [N, T, ...]: the session checks every step's slice
+        x = np.asarray(data.x, dtype=np.float32)
+        if x.ndim != len(snn.input_shape) + 1:
+            raise DataError(
+                f"{data.source}: shape {list(x.shape)} is not a sequence [N, T, ...] for the model's "
+                f"{len(snn.input_shape) - 1}-dimensional input '{snn.input_name}'"
+            )
+        return data, x
     return data, check_input(data.x, snn.input_shape, snn.input_name, data.source)
 
 
@@ -72,8 +80,11 @@ def evaluate(
         raise ConfigError(f"timesteps must be positive integers, got {list(timesteps)}")
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     data, x = model_inputs(snn, data, limit)
-    ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
-    ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
+    # a graph read from NIR (or any sequence-input artifact) has no ANN to compare with
+    has_ann = ann is not None or (not snn.sequence_input and snn.metadata.get("source") != "nir")
+    if has_ann:
+        ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
+        ann_pred = run_ann(ann_model, x, batch_size, providers).argmax(axis=-1)
 
     session = SNNSession(
         snn,
@@ -102,18 +113,18 @@ def evaluate(
     labels = data.y
     report: dict[str, Any] = {
         "samples": len(x),
-        "method": snn.metadata["calibration"]["method"],
+        "method": snn.metadata.get("calibration", {}).get("method"),
         "encoding": session.encoding,
         "form": session.form,
         "provider": session.provider,
-        "ann": {"accuracy": None if labels is None else float((ann_pred == labels).mean())},
+        "ann": {"accuracy": None if labels is None or not has_ann else float((ann_pred == labels).mean())},
         "snn": {},
         "seconds": total,
     }
     for row, t in enumerate(steps):
         report["snn"][str(t)] = {
             "accuracy": None if labels is None else float((pred[row] == labels).mean()),
-            "agreement": float((pred[row] == ann_pred).mean()),
+            "agreement": float((pred[row] == ann_pred).mean()) if has_ann else None,
             "seconds": float(seconds[t - 1]),
         }
     return report

@@ -21,6 +21,7 @@ from .decode import apply_activation
 from .forms import specialize_neuron, split_time_invariant
 from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
+from .unrolled import unrollable
 
 FORMS = ("auto", "step", "unrolled")
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
@@ -84,7 +85,8 @@ class SNNSession:
         self._activations = meta.get("output_activations", {})
         self._states = self.model.states()
         varying = [state.input for state in self._states]
-        if self.encoding == "poisson":
+        self.sequence = self.model.sequence_input  # a new input every step: x is [N, T, ...]
+        if self.encoding == "poisson" or self.sequence:
             varying.append(self.model.input_name)
         self._record = list(record)
         split = split_time_invariant(specialize_neuron(self.model.proto), varying, self._outputs + self._record)
@@ -102,7 +104,7 @@ class SNNSession:
         if form not in FORMS:
             raise ConfigError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
         if form == "auto":
-            can_unroll = self.encoding == "direct" and self.static_batch is None
+            can_unroll = self.encoding == "direct" and self.static_batch is None and unrollable(self.model)
             form = "unrolled" if can_unroll and (self._device == "cuda" or batch_size <= SMALL_BATCH) else "step"
         if form == "unrolled" and self.encoding != "direct":
             raise ConfigError("the unrolled form needs direct encoding")
@@ -152,7 +154,7 @@ class SNNSession:
             raise DataError(
                 f"Poisson encoding needs inputs scaled to [0, 1]; got values in [{x.min():.3g}, {x.max():.3g}]"
             )
-        feeds = {} if poisson else {name: x}
+        feeds = {} if poisson or self.sequence else {name: x}
         constant = {}
         if self._prefix is not None:
             names = [o.name for o in self._prefix.get_outputs()]
@@ -182,16 +184,40 @@ class SNNSession:
             io = bindings[t % 2]
             if poisson:  # a fresh Bernoulli spike train, P(spike) = input intensity
                 io.bind_ortvalue_input(name, self._ortvalue((rng.random(x.shape) < x).astype(np.float32)))
+            elif self.sequence:  # the sequence's step t
+                io.bind_ortvalue_input(name, self._ortvalue(x[:, t]))
             self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
             values.update(constant)
             yield values
 
     def _check(self, x: np.ndarray, timesteps: int | None) -> tuple[np.ndarray, int]:
+        if self.sequence:
+            return self._check_sequence(x, timesteps)
         timesteps = self.model.timesteps if timesteps is None else timesteps
         if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
             raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
         return check_input(x, self.model.input_shape, self.model.input_name), int(timesteps)
+
+    def _check_sequence(self, x: np.ndarray, timesteps: int | None) -> tuple[np.ndarray, int]:
+        """A sequence input [N, T, ...]: each step's slice checked as the model's input; T steps
+        unless fewer are asked for."""
+        name, shape = self.model.input_name, self.model.input_shape
+        x = np.asarray(x)
+        if x.ndim != len(shape) + 1:
+            dims = ", ".join(str(d or "?") for d in shape[1:])
+            raise DataError(
+                f"input '{name}' takes a sequence [N, T, {dims}] (one input a step), got an array of shape "
+                f"{list(x.shape)}"
+            )
+        available = x.shape[1]
+        timesteps = available if timesteps is None else timesteps
+        if not isinstance(timesteps, (int, np.integer)) or timesteps <= 0:
+            raise ConfigError(f"timesteps must be a positive integer, got {timesteps}")
+        if timesteps > available:
+            raise ConfigError(f"the input sequence has {available} steps, {timesteps} were asked for")
+        steps = [check_input(x[:, t], shape, name) for t in range(int(timesteps))]
+        return np.stack(steps, axis=1), int(timesteps)
 
     def iter_steps(
         self, x: np.ndarray, timesteps: int | None = None
@@ -277,7 +303,7 @@ class SNNSession:
         """The decoded output after ``timesteps`` steps, ``[N, ...]``; with ``per_step``
         the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
         one of several model outputs (the first by default); ``progress`` shows a bar."""
-        steps = self.model.timesteps if timesteps is None else timesteps
+        steps = timesteps if timesteps is not None else (len(x[0]) if self.sequence else self.model.timesteps)
         bar = progress_bar(len(x) * steps if isinstance(steps, (int, np.integer)) else 0, progress)
         parts = [out.decoded for out in self.iter_run(x, timesteps, per_step, bar.update, output)]
         bar.close()

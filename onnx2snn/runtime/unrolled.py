@@ -23,6 +23,8 @@ from ..artifact import SNNModel
 from ..errors import ConfigError
 from ..graph import default_opset, export_model, reached_from
 from ..neuron import body_nodes
+from ..neurons import MULTI_SPIKE_IF
+from ..neurons import body_nodes as neuron_body_nodes
 
 PER_STEP = ".per_step"
 
@@ -81,11 +83,14 @@ class _Builder:
         return self.time_folded(expanded, hint)
 
 
-def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list) -> gs.Graph:
-    """The Scan body of one IF layer: the neuron's own step (neuron.body_nodes, as the step form
-    runs it), its names prefixed with the layer's and its threshold a constant."""
+def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list, op_type: str = "IF") -> gs.Graph:
+    """The Scan body of one IF (or MultiSpikeIF) layer: the neuron's own step (its body_nodes,
+    as the step form runs it), its names prefixed with the layer's and its threshold a constant."""
     nodes = []
-    for proto in body_nodes("zero" if reset_to_zero else "subtract"):
+    protos = (
+        neuron_body_nodes(op_type) if op_type == MULTI_SPIKE_IF else body_nodes("zero" if reset_to_zero else "subtract")
+    )
+    for proto in protos:
         node = onnx.NodeProto()
         node.CopyFrom(proto)
         node.input[:] = [f"{name}.{t}" for t in proto.input]
@@ -146,7 +151,7 @@ class _Unroller:
         v_start = b.node("Expand", [v0, b.tail_shape(x_t, node.name)], hint=node.name)
         state_shape = ["N" if not isinstance(d, int) else d for d in self.tensors[layer["membrane"]].shape]
         theta = np.asarray(self.snn.initializer(layer["threshold"]), np.float32)
-        body = _if_body(theta, bool(node.attrs.get("reset_to_zero", 0)), node.name, state_shape)
+        body = _if_body(theta, bool(node.attrs.get("reset_to_zero", 0)), node.name, state_shape, node.op)
         _, spikes_t = b.node("Scan", [v_start, x_t], {"body": body, "num_scan_inputs": 1}, hint=node.name, outputs=2)
         spikes = node.outputs[0]
         node.outputs.clear()
@@ -223,6 +228,11 @@ def unroll(snn: SNNModel, timesteps: int, check: bool = False) -> onnx.ModelProt
         raise ConfigError("the unrolled form needs direct encoding (Poisson input is drawn by the step runtime)")
     if isinstance(snn.input_shape[0], int):
         raise ConfigError("the unrolled form needs a dynamic batch axis (this model's batch is fixed)")
+    if not unrollable(snn):
+        raise ConfigError(
+            "the unrolled form runs IF and MultiSpikeIF neurons on a direct input only; this model has "
+            "leaky neurons or a sequence input (run it in the step form)"
+        )
     opset = onnx.helper.make_opsetid("", max(default_opset(snn.proto), 14))
     model = export_model(_Unroller(snn, timesteps).run(), [opset])
     # the step form's shapes say "N" where the time-folded tensors hold T*N: let onnxruntime infer
@@ -231,6 +241,12 @@ def unroll(snn: SNNModel, timesteps: int, check: bool = False) -> onnx.ModelProt
     if check:
         onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def unrollable(snn: SNNModel) -> bool:
+    """Whether ``unroll`` can build this artifact's unrolled form (neurons and input)."""
+    ops = {node.op_type for node in snn.proto.graph.node if node.name in {layer["node"] for layer in snn.layers}}
+    return ops <= {"IF", MULTI_SPIKE_IF} and not snn.sequence_input
 
 
 def batch_for_budget(snn: SNNModel, timesteps: int, max_memory: int) -> int:

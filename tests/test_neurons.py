@@ -1,0 +1,140 @@
+"""The multi-spike IF and the leaky neurons run by onnxruntime equal their numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import helper
+
+from onnx2snn.neuron import DOMAIN
+from onnx2snn.neurons import (
+    CUBA_LIF,
+    LIF,
+    MULTI_SPIKE_IF,
+    SIGNATURES,
+    cuba_lif_step,
+    function,
+    lif_step,
+    multi_spike_if_step,
+    node,
+)
+from tests.helpers import const, tensor
+
+
+def _session(op_type, shape, params, **attributes):
+    """One node of ``op_type``: data inputs x and the states, parameters as initializers."""
+    inputs, outputs = SIGNATURES[op_type]
+    states = [i for i in inputs if i in ("x", "membrane", "current")]
+    graph = helper.make_graph(
+        [node(op_type, "n0", inputs, outputs, **attributes)],
+        "neuron",
+        [tensor(i, shape) for i in states],
+        [tensor(o, shape) for o in outputs],
+        initializer=[const(k, v) for k, v in params.items()],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)],
+        functions=[function(op_type, 17)],
+        ir_version=10,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _params(rng, shape, names, low, high):
+    return {k: rng.uniform(low, high, shape).astype(np.float32) for k in names}
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), seed=st.integers(0, 2**31 - 1))
+def test_multi_spike_if_equals_reference(shape, seed):
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(0.1, 2.0, shape).astype(np.float32)
+    session = _session(MULTI_SPIKE_IF, shape, {"threshold": theta})
+    got = ref = np.zeros(shape, np.float32)
+    for _ in range(20):
+        x = rng.normal(0.5, 2.0, shape).astype(np.float32)
+        spikes, got = session.run(None, {"x": x, "membrane": got})
+        ref_spikes, ref = multi_spike_if_step(x, ref, theta)
+        np.testing.assert_array_equal(spikes, ref_spikes)
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_multi_spike_if_passes_currents_above_threshold():
+    """A current of 2.5 theta gives two spikes and keeps 0.5 theta, where IF would give one."""
+    spikes, v = multi_spike_if_step(np.float32(2.5), np.float32(0), np.float32(1.0))
+    assert spikes == 2.0 and v == 0.5
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    seed=st.integers(0, 2**31 - 1),
+    leak=st.sampled_from([0, 1]),
+    multi_spike=st.sampled_from([0, 1]),
+    reset_to_zero=st.sampled_from([0, 1]),
+    dt=st.sampled_from([1.0, 1e-3, 0.25]),
+)
+def test_lif_equals_reference(shape, seed, leak, multi_spike, reset_to_zero, dt):
+    rng = np.random.default_rng(seed)
+    params = _params(rng, shape, ["threshold", "r"], 0.2, 2.0)
+    params["tau"] = rng.uniform(dt * 1.5, dt * 20, shape).astype(np.float32)
+    params["v_leak"] = rng.uniform(-0.2, 0.2, shape).astype(np.float32)
+    attrs = {"dt": dt, "leak": leak, "multi_spike": multi_spike, "reset_to_zero": reset_to_zero}
+    session = _session(LIF, shape, params, **attrs)
+    got = ref = np.zeros(shape, np.float32)
+    total = 0.0
+    for _ in range(20):
+        # about three thresholds of drive: the neurons fire (and with multi_spike, several times)
+        drive = 3 * params["threshold"] / params["r"] / (1 if leak else dt)
+        x = (rng.normal(1.0, 1.0, shape) * drive).astype(np.float32)
+        spikes, got = session.run(None, {"x": x, "membrane": got})
+        ref_spikes, ref = lif_step(x, ref, **params, **attrs)
+        np.testing.assert_array_equal(spikes, ref_spikes)
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+        total += spikes.sum()
+    assert total > 0  # the test drives the neurons above threshold
+
+
+def test_lif_reference_follows_the_differential_equation():
+    """Constant drive r x below v_leak's pull: the membrane relaxes to v_leak + r x, as
+    tau dv/dt = (v_leak - v) + r x says, and never fires under a higher threshold."""
+    v = np.zeros(3, np.float32)
+    for _ in range(2000):
+        s, v = lif_step(np.float32(0.5), v, threshold=10.0, tau=20.0, r=2.0, v_leak=0.1, dt=0.5)
+        assert not s.any()
+    np.testing.assert_allclose(v, 0.1 + 2.0 * 0.5, rtol=1e-4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    seed=st.integers(0, 2**31 - 1),
+    multi_spike=st.sampled_from([0, 1]),
+    reset_to_zero=st.sampled_from([0, 1]),
+)
+def test_cuba_lif_equals_reference(shape, seed, multi_spike, reset_to_zero):
+    rng = np.random.default_rng(seed)
+    params = _params(rng, shape, ["threshold", "r", "w_in"], 0.2, 2.0)
+    params.update(_params(rng, shape, ["tau_syn", "tau_mem"], 2.0, 10.0))
+    params["v_leak"] = np.zeros(shape, np.float32)
+    attrs = {"dt": 1.0, "multi_spike": multi_spike, "reset_to_zero": reset_to_zero}
+    session = _session(CUBA_LIF, shape, params, **attrs)
+    v = i = rv = ri = np.zeros(shape, np.float32)
+    for _ in range(25):
+        x = rng.normal(2.0, 2.0, shape).astype(np.float32)
+        spikes, v, i = session.run(None, {"x": x, "membrane": v, "current": i})
+        ref_spikes, rv, ri = cuba_lif_step(x, rv, ri, **params, **attrs)
+        np.testing.assert_array_equal(spikes, ref_spikes)
+        np.testing.assert_allclose(v, rv, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(i, ri, rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_attribute_is_refused():
+    with pytest.raises(ValueError, match="no attribute leak"):
+        node(CUBA_LIF, "n", ["x"], ["y"], leak=0)

@@ -2,7 +2,7 @@
 
 Everything the command line uses is here; the layers underneath, bottom to top: errors, graph,
 neuron, files, version; artifact, data; passes (rewrites); build; runtime; calibration;
-convert."""
+convert; nir."""
 
 from .artifact import SNNModel, load, load_onnx
 from .calibration import CORRECTIONS, METHODS, method_forms
@@ -29,6 +29,7 @@ from .errors import (
 from .export import from_torch
 from .files import save_json, save_npz, save_onnx
 from .neuron import if_step
+from .nir import NIRExport, from_nir, read_nir, save_nir, to_nir
 from .passes import snn_to_ann as to_ann
 from .plot import plot_accuracy, plot_activity, plot_evaluations
 from .report import describe_calibration, describe_threshold, format_report, write_report
@@ -49,6 +50,7 @@ __all__ = [
     "Dataset",
     "METHODS",
     "ModelError",
+    "NIRExport",
     "Onnx2SnnError",
     "PIPELINE",
     "Preprocessing",
@@ -66,6 +68,7 @@ __all__ = [
     "evaluate",
     "format_activity",
     "format_report",
+    "from_nir",
     "from_torch",
     "if_step",
     "load",
@@ -76,11 +79,14 @@ __all__ = [
     "plot_accuracy",
     "plot_activity",
     "plot_evaluations",
+    "read_nir",
     "run_ann",
     "save_json",
     "save_npz",
+    "save_nir",
     "save_onnx",
     "to_ann",
+    "to_nir",
     "unroll",
     "write_report",
 ]

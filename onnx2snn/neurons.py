@@ -18,7 +18,8 @@ with ``leak=0`` NIR's IF ``dv/dt = r x`` (``tau`` unused):
 
     v = membrane + dt / tau * (v_leak - membrane + r * x)     (leak = 1)
       | membrane + dt * r * x                                  (leak = 0)
-    n = [v > threshold]                                        (multi_spike = 0: one spike at most)
+    n = [v > threshold]                                        (multi_spike = 0: one spike at most;
+                                                                [v >= threshold] with fire_at_threshold = 1)
       | max(floor(v / threshold), 0)                           (multi_spike = 1)
     spikes = n                                                 # unit spikes, as NIR's neurons emit
     membrane_next = v - n * threshold                          (reset_to_zero = 0)
@@ -32,7 +33,7 @@ with ``leak=0`` NIR's IF ``dv/dt = r x`` (``tau`` unused):
     v            = membrane + dt / tau_mem * (v_leak - membrane + r * current_next)
 
 then spikes and reset as LIF. Attributes of LIF and CubaLIF: ``dt`` (float), ``multi_spike``,
-``reset_to_zero`` (and ``leak`` for LIF), ints 0 or 1.
+``reset_to_zero``, ``fire_at_threshold`` (and ``leak`` for LIF), ints 0 or 1.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ SIGNATURES: dict[str, tuple[list[str], list[str]]] = {
 }
 DEFAULTS: dict[str, dict[str, int | float]] = {
     MULTI_SPIKE_IF: {"v_init": DEFAULT_V_INIT},
-    LIF: {"dt": 1.0, "leak": 1, "multi_spike": 0, "reset_to_zero": 0},
-    CUBA_LIF: {"dt": 1.0, "multi_spike": 0, "reset_to_zero": 0},
+    LIF: {"dt": 1.0, "leak": 1, "multi_spike": 0, "reset_to_zero": 0, "fire_at_threshold": 0},
+    CUBA_LIF: {"dt": 1.0, "multi_spike": 0, "reset_to_zero": 0, "fire_at_threshold": 0},
 }
 
 
@@ -76,12 +77,12 @@ def multi_spike_if_step(
 
 
 def _fire_and_reset(
-    v: np.ndarray, threshold: np.ndarray, multi_spike: int, reset_to_zero: int
+    v: np.ndarray, threshold: np.ndarray, multi_spike: int, reset_to_zero: int, fire_at_threshold: int
 ) -> tuple[np.ndarray, np.ndarray]:
     if multi_spike:
         n = np.maximum(np.floor(v / threshold), 0).astype(v.dtype)
     else:
-        n = (v > threshold).astype(v.dtype)
+        n = ((v >= threshold) if fire_at_threshold else (v > threshold)).astype(v.dtype)
     if reset_to_zero:
         return n, v * (n == 0).astype(v.dtype)
     return n, v - n * threshold
@@ -98,6 +99,7 @@ def lif_step(
     leak: int = 1,
     multi_spike: int = 0,
     reset_to_zero: int = 0,
+    fire_at_threshold: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One LIF step (see the module docstring): (unit spikes, membrane_next)."""
     f = np.float32
@@ -107,7 +109,7 @@ def lif_step(
         v = membrane + (f(dt) / tau) * ((v_leak - membrane) + drive)
     else:
         v = membrane + f(dt) * drive
-    return _fire_and_reset(v.astype(f), theta, multi_spike, reset_to_zero)
+    return _fire_and_reset(v.astype(f), theta, multi_spike, reset_to_zero, fire_at_threshold)
 
 
 def cuba_lif_step(
@@ -123,6 +125,7 @@ def cuba_lif_step(
     dt: float = 1.0,
     multi_spike: int = 0,
     reset_to_zero: int = 0,
+    fire_at_threshold: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One CubaLIF step (see the module docstring): (unit spikes, membrane_next, current_next)."""
     f = np.float32
@@ -131,7 +134,7 @@ def cuba_lif_step(
     )
     current_next = (current + (f(dt) / tau_syn) * (w_in * x - current)).astype(f)
     v = (membrane + (f(dt) / tau_mem) * ((v_leak - membrane) + r * current_next)).astype(f)
-    spikes, membrane_next = _fire_and_reset(v, theta, multi_spike, reset_to_zero)
+    spikes, membrane_next = _fire_and_reset(v, theta, multi_spike, reset_to_zero, fire_at_threshold)
     return spikes, membrane_next, current_next
 
 
@@ -174,9 +177,12 @@ def _fire_and_reset_nodes(spikes: str, membrane_next: str) -> list[onnx.NodeProt
     """From ``v`` and ``threshold``: unit spikes (single or multi) and the reset membrane."""
     n = helper.make_node
     return [
-        *_flags(["multi_spike", "reset_to_zero"]),
+        *_flags(["multi_spike", "reset_to_zero", "fire_at_threshold"]),
         n("Greater", ["v", "threshold"], ["above"]),
-        n("CastLike", ["above", "v"], ["single"]),
+        n("CastLike", ["above", "v"], ["strict"]),
+        n("GreaterOrEqual", ["v", "threshold"], ["reached"]),
+        n("CastLike", ["reached", "v"], ["at_threshold"]),
+        *_choose("fire_at_threshold", "at_threshold", "strict", "single", "rule"),
         n("Div", ["v", "threshold"], ["ratio"]),
         n("Floor", ["ratio"], ["crossed"]),
         n("Relu", ["crossed"], ["multi"]),

@@ -79,13 +79,15 @@ def test_multi_spike_if_passes_currents_above_threshold():
     multi_spike=st.sampled_from([0, 1]),
     reset_to_zero=st.sampled_from([0, 1]),
     dt=st.sampled_from([1.0, 1e-3, 0.25]),
+    at=st.sampled_from([0, 1]),
 )
-def test_lif_equals_reference(shape, seed, leak, multi_spike, reset_to_zero, dt):
+def test_lif_equals_reference(shape, seed, leak, multi_spike, reset_to_zero, dt, at):
     rng = np.random.default_rng(seed)
     params = _params(rng, shape, ["threshold", "r"], 0.2, 2.0)
     params["tau"] = rng.uniform(dt * 1.5, dt * 20, shape).astype(np.float32)
     params["v_leak"] = rng.uniform(-0.2, 0.2, shape).astype(np.float32)
     attrs = {"dt": dt, "leak": leak, "multi_spike": multi_spike, "reset_to_zero": reset_to_zero}
+    attrs["fire_at_threshold"] = at
     session = _session(LIF, shape, params, **attrs)
     got = ref = np.zeros(shape, np.float32)
     total = 0.0
@@ -133,6 +135,13 @@ def test_cuba_lif_equals_reference(shape, seed, multi_spike, reset_to_zero):
         np.testing.assert_array_equal(spikes, ref_spikes)
         np.testing.assert_allclose(v, rv, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(i, ri, rtol=1e-6, atol=1e-6)
+
+
+def test_firing_rule_at_the_threshold():
+    """NIR fires above the threshold; fire_at_threshold=1 also at it (as IF and sinabs do)."""
+    args = dict(threshold=1.0, tau=1.0, r=1.0, v_leak=0.0, leak=0)
+    assert lif_step(np.float32(1), np.float32(0), **args)[0] == 0
+    assert lif_step(np.float32(1), np.float32(0), fire_at_threshold=1, **args)[0] == 1
 
 
 def test_unknown_attribute_is_refused():

@@ -184,8 +184,9 @@ class SNNSession:
             io = bindings[t % 2]
             if poisson:  # a fresh Bernoulli spike train, P(spike) = input intensity
                 io.bind_ortvalue_input(name, self._ortvalue((rng.random(x.shape) < x).astype(np.float32)))
-            elif self.sequence:  # the sequence's step t
-                io.bind_ortvalue_input(name, self._ortvalue(x[:, t]))
+            elif self.sequence:  # the sequence's step t (kept alive while the step runs)
+                step_input = np.ascontiguousarray(x[:, t])
+                io.bind_ortvalue_input(name, self._ortvalue(step_input))
             self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
             values.update(constant)

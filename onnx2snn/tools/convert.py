@@ -13,11 +13,11 @@ def corrections_list(text: str) -> list[str]:
 
 class Convert:
     name = "convert"
-    help = "convert a ReLU ANN (ONNX) into an SNN artifact (ONNX)"
+    help = "convert a ReLU ANN (ONNX), or a NIR graph (.nir), into an SNN artifact (ONNX)"
     groups = (
-        ModelArg("the ANN, an .onnx file"),
+        ModelArg("the ANN, an .onnx file; or a NIR graph, a .nir file"),
         OutputArg("where to write the SNN .onnx"),
-        DataArgs("--calibration", "calibration data (train split by default)"),
+        DataArgs("--calibration", "calibration data (required for an ANN; a NIR graph needs none)", required=False),
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -75,10 +75,29 @@ class Convert:
         parser.add_argument(
             "--seed", type=int, default=None, help="seed of the calibration subset and Poisson input (0)"
         )
+        parser.add_argument(
+            "--spike-mode",
+            choices=["single", "multi"],
+            default=None,
+            help="spikes a step: single (IF: one at most) or multi (as many as thresholds crossed, as sinabs' IAF). "
+            "For a .nir file, the convention it follows (default: what the file says, else single)",
+        )
+        nir = parser.add_argument_group("NIR input (.nir): how its continuous-time neurons are stepped")
+        nir.add_argument("--dt", type=float, default=None, help="the time step (default: the file's, else 1)")
+        nir.add_argument(
+            "--nir-reset",
+            choices=["subtract", "zero"],
+            default=None,
+            help="reset after a spike (default: the file's; else subtract for nir 1.0.4 files, zero after)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         import onnx2snn
 
+        if args.model.lower().endswith(".nir"):
+            return self.run_nir(args)
+        if args.calibration is None:
+            raise onnx2snn.ConfigError("converting an ANN needs calibration data: --calibration DATA")
         given = {
             "method": args.method,
             "per_channel": args.per_channel,
@@ -90,6 +109,7 @@ class Convert:
             "calibration_samples": args.calibration_samples,
             "seed": args.seed,
             "outputs": args.outputs,
+            "spike_mode": args.spike_mode,
         }
         options = {k: v for k, v in given.items() if v is not None}
         onnx2snn.ConvertOptions.make(**options)  # bad options are reported before anything is read
@@ -111,4 +131,19 @@ class Convert:
         )
         for node, theta in snn.thresholds.items():
             print(f"  {node:40s} threshold {onnx2snn.describe_threshold(theta)}")
+        return 0
+
+    def run_nir(self, args: argparse.Namespace) -> int:
+        import onnx2snn
+
+        snn = onnx2snn.from_nir(args.model, spike_mode=args.spike_mode, reset=args.nir_reset, dt=args.dt)
+        path = snn.save(args.output)
+        nir = snn.metadata["nir"]
+        print(
+            f"converted {args.model} -> {path}: {len(snn.layers)} neuron layers "
+            f"({', '.join(sorted({layer['op'] for layer in snn.layers}))}), {snn.metadata['spike_mode']} spikes, "
+            f"reset {snn.metadata['reset']}, dt {nir['dt']:g}"
+        )
+        shape = ", ".join(str(d or "N") for d in snn.input_shape)
+        print(f"  input {snn.input_name}: a sequence [N, T, {shape.split(', ', 1)[-1]}], one slice a step")
         return 0

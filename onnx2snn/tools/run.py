@@ -27,7 +27,7 @@ class Run:
         snn = onnx2snn.load(args.model)
         prep = DataArgs.preprocessing(args, snn.metadata.get("preprocessing"))
         data, x = onnx2snn.model_inputs(snn, onnx2snn.load_data(args.data, preprocessing=prep), args.limit)
-        steps = args.timesteps or snn.timesteps
+        steps = args.timesteps or (x.shape[1] if snn.sequence_input else snn.timesteps)
         session = onnx2snn.SNNSession(snn, seed=args.seed, **SessionArgs.values(args))
         decoded = session.run(x, steps, per_step=args.per_step, progress=QuietArg.progress(args))
         arrays = {"outputs": decoded[-1] if args.per_step else decoded}

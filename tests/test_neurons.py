@@ -147,3 +147,31 @@ def test_firing_rule_at_the_threshold():
 def test_unknown_attribute_is_refused():
     with pytest.raises(ValueError, match="no attribute leak"):
         node(CUBA_LIF, "n", ["x"], ["y"], leak=0)
+
+
+def test_multi_spike_conversion_equals_its_reference():
+    """convert(spike_mode="multi") puts MultiSpikeIF neurons in; the artifact's output, in both
+    execution forms, is the numpy reference network's: fc1, MultiSpikeIF, fc2, mean over steps."""
+    import onnx2snn
+    from tests.helpers import mlp
+
+    ann = mlp(hidden=12)
+    x = np.random.default_rng(3).normal(0, 1, (20, 8)).astype(np.float32)
+    snn = onnx2snn.convert(ann, x, method="percentile:90", corrections=(), spike_mode="multi", v_init=0.25)
+    assert {n.op_type for n in snn.proto.graph.node if n.domain == DOMAIN} == {MULTI_SPIKE_IF}
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in ann.graph.initializer}
+    theta = snn.thresholds[snn.layers[0]["node"]]
+    v, total, T = np.broadcast_to(0.25 * theta, (20, 12)).astype(np.float32), 0.0, 10
+    current = x @ weights["w1"].T + weights["b1"]
+    for _ in range(T):
+        s, v = multi_spike_if_step(current, v, theta)
+        total = total + s @ weights["w2"].T + weights["b2"]
+    for form in ("step", "unrolled"):
+        np.testing.assert_allclose(onnx2snn.SNNSession(snn, form=form).run(x, T), total / T, rtol=1e-5, atol=1e-5)
+
+
+def test_multi_spike_mode_needs_reset_by_subtraction():
+    import onnx2snn
+
+    with pytest.raises(onnx2snn.ConfigError, match="resets by subtraction only"):
+        onnx2snn.ConvertOptions.make(spike_mode="multi", reset="zero")

@@ -711,13 +711,46 @@ def to_nir(snn: SNNModel, initial_membrane: str = "refuse", relay_shortcuts: boo
     return NIRExport(graph, exporter.record, deviations, targets, meta)
 
 
+# fields later nir versions add that nir 1.0.4 (sinabs' pin) refuses when it reads a file
+NEWER_FIELDS = {"IF": ("v_reset",), "LIF": ("v_reset",), "CubaLIF": ("v_reset",)}
+
+
+def _as_1_0_4(node: dict) -> dict:
+    """A node's dictionary as nir 1.0.4 reads it: fields it does not know left out (the IF
+    written here resets by subtraction, as 1.0.4's does; the metadata says so)."""
+    node = {k: v for k, v in node.items() if k not in NEWER_FIELDS.get(node.get("type"), ())}
+    if isinstance(node.get("nodes"), dict):
+        node["nodes"] = {k: _as_1_0_4(v) for k, v in node["nodes"].items()}
+    return node
+
+
 def save_nir(export: NIRExport, path) -> None:
-    """Write the graph as a NIR (HDF5) file, whole or not at all."""
+    """Write the graph as a NIR (HDF5) file that nir 1.0.4 reads (whatever nir writes it),
+    whole or not at all."""
     import io
+
+    import h5py
 
     from ..files import write_atomic
 
     nir = _nir()
+
+    def write(group, node: dict) -> None:  # as nir.write does
+        for key, value in node.items():
+            if key == "metadata":
+                if value:
+                    write(group.create_group(key), value)
+            elif isinstance(value, str):
+                group.create_dataset(key, data=value, dtype=h5py.string_dtype())
+            elif isinstance(value, np.ndarray):
+                group.create_dataset(key, data=value, dtype=value.dtype)
+            elif isinstance(value, dict):
+                write(group.create_group(str(key)), value)
+            else:
+                group.create_dataset(key, data=value)
+
     buffer = io.BytesIO()
-    nir.write(buffer, export.graph)
+    with h5py.File(buffer, "w") as f:
+        f.create_dataset("version", data=getattr(nir, "version", "1.0.4"))
+        write(f.create_group("node"), _as_1_0_4(export.graph.to_dict()))
     write_atomic(path, buffer.getvalue())

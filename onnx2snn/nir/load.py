@@ -60,8 +60,12 @@ def read_nir(path: str | os.PathLike) -> tuple[Any, str | None]:
         graph = nir.read(str(path))
     except Exception as e:
         raise ModelError(f"{path}: not a NIR graph ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from e
-    try:
-        version = nir.read_version(str(path))
+    try:  # the nir version that wrote the file (a dataset beside the graph)
+        import h5py
+
+        with h5py.File(str(path), "r") as f:
+            raw = f["version"][()]
+        version = raw.decode() if isinstance(raw, bytes) else str(raw)
     except Exception:
         version = None
     return graph, version

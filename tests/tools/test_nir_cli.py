@@ -1,0 +1,67 @@
+"""onnx2snn export (.nir) and convert of a .nir file, end to end; errors as one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from onnx2snn.tools.main import main
+from tests.nir.helpers import inputs, nir_ready
+
+pytest.importorskip("nir")
+
+
+def test_export_then_convert_back_then_run(tmp_path, capsys):
+    snn = nir_ready()
+    snn.save(tmp_path / "snn.onnx")
+    code = main(
+        ["export", str(tmp_path / "snn.onnx"), "-o", str(tmp_path / "net.nir"), "--report", str(tmp_path / "r.json")]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "NIR graph" in out and "sinabs:" in out and "snntorch:" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["spike_mode"] == "single" and {r["node"] for r in report["nodes"]} >= {
+        layer["node"] for layer in snn.layers
+    }
+    assert (
+        main(["convert", str(tmp_path / "net.nir"), "-o", str(tmp_path / "back.onnx"), "--spike-mode", "single"]) == 0
+    )
+    assert "a sequence [N, T, 1, 8, 8]" in capsys.readouterr().out
+    x = inputs(8)
+    np.savez(tmp_path / "seq.npz", x=np.repeat(x[:, None], 12, axis=1))
+    assert (
+        main(["run", str(tmp_path / "back.onnx"), "--data", str(tmp_path / "seq.npz"), "-o", str(tmp_path / "o.npz")])
+        == 0
+    )
+    assert "8 samples x 12 steps" in capsys.readouterr().out
+    import onnx2snn
+
+    expected = onnx2snn.SNNSession(snn).run(x, 12)
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["outputs"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_export_errors_are_one_line(tmp_path, capsys):
+    snn = nir_ready(v_init=0.5)
+    snn.save(tmp_path / "snn.onnx")
+    assert main(["export", str(tmp_path / "snn.onnx"), "-o", str(tmp_path / "net.nir")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "starts its membranes above zero" in err[0]
+    assert not (tmp_path / "net.nir").exists()
+    assert (
+        main(["export", str(tmp_path / "snn.onnx"), "-o", str(tmp_path / "net.nir"), "--initial-membrane", "drop"]) == 0
+    )
+    assert main(["export", str(tmp_path / "snn.onnx"), "-o", str(tmp_path / "net.xyz")]) == 1
+    assert "cannot tell the format of" in capsys.readouterr().err
+
+
+def test_converting_an_ann_still_needs_calibration(tmp_path, capsys):
+    import onnx
+
+    from tests.helpers import mlp
+
+    onnx.save(mlp(), tmp_path / "ann.onnx")
+    assert main(["convert", str(tmp_path / "ann.onnx"), "-o", str(tmp_path / "snn.onnx")]) == 1
+    assert "needs calibration data: --calibration DATA" in capsys.readouterr().err

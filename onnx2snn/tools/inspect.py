@@ -32,18 +32,29 @@ class Inspect:
             return 0
         meta = snn.metadata
         shapes = {v.name: v for v in snn.proto.graph.input}
-        cal = meta["calibration"]
+        cal = meta.get("calibration")  # none for a graph read from NIR
         print(f"SNN artifact {args.model}")
         print(f"  made by onnx2snn {meta['version']} (format {meta['format']})")
-        print(f"  input      {snn.input_name} {_dims(snn.input_shape)}   encoding {meta['encoding']}")
+        if snn.sequence_input:
+            dims = _dims(snn.input_shape).replace("[N, ", "[N, T, ")
+            print(f"  input      {snn.input_name} {dims}   a sequence: one slice a step")
+        else:
+            print(f"  input      {snn.input_name} {_dims(snn.input_shape)}   encoding {meta['encoding']}")
         for name in snn.outputs:
             act = meta.get("output_activations", {}).get(name)
             after = f", then {act['op']}(axis={act['axis']})" if act else ""
             print(f"  output     {name}   decoded: {meta['decode']} over steps{after}")
-        print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
-        print(f"  thresholds {describe_calibration(cal)}, {cal['samples']} calibration samples")
-        print(f"  timesteps  {meta['timesteps']} (default)")
-        print(f"\n  {len(snn.layers)} IF layers (replaced op -> state input / output):")
+        ops = {n.name: n.op_type for n in snn.proto.graph.node}
+        kinds = ", ".join(sorted({ops.get(layer["node"], "IF") for layer in snn.layers})) or "IF"
+        spikes = meta.get("spike_mode", "single")
+        print(f"  neurons    {kinds} ({spikes} spikes), reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
+        if cal:
+            print(f"  thresholds {describe_calibration(cal)}, {cal['samples']} calibration samples")
+            print(f"  timesteps  {meta['timesteps']} (default)")
+        if meta.get("nir"):
+            nir = meta["nir"]
+            print(f"  read from  NIR {nir.get('file') or ''} (nir {nir.get('version')}), dt {nir['dt']:g}")
+        print(f"\n  {len(snn.layers)} {kinds} layers (replaced or NIR op -> state input / output):")
         thresholds = snn.thresholds
         for layer in snn.layers:
             source = layer["op"] + (f"(0, {layer['clip_max']:g})" if layer.get("clip_max") is not None else "")

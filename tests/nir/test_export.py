@@ -132,3 +132,34 @@ def test_the_file_holds_only_what_nir_1_0_4_reads(tmp_path):
             assert kind != "IF" or set(nodes[name].keys()) == {"type", "r", "v_threshold"}
     graph, version = onnx2snn.read_nir(tmp_path / "net.nir")
     assert version and len(graph.nodes) == len(kinds)
+
+
+def test_conv1d_network_round_trip(tmp_path):
+    from onnx import helper
+
+    from tests.helpers import const
+
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1], strides=[2]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Flatten", ["r"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], name="fc", transB=1),
+    ]
+    ann = make_model(
+        nodes,
+        [tensor("x", ["N", 2, 9])],
+        [tensor("y", ["N", 3])],
+        [
+            const("w", rng.normal(0, 1, (4, 2, 3))),
+            const("b", rng.normal(0, 0.1, 4)),
+            const("w2", rng.normal(0, 1, (3, 20))),
+            const("b2", rng.normal(0, 0.1, 3)),
+        ],
+    )
+    x = rng.uniform(0, 1, (16, 2, 9)).astype(np.float32)
+    snn = onnx2snn.convert(ann, x, method="max", v_init=0.0, corrections=())
+    onnx2snn.save_nir(onnx2snn.to_nir(snn), tmp_path / "net.nir")
+    back = onnx2snn.from_nir(tmp_path / "net.nir")
+    got = onnx2snn.SNNSession(back).run(np.repeat(x[:, None], T, axis=1), per_step=True)
+    np.testing.assert_allclose(got, onnx2snn.SNNSession(snn).run(x, T, per_step=True), rtol=1e-4, atol=1e-5)

@@ -65,3 +65,14 @@ def test_converting_an_ann_still_needs_calibration(tmp_path, capsys):
     onnx.save(mlp(), tmp_path / "ann.onnx")
     assert main(["convert", str(tmp_path / "ann.onnx"), "-o", str(tmp_path / "snn.onnx")]) == 1
     assert "needs calibration data: --calibration DATA" in capsys.readouterr().err
+
+
+def test_inspect_a_graph_read_from_nir(tmp_path, capsys):
+    import onnx2snn
+
+    onnx2snn.save_nir(onnx2snn.to_nir(nir_ready()), tmp_path / "net.nir")
+    assert main(["convert", str(tmp_path / "net.nir"), "-o", str(tmp_path / "back.onnx")]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "back.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "a sequence: one slice a step" in out and "LIF layers" in out and "read from  NIR" in out

@@ -150,7 +150,7 @@ class _Exporter:
 
     # --- the linear algebra of scales -------------------------------------------------
     def weighted(self, hint: str, weight: np.ndarray, bias: np.ndarray, sources: list[str], **conv) -> str:
-        """A Conv or Affine node; marked rescalable when its output feeds one reader only."""
+        """A Conv (``conv`` given: its ``input_shape``, ``stride``, ...) or Affine node."""
         nir = self.nir
         weight, bias = weight.astype(np.float32), bias.astype(np.float32)
         if conv:
@@ -201,17 +201,7 @@ class _Exporter:
         target = np.ones(()) if not fixed else np.asarray(fixed[0].scale, np.float32)
         if _channel_vector(target, shape) is None or np.any(np.broadcast_to(target, shape) <= 0):
             target = np.ones(())  # negative or spatially varying: every term to scale 1
-        sources = []
-        for term in value.terms:
-            ratio = np.asarray(term.scale, np.float32) / target
-            if np.all(ratio == 1):
-                sources.append(term.source)
-            elif term.source in self.rescalable and _channel_vector(ratio, shape) is not None:
-                self.rescale_rows(term.source, _channel_vector(ratio, shape))
-                sources.append(term.source)
-            else:
-                sources.append(self.diagonal(f"{hint}_scale", term, shape, ratio))
-                self.rescalable.add(sources[-1])
+        sources = self.at_scale(value, target, hint)
         if not _is_zero(value.const):
             offset = np.broadcast_to(value.const / target, shape)
             vector = _channel_vector(offset, shape)
@@ -283,7 +273,11 @@ class _Exporter:
 
     def sources_at_one_scale(self, value: Value) -> list[str]:
         """Sources whose sum, times the first term's scale, is the value (constant aside)."""
-        target = self.common_scale(value)
+        return self.at_scale(value, self.common_scale(value), value.terms[0].source)
+
+    def at_scale(self, value: Value, target: np.ndarray, hint: str) -> list[str]:
+        """Sources whose sum, times ``target``, is the value (constant aside): each term's node
+        rescaled by row where nothing else reads it, else followed by a per-channel scale node."""
         sources = []
         for term in value.terms:
             ratio = np.asarray(term.scale, np.float32) / target
@@ -293,7 +287,8 @@ class _Exporter:
                 self.rescale_rows(term.source, _channel_vector(ratio, value.shape))
                 sources.append(term.source)
             else:
-                sources.append(self.diagonal(f"{term.source}_scale", term, value.shape, ratio))
+                sources.append(self.diagonal(f"{hint}_scale", term, value.shape, ratio))
+                self.rescalable.add(sources[-1])
         return sources
 
     def produced(self, node: gs.Node, name: str) -> None:

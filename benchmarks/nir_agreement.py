@@ -3,6 +3,7 @@
     pip install 'onnx2snn[nir]' sinabs==3.1.3 torch==2.13.0 && pip install --no-deps norse==1.1.0
     python benchmarks/nir_agreement.py                        # writes benchmarks/results/nir_agreement.{md,json}
     python benchmarks/nir_agreement.py --models cnn_bn --samples 100 --no-write   # a quicker look
+    python benchmarks/nir_agreement.py --variants "reset to zero, Norse as the report says" --tag _norse
 
 Each reference ANN (benchmarks/models) is converted as NIR can say it: mmse thresholds per
 channel, no correction, membranes starting at 0 (``--v-init 0``), single-spike IF (and once more
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=64)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the results' file names (nir_agreement<tag>.md)")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -150,8 +152,8 @@ def main() -> None:
                     flush=True,
                 )
                 if not args.no_write:
-                    onnx2snn.save_json(results, RESULTS / "nir_agreement.json")
-                    (RESULTS / "nir_agreement.md").write_text(table(results))
+                    onnx2snn.save_json(results, RESULTS / f"nir_agreement{args.tag}.json")
+                    (RESULTS / f"nir_agreement{args.tag}.md").write_text(table(results))
 
 
 def table(results: dict) -> str:

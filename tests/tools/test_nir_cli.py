@@ -41,6 +41,14 @@ def test_export_then_convert_back_then_run(tmp_path, capsys):
 
     expected = onnx2snn.SNNSession(snn).run(x, 12)
     np.testing.assert_allclose(np.load(tmp_path / "o.npz")["outputs"], expected, rtol=1e-4, atol=1e-5)
+    # eval: accuracy per T on labelled sequences; no ANN to agree with
+    labels = expected.argmax(axis=1)
+    np.savez(tmp_path / "seq_y.npz", x=np.repeat(x[:, None], 12, axis=1), y=labels)
+    report = tmp_path / "eval.json"
+    args = ["eval", str(tmp_path / "back.onnx"), "--data", str(tmp_path / "seq_y.npz"), "--timesteps", "4,12"]
+    assert main([*args, "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["snn"]["12"]["accuracy"] == 1.0 and result["snn"]["12"]["agreement"] is None
 
 
 def test_export_errors_are_one_line(tmp_path, capsys):

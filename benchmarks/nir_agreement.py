@@ -24,6 +24,7 @@ artifact. The default artifact (v_init 0.5 with potential correction) is exporte
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -107,7 +108,12 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--tag", default="", help="suffix of the results' file names (nir_agreement<tag>.md)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the .md from the .json, simulate nothing")
     args = parser.parse_args()
+    if args.table_only:
+        results = json.loads((RESULTS / f"nir_agreement{args.tag}.json").read_text())
+        (RESULTS / f"nir_agreement{args.tag}.md").write_text(table(results))
+        return
     torch.set_num_threads(2)
 
     calibration = onnx2snn.load_data("fashion-mnist:train").sample(CALIBRATION, 0)
@@ -163,14 +169,16 @@ def table(results: dict) -> str:
         f"First {results['samples']} Fashion-MNIST test images; {results['calibration']} calibration images; "
         "top-1 agreement of the mean output over the steps. Regenerate: `python benchmarks/nir_agreement.py`.",
         "",
-        "| model | artifact, simulator | agreement | onnx2snn acc | simulator acc | seconds (sim / onnx2snn) |",
-        "|---|---|---|---|---|---|",
+        "| model | artifact, simulator | agreement | onnx2snn acc | simulator acc | max output difference "
+        "| seconds (sim / onnx2snn) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, rows in results["models"].items():
         for label, r in rows.items():
             lines.append(
                 f"| `{name}` | {label} | {100 * r['agreement']:.2f}% | {100 * r['onnx2snn_accuracy']:.2f} | "
-                f"{100 * r['simulator_accuracy']:.2f} | {r['simulator_seconds']:.0f} / {r['onnx2snn_seconds']:.0f} |"
+                f"{100 * r['simulator_accuracy']:.2f} | {r['max_output_difference']:.2g} | "
+                f"{r['simulator_seconds']:.0f} / {r['onnx2snn_seconds']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 

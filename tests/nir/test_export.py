@@ -20,9 +20,10 @@ def _per_step(snn: onnx2snn.SNNModel, x: np.ndarray) -> np.ndarray:
     return onnx2snn.SNNSession(snn, form="step").run(x, T, per_step=True)
 
 
-@pytest.mark.parametrize("spike_mode", ["single", "multi"])
-def test_written_and_read_back_it_computes_the_same(tmp_path, spike_mode):
-    snn = nir_ready(spike_mode=spike_mode)
+@pytest.mark.parametrize("spike_mode, corrections", [("single", ()), ("multi", ()), ("single", ("bias",))])
+def test_written_and_read_back_it_computes_the_same(tmp_path, spike_mode, corrections):
+    """Also with bias corrections: a constant current, folded into the bias before the neuron."""
+    snn = nir_ready(spike_mode=spike_mode, corrections=corrections)
     export = onnx2snn.to_nir(snn)
     onnx2snn.save_nir(export, tmp_path / "net.nir")
     back = onnx2snn.from_nir(tmp_path / "net.nir")  # conventions from the file: what it records

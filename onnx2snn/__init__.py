@@ -2,7 +2,7 @@
 
 Everything the command line uses is here; the layers underneath, bottom to top: errors, graph,
 neuron, files, version; artifact, data; passes (rewrites); build; runtime; calibration;
-convert."""
+convert; nir."""
 
 from .artifact import SNNModel, is_artifact, load, load_onnx
 from .build import inline
@@ -32,6 +32,7 @@ from .export import from_torch
 from .files import save_json, save_npz, save_onnx
 from .limits import MAX_TIMESTEPS
 from .neuron import if_step
+from .nir import NIRExport, from_nir, read_nir, save_nir, to_nir
 from .passes import snn_to_ann as to_ann
 from .plot import plot_accuracy, plot_activity, plot_evaluations
 from .report import describe_calibration, describe_threshold, format_report, write_report
@@ -62,6 +63,7 @@ __all__ = [
     "MAX_TIMESTEPS",
     "METHODS",
     "ModelError",
+    "NIRExport",
     "Onnx2SnnError",
     "OutputError",
     "PIPELINE",
@@ -80,6 +82,7 @@ __all__ = [
     "evaluate",
     "format_activity",
     "format_report",
+    "from_nir",
     "from_torch",
     "if_step",
     "inline",
@@ -92,12 +95,15 @@ __all__ = [
     "plot_accuracy",
     "plot_activity",
     "plot_evaluations",
+    "read_nir",
     "resolve_providers",
     "run_ann",
     "save_json",
     "save_npz",
+    "save_nir",
     "save_onnx",
     "to_ann",
+    "to_nir",
     "unroll",
     "write_report",
 ]

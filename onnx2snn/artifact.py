@@ -1,9 +1,13 @@
 """The SNN artifact: an ONNX model in the stateful step form, plus the metadata that says
 how to drive it. This module is the artifact's contract; the runtime reads nothing else.
 
-- every ``onnx2snn.IF`` node takes ``(x, membrane, threshold)`` and gives
-  ``(spikes, membrane_next)``; membranes are graph inputs/outputs, thresholds initializers;
-- the IF function is defined in ``ModelProto.functions``, so a bare onnxruntime runs the file;
+- every neuron node (domain ``onnx2snn``) takes ``(x, membrane, threshold, ...)`` and gives
+  ``(spikes, membrane_next, ...)``: ``IF`` and ``MultiSpikeIF`` (conversions), ``LIF`` and
+  ``CubaLIF`` (graphs read from NIR, neurons.py; CubaLIF takes ``(x, membrane, current,
+  threshold, ...)`` and gives ``current_next`` too); states are graph inputs/outputs,
+  thresholds initializers;
+- the neurons' functions are defined in ``ModelProto.functions``, so a bare onnxruntime runs
+  the file;
 - every tensor with a free batch axis names it with one symbol (``batch`` in the metadata), so
   runtimes that unify symbols (tract) see one batch;
 - each membrane's initial value is part of the graph: a Constant node whose output
@@ -12,17 +16,24 @@ how to drive it. This module is the artifact's contract; the runtime reads nothi
 - ``metadata_props["onnx2snn"]`` holds a JSON object that names every tensor and node a reader
   needs (format 3):
 
-  ``layers``  one per IF node: ``node``, ``op`` (the Relu/Clip it replaced), ``clip_max``,
-              the state ``membrane`` -> ``membrane_next``, the ``threshold`` initializer,
-              the constant output ``membrane_init`` (``v_init * threshold``, or the potential
-              correction's initial membrane), and where a bias correction was made,
-              ``current_correction`` (the Add node) with its constant ``current_shift``;
+  ``layers``  one per neuron node: ``node``, ``op`` (the Relu/Clip it replaced, or the NIR
+              node it was read from: IF, LIF, CubaLIF), ``clip_max``, the state ``membrane``
+              -> ``membrane_next``, the ``threshold`` initializer, the constant output
+              ``membrane_init`` (``v_init * threshold``, or the potential correction's initial
+              membrane), where a bias correction was made ``current_correction`` (the Add
+              node) with its constant ``current_shift``, and for a CubaLIF the state
+              ``current`` -> ``current_next`` (starting at 0);
   ``pools``   one per spiking max-pool: ``node`` (the MaxPool), its ``accumulate`` (Add) and
               ``difference`` (Sub) nodes, states ``accumulated`` -> ``accumulated_next`` and
               ``pooled`` -> ``pooled_next`` (both start at zero);
-  ``inputs``  one per data input: ``name``, ``shape`` (None for a free axis), ``encoding``;
-  and ``batch``, ``outputs``, ``output_activations``, ``decode``, ``encoding``, ``timesteps``,
-  ``reset``, ``v_init``, ``calibration``, ``preprocessing``, ``report``.
+  ``inputs``  one per data input: ``name``, ``shape`` (None for a free axis), ``encoding``,
+              and ``sequence: true`` where the input is a sequence [N, T, ...] fed one slice a
+              step (``shape`` is a slice's);
+  and ``batch``, ``outputs``, ``output_activations``, ``decode``, ``encoding``, ``timesteps``
+  (0 with a sequence input: as many steps as the sequence holds), ``reset``, ``v_init``,
+  ``spike_mode`` (``multi``: MultiSpikeIF neurons; ``single`` where absent), ``calibration``,
+  ``preprocessing``, ``report``; a graph read from NIR has ``source: "nir"`` and ``nir``
+  (``dt``, ``version``, ``file``) instead of a calibration.
 
 Older formats are read by upgrading them on load (``_upgrade``): format 1 named the correction
 and pool nodes by convention only; format 2 had one ``input``, a batch symbol per exporter
@@ -48,6 +59,8 @@ from .errors import ModelError
 from .files import save_onnx
 from .graph import default_opset
 from .neuron import DEFAULT_V_INIT, DOMAIN, DOMAIN_VERSION, if_function, start_membrane
+from .neurons import OP_TYPES as NEURON_OPS
+from .neurons import function as neuron_function
 from .version import __version__
 
 METADATA_KEY = "onnx2snn"
@@ -131,11 +144,14 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
 
 
 def attach_neuron(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.ModelProto:
-    """Give ``model`` the IF function, its domain import and the metadata (with the artifact
-    ``format`` and the onnx2snn ``version`` that wrote it)."""
+    """Give ``model`` the IF function (and those of the other neurons its nodes call), its
+    domain import and the metadata (with the artifact ``format`` and the onnx2snn ``version``
+    that wrote it)."""
     opset = default_opset(model)
     del model.functions[:]
     model.functions.append(if_function(opset))
+    used = {n.op_type for n in model.graph.node if n.domain == DOMAIN}
+    model.functions.extend(neuron_function(op, opset) for op in NEURON_OPS if op in used)
     if not any(imp.domain == DOMAIN for imp in model.opset_import):
         model.opset_import.append(helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
@@ -299,7 +315,7 @@ class SNNModel:
     # --- what the metadata says -------------------------------------------------------
     @property
     def layers(self) -> list[dict[str, Any]]:
-        """One entry per IF layer (see the module docstring)."""
+        """One entry per neuron layer (see the module docstring)."""
         return self.metadata["layers"]
 
     @property
@@ -379,9 +395,10 @@ class SNNModel:
         return start_membrane(self.initializer(layer["threshold"]), self.v_init)
 
     def states(self) -> list[State]:
-        """Every state of the step form, membranes first, then the pools' (which start at 0);
-        a ModelError names a state the metadata lists and the graph lacks."""
+        """Every state of the step form, membranes first, then CubaLIF currents and the pools'
+        (which start at 0); a ModelError names a state the metadata lists and the graph lacks."""
         names = [(layer["membrane"], layer["membrane_next"]) for layer in self.layers]
+        names += [(layer["current"], layer["current_next"]) for layer in self.layers if layer.get("current")]
         names += [(pool[a], pool[f"{a}_next"]) for pool in self.pools for a in ("accumulated", "pooled")]
         inputs = {v.name for v in self.proto.graph.input}
         outputs = {v.name for v in self.proto.graph.output}
@@ -393,6 +410,9 @@ class SNNModel:
             State(layer["membrane"], layer["membrane_next"], self.initial_membrane(layer)) for layer in self.layers
         ]
         zero = np.zeros((), np.float32)
+        # a CubaLIF layer's synaptic current (NIR graphs), starting at 0
+        currents = [layer for layer in self.layers if layer.get("current")]
+        states += [State(layer["current"], layer["current_next"], zero) for layer in currents]
         for pool in self.pools:
             states.append(State(pool["accumulated"], pool["accumulated_next"], zero))
             states.append(State(pool["pooled"], pool["pooled_next"], zero))
@@ -436,6 +456,12 @@ class SNNModel:
     def input_name(self) -> str:
         """The first data input's name (the only one of most models)."""
         return self.inputs[0]["name"]
+
+    @property
+    def sequence_input(self) -> bool:
+        """Whether a data input is a sequence: ``x`` of shape [N, T, ...], one [N, ...] slice fed
+        at each step (its ``shape`` is a slice's), instead of the same input every step."""
+        return any(i.get("sequence", False) for i in self.inputs)
 
     @property
     def input_shape(self) -> list[int | None]:

@@ -7,7 +7,7 @@ steps that the conversion pipeline lists by name:
 - ``package``: the step-form ONNX model with the IF function and the metadata of the artifact's
   contract (artifact.py), checked by ONNX's checker.
 
-``inline`` expands every IF of an artifact into standard operators, for runtimes that do not
+``inline`` expands every neuron of an artifact into standard operators, for runtimes that do not
 expand model-local functions.
 
 Calibration methods that simulate the SNN built so far (Spike-Norm, the corrections) use
@@ -27,6 +27,7 @@ from .artifact import METADATA_KEY, SNNModel, add_initial_membranes, attach_neur
 from .errors import ConversionError
 from .graph import export_model, import_graph, reached_from, shape_of
 from .neuron import DOMAIN, OP_TYPE, Corrections, Neurons, start_membrane
+from .neurons import OP_TYPES as NEURON_OPS
 from .passes import (
     activation_nodes,
     inline_neurons,
@@ -76,8 +77,9 @@ def spike(
         for layer in layers
         if layer["node"] in thresholds
     }
-    g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current)
-    sources = [n.outputs[0].name for n in g.nodes if n.op == OP_TYPE]
+    g = relu_to_if(g, thresholds, neurons.reset, neurons.v_init, corrections.current, neurons.spike_mode)
+    neuron_ops = {OP_TYPE, *NEURON_OPS}
+    sources = [n.outputs[0].name for n in g.nodes if n.op in neuron_ops]
     spike_trains = [i["name"] for i in inputs if i["encoding"] == "poisson"]
     varying = reached_from(g, sources + spike_trains)
     pools = [spiking_pool(node.name) for node in spiking_pools(g, varying)]
@@ -104,6 +106,7 @@ def package(
         "timesteps": neurons.timesteps,
         "reset": neurons.reset,
         "v_init": float(neurons.v_init),
+        **({"spike_mode": "multi"} if neurons.spike_mode == "multi" else {}),
         "layers": spiking.layers,
         "pools": spiking.pools,
         **(metadata or {}),

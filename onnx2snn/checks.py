@@ -15,7 +15,13 @@ from onnx import TensorProto, helper
 
 from .errors import ModelError
 from .limits import MAX_TIMESTEPS
-from .neuron import DOMAIN, ENCODINGS, OP_TYPE, RESET_MODES
+from .neuron import DOMAIN, ENCODINGS, OP_TYPE, RESET_MODES, SPIKE_MODES
+from .neurons import CUBA_LIF, SIGNATURES
+from .neurons import OP_TYPES as OTHER_NEURONS
+
+NEURON_OPS = (OP_TYPE, *OTHER_NEURONS)
+# what a layer's ``op`` says it came from: the activation it replaced, or the NIR node it was read from
+LAYER_SOURCES = ("Relu", "Clip", "IF", "LIF", "CubaLIF")
 
 DECODED = ".decoded"  # a trailing head reads the decoded mean of graph output z as z + DECODED
 
@@ -230,7 +236,8 @@ def check_metadata(metadata: Any, model: onnx.ModelProto, where: str) -> None:
     if fmt is not None and fmt < 0:
         raise f.fail("format", f"must be a positive integer, got {fmt}")
     inlined = f.get(metadata, "inlined", "", bool, optional=True)
-    for key, allowed in (("encoding", ENCODINGS), ("reset", RESET_MODES), ("decode", ("mean",))):
+    keys = (("encoding", ENCODINGS), ("reset", RESET_MODES), ("decode", ("mean",)), ("spike_mode", SPIKE_MODES))
+    for key, allowed in keys:
         value = f.get(metadata, key, "", str, optional=True)
         if value is not None and value not in allowed:
             raise f.fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
@@ -252,6 +259,9 @@ def check_metadata(metadata: Any, model: onnx.ModelProto, where: str) -> None:
         encoding = f.get(data_input, "encoding", field, str, optional=True)
         if encoding is not None and encoding not in ENCODINGS:
             raise f.fail(f"{field}.encoding", f"must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        if f.get(data_input, "sequence", field, bool, optional=True) and encoding not in (None, "direct"):
+            raise f.fail(f"{field}.encoding", f"must be direct for a sequence input, got {encoding!r}")
+    sequence = any(isinstance(i, dict) and i.get("sequence") for i in data_inputs)
     f.get(metadata, "batch", "", str, optional=True)
     outputs = f.get(metadata, "outputs", "", list)
     if not outputs:
@@ -270,13 +280,14 @@ def check_metadata(metadata: Any, model: onnx.ModelProto, where: str) -> None:
         else:
             f.name_in(layer, "node", field, "node", f.nodes)
             node = f.nodes[layer["node"]]
-            if node.domain != DOMAIN or node.op_type != OP_TYPE:
-                what = f"names node '{node.name}' ({node.op_type}), not an {DOMAIN}.{OP_TYPE} neuron"
+            if node.domain != DOMAIN or node.op_type not in NEURON_OPS:
+                kinds = "/".join(NEURON_OPS)
+                what = f"names node '{node.name}' ({node.op_type}), not an {DOMAIN} neuron ({kinds})"
                 raise f.fail(f"{field}.node", what)
             named.add(node.name)
         op = f.get(layer, "op", field, str)
-        if op not in ("Relu", "Clip"):
-            raise f.fail(f"{field}.op", f"must be Relu or Clip, got {op!r}")
+        if op not in LAYER_SOURCES:
+            raise f.fail(f"{field}.op", f"must be one of {', '.join(LAYER_SOURCES)}, got {op!r}")
         f.get(layer, "clip_max", field, (int, float), optional=True)
         f.name_in(layer, "membrane", field, "graph input", f.inputs)
         f.name_in(layer, "membrane_next", field, "graph output", f.outputs)
@@ -291,17 +302,34 @@ def check_metadata(metadata: Any, model: onnx.ModelProto, where: str) -> None:
             f.name_in(layer, "current_correction", field, "node", f.nodes, optional=True)
         # a constant output (format 3), or an initializer (format 2, or as a simplifier folds it)
         f.name_in(layer, "membrane_init", field, "tensor", f.tensors, optional=True)
+        # a CubaLIF's synaptic current: a state like the membrane
+        f.name_in(layer, "current", field, "graph input", f.inputs, optional=True)
+        f.name_in(layer, "current_next", field, "graph output", f.outputs, optional=layer.get("current") is None)
         if inlined:
             continue
-        if list(node.input[1:3]) != [layer["membrane"], layer["threshold"]] or node.output[1:2] != [
-            layer["membrane_next"]
-        ]:
+        reads, writes = [layer["membrane"], layer["threshold"]], [layer["membrane_next"]]
+        if node.op_type == CUBA_LIF:  # (x, membrane, current, threshold, ...) -> (spikes, membrane, current)
+            f.name_in(layer, "current", field, "graph input", f.inputs)
+            reads.insert(1, layer["current"])
+            writes.append(layer["current_next"])
+        arity = len(SIGNATURES[node.op_type][0]) if node.op_type in SIGNATURES else None  # IF: as it always was
+        if (
+            list(node.input[1 : 1 + len(reads)]) != reads
+            or list(node.output[1 : 1 + len(writes)]) != writes
+            or (arity is not None and len(node.input) != arity)
+        ):
             raise f.fail(field, f"does not match the inputs and outputs of node '{node.name}'")
-    unnamed = [n.name for n in model.graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE and n.name not in named]
+    unnamed = [
+        n.name for n in model.graph.node if n.domain == DOMAIN and n.op_type in NEURON_OPS and n.name not in named
+    ]
     if unnamed:
         raise f.fail("layers", f"does not list the neuron '{unnamed[0]}'")
-    if layers and not inlined and not any(fn.domain == DOMAIN and fn.name == OP_TYPE for fn in model.functions):
-        raise ModelError(f"{where}: the {DOMAIN}.{OP_TYPE} function the neurons call is missing from the model")
+    if not inlined:
+        defined = {fn.name for fn in model.functions if fn.domain == DOMAIN}
+        called = [f.nodes[layer["node"]].op_type for layer in layers]
+        missing = next((op for op in called if op not in defined), None)
+        if missing is not None:
+            raise ModelError(f"{where}: the {DOMAIN}.{missing} function the neurons call is missing from the model")
 
     pools = f.get(metadata, "pools", "", list, optional=True) or []
     for i, pool in enumerate(pools):
@@ -315,6 +343,7 @@ def check_metadata(metadata: Any, model: onnx.ModelProto, where: str) -> None:
             f.name_in(pool, f"{key}_next", field, "graph output", f.outputs)
     # every graph input is a data input or a state (an initializer listed as an input aside)
     declared = {i["name"] for i in data_inputs} | {layer["membrane"] for layer in layers} | f.initializers
+    declared |= {layer["current"] for layer in layers if layer.get("current")}
     declared |= {pool[key] for pool in pools for key in ("accumulated", "pooled")}
     unlisted = next((v.name for v in model.graph.input if v.name not in declared), None)
     if unlisted is not None:
@@ -322,8 +351,9 @@ def check_metadata(metadata: Any, model: onnx.ModelProto, where: str) -> None:
 
     _check_head(f, f.get(metadata, "head", "", dict, optional=True), outputs)
     timesteps = f.get(metadata, "timesteps", "", int)
-    if not 1 <= timesteps <= MAX_TIMESTEPS:
-        raise f.fail("timesteps", f"must lie in [1, {MAX_TIMESTEPS}], got {timesteps}")
+    least = 0 if sequence else 1  # 0: as many steps as the sequence holds
+    if not least <= timesteps <= MAX_TIMESTEPS:
+        raise f.fail("timesteps", f"must lie in [{least}, {MAX_TIMESTEPS}], got {timesteps}")
     v_init = f.get(metadata, "v_init", "", (int, float), optional=True)
     if v_init is not None and not 0.0 <= v_init < 1.0:
         raise f.fail("v_init", f"must lie in [0, 1), got {v_init}")
@@ -349,6 +379,16 @@ def check_metadata(metadata: Any, model: onnx.ModelProto, where: str) -> None:
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("node", "op", "fate", "detail")):
             raise f.fail(f"report[{i}]", "must be an object with strings node, op, fate and detail")
     f.get(metadata, "version", "", str, optional=True)
+    source = f.get(metadata, "source", "", str, optional=True)
+    if source is not None and source != "nir":
+        raise f.fail("source", f"must be nir where present, got {source!r}")
+    nir = f.get(metadata, "nir", "", dict, optional=True)
+    if nir is not None:
+        dt = f.get(nir, "dt", "nir", (int, float))
+        if not dt > 0:
+            raise f.fail("nir.dt", f"must be positive, got {dt}")
+        f.get(nir, "version", "nir", str, optional=True)
+        f.get(nir, "file", "nir", str, optional=True)
 
 
 def _check_head(f: _Fields, head: dict | None, outputs: list[str]) -> None:

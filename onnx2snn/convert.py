@@ -87,6 +87,7 @@ class ConvertOptions:
         seed: int = 0,
         batch_size: int = 128,
         outputs: Sequence[str] | None = None,
+        spike_mode: str = "single",
     ) -> ConvertOptions:
         """The options of ``convert`` (see there), or a ConfigError naming the bad one."""
         with _option("method"):
@@ -106,10 +107,12 @@ class ConvertOptions:
             per_input, default = (), encoding
         each = {"reset": {"reset": reset}, "v_init": {"v_init": v_init}}
         each["encoding"] = {"encoding": default, "input_encodings": per_input}
+        each["spike_mode"] = {"spike_mode": spike_mode, "reset": "subtract"}
         for name, fields in each.items():
             with _option(name):
                 Neurons(**fields)
-        neurons = Neurons(reset, v_init, timesteps, default, seed, input_encodings=per_input)
+        with _option("spike_mode"):  # multi-spike neurons reset by subtraction only
+            neurons = Neurons(reset, v_init, timesteps, default, seed, input_encodings=per_input, spike_mode=spike_mode)
         if calibration_samples is not None:
             calibration_samples = as_int(calibration_samples, "calibration_samples")
         if isinstance(outputs, str):
@@ -320,9 +323,11 @@ def convert(
     calibrate for, stored in the artifact as its default; ``reset``; ``v_init``; ``encoding``:
     ``direct`` or ``poisson`` (seeded by ``seed``), for every data input or as a dict by input
     name; ``calibration_samples`` (a seeded subset); ``batch_size``; ``outputs``: the model
-    outputs to keep (all by default). ``calibration_workers(graph, inputs, neurons, batch_size)``
-    gives the workers that hold the calibration data in shards (calibration/shards.py; one shard
-    in this process by default; ``onnx2snn.convert(..., workers=N)`` shards over Ray)."""
+    outputs to keep (all by default); ``spike_mode``: ``single`` (IF neurons, one spike a step at
+    most) or ``multi`` (MultiSpikeIF: as many spikes a step as thresholds crossed).
+    ``calibration_workers(graph, inputs, neurons, batch_size)`` gives the workers that hold the
+    calibration data in shards (calibration/shards.py; one shard in this process by default;
+    ``onnx2snn.convert(..., workers=N)`` shards over Ray)."""
     opts = ConvertOptions.make(method, **options)
     if _is_onnx(model):
         model = load_onnx(model)  # a missing or broken model file is reported before the data

@@ -34,6 +34,7 @@ OP_TYPE = "IF"
 RESET_MODES = ("subtract", "zero")
 DEFAULT_V_INIT = 0.5
 ENCODINGS = ("direct", "poisson")  # how the input drives the first layer: the same current every step, or spikes
+SPIKE_MODES = ("single", "multi")  # IF (one spike a step at most) or MultiSpikeIF (neurons.py)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Neurons:
     encoding: str = "direct"
     seed: int = 0
     input_encodings: tuple[tuple[str, str], ...] = ()  # (data input, encoding) where it differs
+    spike_mode: str = "single"
 
     def encoding_of(self, name: str) -> str:
         """The encoding of data input ``name``."""
@@ -61,6 +63,10 @@ class Neurons:
         for encoding in [self.encoding] + [e for _, e in self.input_encodings]:
             if encoding not in ENCODINGS:
                 raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+        if self.spike_mode not in SPIKE_MODES:
+            raise ConfigError(f"spike_mode must be one of {', '.join(SPIKE_MODES)}, got {self.spike_mode!r}")
+        if self.spike_mode == "multi" and self.reset != "subtract":
+            raise ConfigError("spike_mode 'multi' resets by subtraction only (reset='subtract')")
 
 
 @dataclass

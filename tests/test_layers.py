@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent / "onnx2snn"
 # bottom to top; a module may import its own layer and those below it
 LAYERS = [
-    {"errors", "version", "graph", "files", "neuron", "limits"},
+    {"errors", "version", "graph", "files", "neuron", "neurons", "limits"},
     {"artifact", "checks", "data", "export", "demo", "report", "plot"},
     {"passes"},
     {"build"},
@@ -17,6 +17,7 @@ LAYERS = [
     {"calibration"},
     {"convert"},
     {"distributed"},
+    {"nir"},  # NIR graphs out of and into artifacts (reads, builds and runs them)
     {""},  # the package face, __init__.py
     {"tools"},
 ]

@@ -85,7 +85,16 @@ def usable(graph: gs.Graph) -> bool:
     return kernel.available() and not isinstance(batch, int)
 
 
-def why_not(graph: gs.Graph) -> str:
+def computes(neurons: Neurons) -> bool:
+    """Whether level-wise simulation computes these neurons exactly: the kernel fires IF
+    neurons (one spike a step, stored as bits); a multi-spike conversion is simulated up to each
+    layer instead, in the artifact's own MultiSpikeIF neurons."""
+    return neurons.spike_mode == "single"
+
+
+def why_not(graph: gs.Graph, neurons: Neurons | None = None) -> str:
+    if neurons is not None and not computes(neurons):
+        return f"the kernel fires IF neurons only, not spike_mode {neurons.spike_mode!r}"
     if not kernel.available():
         return kernel.why_unavailable()
     return "the model's batch is fixed"
@@ -129,6 +138,8 @@ class Levelwise:
         nodes = activation_nodes(graph)
         placeholder = {n.name: np.float32(1.0) for n in nodes}  # thresholds live in the kernel calls
         zeros = Corrections(current={n.name: np.zeros(_channels(n), np.float32) for n in nodes} if shifts else {})
+        if not computes(neurons):  # never IF spikes where the artifact's neurons are others
+            raise ValueError(f"level-wise simulation cannot run this network: {why_not(graph, neurons)}")
         snn = build_snn(graph, placeholder, neurons, zeros)
         self.neurons = neurons
         # Poisson inputs, in the order the step runtime draws them (runtime/inputs.py, Encoder)

@@ -69,12 +69,23 @@ class CalibrationShard:
         corrections' means), on the chunks the level-wise simulation uses."""
         sums = {name: ExactSum() for name in outputs}
         ann = AnnOutputs(self.graph, outputs)
-        for chunk in self._open().chunks:
-            for acts in ann.stream(chunk.x, len(next(iter(chunk.x.values())))):
+        for chunk in self._ann_chunks():
+            for acts in ann.stream(chunk, num_samples(chunk)):
                 for name, a in acts.items():
                     per_sample, positions = channel_sums(a)
                     sums[name].add(per_sample, positions)
         return sums
+
+    def _ann_chunks(self) -> list[Inputs]:
+        """This shard's simulated samples, in the chunks the level-wise simulation cuts; for
+        neurons it does not compute (multi-spike), which calibration simulates in one process
+        up to each layer, in batches."""
+        if levelwise.computes(self.neurons):
+            return [chunk.x for chunk in self._open().chunks]
+        start, stop = self.shard.bounds(num_samples(self.simulated), self.batch_size)
+        return [
+            take(self.simulated, slice(i, min(i + self.batch_size, stop))) for i in range(start, stop, self.batch_size)
+        ]
 
     # --- the SNN built so far, level by level ----------------------------------------------
     def _open(self, shifts: bool = False) -> levelwise.Levelwise:
@@ -153,14 +164,16 @@ def merge_sums(parts: list[dict[str, ExactSum]]) -> dict[str, ExactSum]:
 
 def levelwise_ok(workers, graph: gs.Graph, neurons: Neurons) -> bool:
     """Whether calibration simulates level by level: where the kernel is built and the batch
-    free and, in one process, where the stored spikes fit (levelwise.fits); otherwise it
-    simulates the network up to each layer, which only one process does."""
+    free (levelwise.usable), the neurons fire single spikes (levelwise.computes) and, in one
+    process, where the stored spikes fit (levelwise.fits); otherwise it simulates the network up
+    to each layer, which only one process does."""
     from ..errors import ConfigError
 
-    usable = levelwise.usable(graph)
+    usable = levelwise.computes(neurons) and levelwise.usable(graph)
     local = getattr(workers, "local_inputs", None)
     if local is None:
         if not usable:
-            raise ConfigError(f"distributed calibration needs the compiled IF kernel ({levelwise.why_not(graph)})")
+            why = levelwise.why_not(graph, neurons)
+            raise ConfigError(f"distributed calibration needs the compiled IF kernel ({why})")
         return True
     return usable and levelwise.fits(graph, neurons, simulation_subset(local, neurons.seed, graph))

@@ -10,11 +10,17 @@ from typing import Any
 
 import onnx
 
-from ..artifact import SNNModel, load, load_onnx
+from ..artifact import SNNModel, load
 from ..data import Dataset, Preprocessing, load_data, num_samples, take
 from ..errors import ConfigError
-from ..passes import snn_to_ann
-from ..runtime.evaluate import check_timesteps, count_correct, merge_counts, model_inputs, report_counts
+from ..runtime.evaluate import (
+    check_timesteps,
+    count_correct,
+    merge_counts,
+    model_inputs,
+    reference_ann,
+    report_counts,
+)
 from ..runtime.evaluate import evaluate as local_evaluate
 from .cluster import Shard, cluster, run_shards, where
 
@@ -31,7 +37,7 @@ def _shard_counts(
 ) -> dict[str, Any]:
     """Runs in a worker: its shard of the data, its own session, the counts back."""
     snn = SNNModel(onnx.load_from_string(snn_bytes))
-    ann = onnx.load_from_string(ann_bytes)
+    ann = onnx.load_from_string(ann_bytes) if ann_bytes else None  # none for a graph read from NIR
     if isinstance(data, str):  # the worker reads the data itself: nothing large comes from the driver
         data = load_data(data, preprocessing=Preprocessing.from_dict(preprocessing))
     data, x = model_inputs(snn, data, limit)
@@ -71,13 +77,13 @@ def evaluate(
         dataset = data if isinstance(data, Dataset) else load_data(data, preprocessing=prep)
         return local_evaluate(snn, dataset, timesteps, ann, limit, progress=progress, **session_options)
     steps = check_timesteps(timesteps)
-    ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
+    ann_model = reference_ann(snn, ann)
     data = str(data) if not isinstance(data, Dataset) else data
     with cluster(ray_address, workers) as info:
         shards = [Shard(i, info["workers"]) for i in range(info["workers"])]
         args = (
             snn.proto.SerializeToString(),
-            ann_model.SerializeToString(),
+            ann_model.SerializeToString() if ann_model is not None else b"",
             data,
             prep.to_dict(),
             limit,

@@ -20,6 +20,7 @@ import onnx_graphsurgeon as gs
 
 from ..errors import ConversionError
 from ..neuron import DEFAULT_V_INIT, DOMAIN, OP_TYPE, if_attributes
+from ..neurons import MULTI_SPIKE_IF
 from .check_supported import ACTIVATIONS, clip_max
 
 
@@ -52,9 +53,14 @@ def relu_to_if(
     reset: str = "subtract",
     v_init: float = DEFAULT_V_INIT,
     current_shift: dict[str, np.ndarray] | None = None,
+    spike_mode: str = "single",
 ) -> gs.Graph:
+    """``spike_mode="multi"``: MultiSpikeIF neurons (as many spikes a step as thresholds crossed)."""
     current_shift = current_shift or {}
     attrs = if_attributes(reset, v_init)
+    op_type = OP_TYPE
+    if spike_mode == "multi":
+        attrs, op_type = {"v_init": float(v_init)}, MULTI_SPIKE_IF
     for node in activation_nodes(graph):
         if node.name not in thresholds:
             raise ConversionError("no threshold was calibrated for this activation", node.name, node.op)
@@ -71,7 +77,7 @@ def relu_to_if(
             shift = gs.Constant(names["current_shift"], np.asarray(current_shift[node.name], np.float32))
             graph.nodes.append(gs.Node("Add", names["current_correction"], inputs=[current, shift], outputs=[shifted]))
             current = shifted
-        node.op, node.domain = OP_TYPE, DOMAIN
+        node.op, node.domain = op_type, DOMAIN
         node.attrs = dict(attrs)
         node.inputs = [current, membrane, threshold]
         node.outputs = [out, membrane_next]

@@ -68,8 +68,11 @@ class CompiledSteps:
         self.neurons: list[_Neuron] = []
         for layer in snn.layers:
             node = nodes.get(layer["node"])
-            if node is None or node.op != OP_TYPE:  # an inlined artifact: the neuron is plain operators
-                raise NotCompilable(f"layer '{layer['node']}' is not an {OP_TYPE} node")
+            # an inlined artifact (the neuron is plain operators), or a neuron the kernel does not
+            # compute (MultiSpikeIF, LIF, CubaLIF): the session runs the ONNX neurons instead
+            if node is None or node.op != OP_TYPE:
+                kind = f"a {node.op} node" if node is not None else "inlined"
+                raise NotCompilable(f"layer '{layer['node']}' is {kind}, not an {OP_TYPE} node")
             current, spikes = node.inputs[0], node.outputs[0]
             state = by_membrane[layer["membrane"]]
             theta = np.asarray(snn.initializer(layer["threshold"]), np.float32)
@@ -104,7 +107,7 @@ class CompiledSteps:
     ) -> Iterator[dict[str, np.ndarray]]:
         """The ``read`` tensors after each of ``timesteps`` steps of a batch of ``n``. ``feeds``:
         the time-invariant inputs (boundary tensors); ``per_step_inputs`` gives the data inputs
-        that change every step (Poisson encoding), by name."""
+        that change every step (Poisson encoding, a sequence's slices), by name."""
         stateful = {s.input for s in self.states} | {s.output for s in self.states}
         buffers = {
             name: np.zeros((n,) + shape, np.float32)

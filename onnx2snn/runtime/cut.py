@@ -12,6 +12,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..artifact import SNNModel
+from ..neuron import OP_TYPE
 from .stages import levels
 from .unrolled import _Unroller
 
@@ -35,6 +36,8 @@ class _Cutter(_Unroller):
         self.cuts: list[Cut] = []
 
     def neuron(self, node: gs.Node, layer: dict) -> None:
+        if node.op != OP_TYPE:  # the cuts are filled by the IF kernel: any other neuron would be computed as IF
+            raise ValueError(f"layer '{node.name}' is a {node.op}: the cut form takes {OP_TYPE} neurons only")
         current = node.inputs[0]
         constant = current.name not in self.varying  # the same current every step: not tiled T times
         x = current if constant else self.b.time_major(current, node.name)

@@ -49,7 +49,7 @@ def model_inputs(snn: SNNModel, data: Dataset, limit: int | None = None) -> tupl
         data = data.head(as_int(limit, "limit"))
     if len(data) == 0:
         raise DataError(f"{data.source}: no samples")
-    feeds = model_feeds(snn, data.x, data.source)
+    feeds = model_feeds(snn, data.x, data.source)  # a sequence input: [N, T, ...]
     return data, feeds if len(feeds) > 1 else next(iter(feeds.values()))
 
 
@@ -68,16 +68,27 @@ def evaluate(
 
     Returns ``{"ann": {"accuracy"}, "snn": {"<T>": {"accuracy", "agreement", "seconds"}},
     "samples", "provider", ...}``; accuracies are None without labels. ``ann`` defaults to the
-    ANN rebuilt from the artifact (its neurons back to ReLUs). More keyword arguments
+    ANN rebuilt from the artifact (its neurons back to ReLUs); a graph read from NIR has none
+    (ANN accuracy and agreement None), and its data are sequences [N, T, ...]. More keyword arguments
     (``encoding``, ``seed``, ``form``, ``max_memory``, ``threads``, ``spin``, ``neurons``) are
     SNNSession's."""
     steps = check_timesteps(timesteps)
     snn = snn if isinstance(snn, SNNModel) else load(snn)
     data, x = model_inputs(snn, data, limit)
-    ann_model = load_onnx(ann) if ann is not None else snn_to_ann(snn)
+    ann_model = reference_ann(snn, ann)
     options = {"providers": providers, "batch_size": batch_size, **session_options}
     counts = count_correct(snn, ann_model, x, data.y, steps, options, progress)
     return report_counts(snn, steps, counts)
+
+
+def reference_ann(snn: SNNModel, ann: onnx.ModelProto | str | os.PathLike | None = None) -> onnx.ModelProto | None:
+    """The ANN to agree with: ``ann``, else the one rebuilt from the artifact (its neurons back
+    to ReLUs); None for a graph read from NIR (or any sequence-input artifact), which has none."""
+    if ann is not None:
+        return load_onnx(ann)
+    if snn.sequence_input or snn.metadata.get("source") == "nir":
+        return None
+    return snn_to_ann(snn)
 
 
 def check_timesteps(timesteps: Sequence[int]) -> list[int]:
@@ -92,7 +103,7 @@ def check_timesteps(timesteps: Sequence[int]) -> list[int]:
 
 def count_correct(
     snn: SNNModel,
-    ann: onnx.ModelProto,
+    ann: onnx.ModelProto | None,
     x: Inputs,
     labels: np.ndarray | None,
     steps: list[int],
@@ -103,9 +114,12 @@ def count_correct(
     """What evaluation counts on ``x`` (samples ``offset`` onwards of the data, which seeds
     Poisson input): samples, ANN correct, and per T the SNN's correct predictions and
     agreements with the ANN, with the simulation time up to each T. Counts of several parts of
-    the data add up (``merge_counts``) to exactly those of the whole."""
+    the data add up (``merge_counts``) to exactly those of the whole. Without ``ann`` (a graph
+    read from NIR) there is no ANN accuracy nor agreement (None)."""
     batch_size = session_options.get("batch_size", 256)
-    ann_pred = run_ann(ann, x, batch_size, session_options.get("providers")).argmax(axis=-1)
+    ann_pred = None
+    if ann is not None:
+        ann_pred = run_ann(ann, x, batch_size, session_options.get("providers")).argmax(axis=-1)
     session = SNNSession(snn, **session_options)
     t_max = steps[-1]
     samples = num_samples(x)
@@ -117,16 +131,17 @@ def count_correct(
     for out in session.iter_run(x, t_max, keep=steps, progress=bar.update, offset=offset):
         n = out.decoded.shape[1]
         pred = out.decoded.argmax(axis=-1)  # [len(steps), n]: only the T asked for are kept
-        agree += (pred == ann_pred[out.start : out.start + n]).sum(axis=1)
+        if ann_pred is not None:
+            agree += (pred == ann_pred[out.start : out.start + n]).sum(axis=1)
         if labels is not None:
             correct += (pred == labels[out.start : out.start + n]).sum(axis=1)
         seconds += out.seconds
     bar.close()
     return {
         "samples": samples,
-        "ann_correct": None if labels is None else int((ann_pred == labels).sum()),
+        "ann_correct": None if labels is None or ann_pred is None else int((ann_pred == labels).sum()),
         "correct": None if labels is None else [int(c) for c in correct],
-        "agree": [int(a) for a in agree],
+        "agree": None if ann_pred is None else [int(a) for a in agree],
         "step_seconds": [float(seconds[t - 1]) for t in steps],
         "seconds": time.perf_counter() - start,
         "session": {
@@ -172,7 +187,7 @@ def report_counts(snn: SNNModel, steps: list[int], counts: dict[str, Any]) -> di
     for row, t in enumerate(steps):
         report["snn"][str(t)] = {
             "accuracy": None if counts["correct"] is None else counts["correct"][row] / n,
-            "agreement": counts["agree"][row] / n,
+            "agreement": None if counts["agree"] is None else counts["agree"][row] / n,
             "seconds": counts["step_seconds"][row],
         }
     return report

@@ -39,8 +39,10 @@ def specialize_neuron(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    others = [f for f in out.functions if not (f.domain == DOMAIN and f.name == OP_TYPE)]
     del out.functions[:]
     out.functions.append(if_function(default_opset(model), "zero" if modes.pop() else "subtract"))
+    out.functions.extend(others)
     return out
 
 

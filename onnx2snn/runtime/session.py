@@ -22,9 +22,10 @@ from .budget import FLOAT, output_elements, plan
 from .decode import apply_activation
 from .engine import check_session_options, inference_session, onnxruntime_errors
 from .forms import drop_outputs, specialize_neuron, split_time_invariant
-from .inputs import Encoder, Feeds, batches, input_encodings, model_feeds
+from .inputs import Encoder, Feeds, batches, input_encodings, model_feeds, sequence_inputs, sequence_steps
 from .progress import progress_bar
 from .providers import device_of, resolve_providers, session_options
+from .unrolled import unrollable
 
 FORMS = ("auto", "step", "unrolled")
 NEURONS = ("auto", "compiled", "onnx")  # how the step form computes its IF layers
@@ -64,8 +65,11 @@ class SNNSession:
     of the step model that ``iter_steps`` returns every step (the step form only). ``neurons``:
     how the step form computes its IF layers: ``compiled`` (one pass of the compiled kernel per
     layer and step, compiled.py), ``onnx`` (the neuron's ONNX operators in onnxruntime) or
-    ``auto``: compiled where the kernel is built and the step form runs on the CPU provider;
-    ``neurons`` says which one the session uses."""
+    ``auto``: compiled where the kernel is built, the step form runs on the CPU provider and
+    every neuron layer is an IF (the kernel has no MultiSpikeIF, LIF or CubaLIF: those run as
+    ONNX operators); ``neurons`` says which one the session uses. A sequence input
+    ([N, T, ...], inputs.py) feeds its slice ``x[:, t]`` at step t, and a run takes as many
+    steps as it holds unless fewer are asked for."""
 
     def __init__(
         self,
@@ -99,7 +103,8 @@ class SNNSession:
         self._activations = meta.get("output_activations", {})
         self._states = self.model.states()
         varying = [state.input for state in self._states]
-        varying += [name for name, e in self.encodings.items() if e == "poisson"]
+        self.sequences = sequence_inputs(self.model)  # a new slice every step: [N, T, ...]
+        varying += [name for name, e in self.encodings.items() if e == "poisson"] + self.sequences
         self._record = list(record)
         starts = {layer["membrane_init"] for layer in self._layers if layer.get("membrane_init")}
         proto = drop_outputs(specialize_neuron(self.model.proto), starts)  # read once, by states()
@@ -119,7 +124,7 @@ class SNNSession:
         self._device = device_of(self.provider)
         self._auto = form == "auto"  # may fall back to the step form where the unrolled one does not fit
         if form == "auto":
-            can_unroll = self.encoding == "direct" and self.static_batch is None
+            can_unroll = self.encoding == "direct" and self.static_batch is None and unrollable(self.model)
             form = "unrolled" if can_unroll and (self._device == "cuda" or batch_size <= SMALL_BATCH) else "step"
         if form == "unrolled" and self.encoding != "direct":
             raise ConfigError("the unrolled form needs direct encoding", option="form")
@@ -192,7 +197,7 @@ class SNNSession:
 
     def _steps(self, batch: Feeds, timesteps: int, rng: np.random.Generator) -> Iterator[dict[str, np.ndarray]]:
         """Raw outputs of each step for one batch."""
-        encoder = Encoder(self.encodings, batch, rng)
+        encoder = Encoder(self.encodings, batch, rng, self.sequences)
         n = len(next(iter(batch.values())))
         feeds = dict(encoder.constant)
         constant = {}
@@ -208,9 +213,9 @@ class SNNSession:
                 yield dict(constant)
             return
         if self._compiled is not None:
-            spike_trains = encoder.step if encoder.spike_trains else None
+            per_step = encoder.step if encoder.varies else None  # Poisson spikes, sequences' slices
             with onnxruntime_errors(self._what):  # the stages between the compiled neurons
-                for values in self._compiled.steps(feeds, n, timesteps, spike_trains):
+                for values in self._compiled.steps(feeds, n, timesteps, per_step):
                     values.update(constant)
                     yield values
             return
@@ -231,9 +236,10 @@ class SNNSession:
         first = len(self._states)
         for t in range(timesteps):
             io = bindings[t % 2]
-            for name, spikes in encoder.step().items():  # a fresh Bernoulli spike train
+            step_inputs = encoder.step()  # held until the step has run: the bindings read its arrays
+            for name, value in step_inputs.items():  # Poisson spikes, a sequence's slice
                 if name in self._step_inputs:  # a truncated network may not read every input
-                    io.bind_ortvalue_input(name, self._ortvalue(spikes))
+                    io.bind_ortvalue_input(name, self._ortvalue(value))
             with onnxruntime_errors(self._what):
                 self._step.run_with_iobinding(io)
             values = dict(zip(self._read, (v.numpy() for v in io.get_outputs()[first:])))
@@ -241,8 +247,18 @@ class SNNSession:
             yield values
 
     def _check(self, x: Inputs, timesteps: int | None) -> tuple[Feeds, int]:
-        timesteps = as_timesteps(self.model.timesteps if timesteps is None else timesteps)
-        return model_feeds(self.model, x), timesteps
+        """The feeds and T of a run: the artifact's T by default; with sequence inputs, as many
+        steps as the sequences hold, or fewer where asked."""
+        feeds = model_feeds(self.model, x)
+        available = sequence_steps(feeds, self.model)
+        if available is None:
+            return feeds, as_timesteps(self.model.timesteps if timesteps is None else timesteps)
+        timesteps = as_timesteps(available if timesteps is None else timesteps)
+        if timesteps > available:
+            raise ConfigError(
+                f"the input sequence has {available} steps, {timesteps} were asked for", option="timesteps"
+            )
+        return feeds, timesteps
 
     def _plan(self, form: str, timesteps: int, kept: int, head: str, reserve: int = 0) -> tuple[str, int]:
         """The form and batch size of a run that fits ``max_memory`` with ``reserve`` bytes
@@ -379,7 +395,8 @@ class SNNSession:
         """The decoded output after ``timesteps`` steps, ``[N, ...]``; with ``per_step``
         the decoded output after every step ``t = 1..T``, ``[T, N, ...]``. ``output`` picks
         one of several model outputs (the first by default); ``progress`` shows a bar. ``x``: an
-        array, or a dict of arrays by input name (``x_<name>`` keys too)."""
+        array, or a dict of arrays by input name (``x_<name>`` keys too); a sequence input
+        [N, T, ...] runs as many steps as it holds unless ``timesteps`` asks for fewer."""
         x, steps = self._check(x, timesteps)
         samples = num_samples(x)
         head = output or self._outputs[0]

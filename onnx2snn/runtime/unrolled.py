@@ -1,7 +1,8 @@
 """The unrolled form: all T steps in one ``session.run``.
 
 Every linear node runs once on a ``[T*N, ...]`` batch (time folded into the batch); each IF
-layer becomes a Scan over the T steps of its input current (its membrane is the Scan state);
+(or MultiSpikeIF) layer becomes a Scan over the T steps of its input current (its membrane is
+the Scan state);
 a spiking max-pool becomes a CumSum over time, one MaxPool on the batch, and a difference along
 time. What no neuron reaches runs once on ``[N, ...]`` and is tiled T times where the time-folded
 part reads it. Outputs: ``<head>.per_step`` ``[T, N, ...]``, the mean of the head over steps
@@ -10,7 +11,8 @@ trailing Softmax/LogSoftmax), and the outputs of a trailing head (ArgMax, labels
 No Python loop drives it: it deploys as a plain ONNX file.
 
 Peak memory grows with T*N: ``batch_for_budget`` picks how many samples fit a budget.
-Direct encoding only (the Poisson spike trains come from the runtime's seeded generator).
+Direct encoding only (the Poisson spike trains come from the runtime's seeded generator), no
+sequence input, and IF or MultiSpikeIF neurons only (``unrollable``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from ..artifact import SNNModel
 from ..errors import ConfigError
 from ..graph import default_opset, export_model, reached_from
 from ..limits import as_timesteps
-from ..neuron import body_nodes, inline_nodes
+from ..neuron import OP_TYPE, body_nodes, inline_nodes
+from ..neurons import MULTI_SPIKE_IF
+from ..neurons import body_nodes as neuron_body_nodes
 
 PER_STEP = ".per_step"
 # the defaults, written out: onnx2torch 1.5 reads a missing ``reverse`` as 1
@@ -87,14 +91,26 @@ class _Builder:
         return self.time_folded(expanded, hint)
 
 
-def _if_body(theta: np.ndarray, reset_to_zero: bool, name: str, shape: list, portable: bool) -> gs.Graph:
-    """The Scan body of one IF layer: the neuron's own step (neuron.body_nodes, as the step form
-    runs it), its names prefixed with the layer's and its threshold a constant. ``portable``:
-    the spikes leave through an Identity, since the body reads them too (for the reset) and some
-    runtimes (tract) refuse a body that reads its own scan output; onnxruntime does not, and runs
-    the body 5-8% faster without the copy (cnn_bn, T = 32, batch 16)."""
+def _step_nodes(op_type: str, reset_to_zero: bool, inline: bool = False) -> list[onnx.NodeProto]:
+    """One step of a layer's neuron, formal names x, membrane, threshold -> spikes,
+    membrane_next: the IF body for its reset mode (``inline``: in the most widely supported
+    operators, neuron.inline_nodes), or MultiSpikeIF's body (standard operators only)."""
+    if op_type == MULTI_SPIKE_IF:
+        return neuron_body_nodes(MULTI_SPIKE_IF)
+    reset = "zero" if reset_to_zero else "subtract"
+    return inline_nodes(reset) if inline else body_nodes(reset)
+
+
+def _if_body(
+    theta: np.ndarray, reset_to_zero: bool, name: str, shape: list, portable: bool, op_type: str = OP_TYPE
+) -> gs.Graph:
+    """The Scan body of one IF (or MultiSpikeIF) layer: the neuron's own step (its body_nodes,
+    as the step form runs it), its names prefixed with the layer's and its threshold a constant.
+    ``portable``: the spikes leave through an Identity, since the body reads them too (for the
+    reset) and some runtimes (tract) refuse a body that reads its own scan output; onnxruntime
+    does not, and runs the body 5-8% faster without the copy (cnn_bn, T = 32, batch 16)."""
     nodes = []
-    for proto in body_nodes("zero" if reset_to_zero else "subtract"):
+    for proto in _step_nodes(op_type, reset_to_zero):
         node = onnx.NodeProto()
         node.CopyFrom(proto)
         node.input[:] = [f"{name}.{t}" for t in proto.input]
@@ -164,7 +180,8 @@ class _Unroller:
             self.graph.outputs = [new if t is old else t for t in self.graph.outputs]
 
     def neuron(self, node: gs.Node, layer: dict) -> None:
-        """An IF layer: a Scan over T of its input current, the neuron's own step as the body."""
+        """An IF (or MultiSpikeIF) layer: a Scan over T of its input current, the neuron's own
+        step as the body."""
         b = self.b
         x_t = b.time_major(self.fold(node.inputs[0]), node.name)
         v0 = b.const(self.snn.initial_membrane(layer), node.name)
@@ -173,21 +190,31 @@ class _Unroller:
         if self.scan:
             v_start = b.node("Expand", [v0, b.tail_shape(x_t, node.name)], hint=node.name)
             state_shape = [self.batch if not isinstance(d, int) else d for d in self.tensors[layer["membrane"]].shape]
-            body = _if_body(theta, reset_to_zero, node.name, state_shape, self.portable)
+            body = _if_body(theta, reset_to_zero, node.name, state_shape, self.portable, node.op)
             scan = {"body": body, "num_scan_inputs": 1}
             _, spikes_t = b.node("Scan", [v_start, x_t], scan, hint=node.name, outputs=2)
         else:
-            spikes_t = self.steps_in_line(x_t, v0, b.const(theta, node.name), reset_to_zero, node.name)
+            theta_c = b.const(theta, node.name)
+            spikes_t = self.steps_in_line(x_t, v0, theta_c, reset_to_zero, node.name, node.op)
         spikes = node.outputs[0]
         node.outputs.clear()
         node.inputs.clear()
         self.reroute(spikes, b.time_folded(spikes_t, node.name))
 
-    def steps_in_line(self, x_t: gs.Tensor, v0: gs.Tensor, theta: gs.Tensor, reset_to_zero: bool, hint: str):
-        """The T steps of one IF layer as plain nodes (neuron.inline_nodes, step after step),
-        for converters without Scan (onnx2torch): [T, N, ...] spikes from [T, N, ...] currents."""
+    def steps_in_line(
+        self,
+        x_t: gs.Tensor,
+        v0: gs.Tensor,
+        theta: gs.Tensor,
+        reset_to_zero: bool,
+        hint: str,
+        op_type: str = OP_TYPE,
+    ):
+        """The T steps of one IF (or MultiSpikeIF) layer as plain nodes (neuron.inline_nodes,
+        step after step), for converters without Scan (onnx2torch): [T, N, ...] spikes from
+        [T, N, ...] currents."""
         b = self.b
-        body = inline_nodes("zero" if reset_to_zero else "subtract")
+        body = _step_nodes(op_type, reset_to_zero, inline=True)
         membrane, spikes = None, []
         for s in range(b.T):
             x_s = b.node("Slice", [x_t, b.const([s], hint), b.const([s + 1], hint), b.const([0], hint)], hint=hint)
@@ -281,6 +308,11 @@ def unroll(
         raise ConfigError("the unrolled form needs direct encoding (Poisson input is drawn by the step runtime)")
     if isinstance(snn.input_shape[0], int):
         raise ConfigError("the unrolled form needs a dynamic batch axis (this model's batch is fixed)")
+    if not unrollable(snn):
+        raise ConfigError(
+            "the unrolled form runs IF and MultiSpikeIF neurons on a direct input only; this model has "
+            "leaky neurons or a sequence input (run it in the step form)"
+        )
     opset = onnx.helper.make_opsetid("", max(default_opset(snn.proto), 14))
     model = export_model(_Unroller(snn, timesteps, scan, portable).run(), [opset])
     # the step form's shapes name the batch where the time-folded tensors hold T*N: let runtimes infer
@@ -303,6 +335,13 @@ def append_head(model: onnx.ModelProto, head: onnx.ModelProto) -> onnx.ModelProt
     have = {i.domain for i in model.opset_import}
     model.opset_import.extend(i for i in head.opset_import if i.domain not in have and i.domain not in ("", "ai.onnx"))
     return model
+
+
+def unrollable(snn: SNNModel) -> bool:
+    """Whether ``unroll`` can build this artifact's unrolled form (neurons and input): IF and
+    MultiSpikeIF layers, no sequence input."""
+    ops = {node.op_type for node in snn.proto.graph.node if node.name in {layer["node"] for layer in snn.layers}}
+    return ops <= {OP_TYPE, MULTI_SPIKE_IF} and not snn.sequence_input
 
 
 def unrolled_bytes_per_sample(snn: SNNModel, timesteps: int) -> int:

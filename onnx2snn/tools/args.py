@@ -141,11 +141,11 @@ DATA_HELP = (
 class DataArgs(ArgGroup):
     """A data spec and the preprocessing that makes it model-ready."""
 
-    def __init__(self, flag: str = "--data", what: str = "evaluation data"):
-        self.flag, self.what = flag, what
+    def __init__(self, flag: str = "--data", what: str = "evaluation data", required: bool = True):
+        self.flag, self.what, self.required = flag, what, required
 
     def add(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(self.flag, required=True, metavar="DATA", help=f"{self.what}: {DATA_HELP}")
+        parser.add_argument(self.flag, required=self.required, metavar="DATA", help=f"{self.what}: {DATA_HELP}")
         group = parser.add_argument_group("preprocessing (how the ANN was trained; stored in the artifact)")
         group.add_argument(
             "--scale", type=finite_float, default=None, help="multiply inputs by this (default 1/255 for images)"

@@ -35,9 +35,12 @@ class Inspect:
         print(f"SNN artifact {args.model}")
         print(f"  made by onnx2snn {meta['version']} (format {meta['format']})")
         for inp in snn.inputs:
-            print(
-                f"  input      {inp['name']} {_dims(inp['shape'])}   encoding {inp.get('encoding', meta['encoding'])}"
-            )
+            if inp.get("sequence"):
+                dims = _dims(inp["shape"][:1] + ["T"] + inp["shape"][1:])
+                print(f"  input      {inp['name']} {dims}   a sequence: one slice a step")
+            else:
+                encoding = inp.get("encoding", meta["encoding"])
+                print(f"  input      {inp['name']} {_dims(inp['shape'])}   encoding {encoding}")
         for name in snn.outputs:
             act = meta.get("output_activations", {}).get(name)
             after = f", then {act['op']}(axis={act['axis']})" if act else ""
@@ -45,12 +48,20 @@ class Inspect:
         if snn.head:
             reads = ", ".join(snn.head["inputs"])
             print(f"  head       {', '.join(snn.head['outputs'])}   from {reads} (after decoding)")
-        print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
-        print(f"  thresholds {describe_calibration(cal)}, {cal.get('samples') or 'unknown'} calibration samples")
-        print(f"  timesteps  {meta['timesteps']} (default)")
+        ops = {n.name: n.op_type for n in snn.proto.graph.node}
+        spikes = meta.get("spike_mode", "single")
+        default = "MultiSpikeIF" if spikes == "multi" else "IF"  # an inlined layer has no node of its own
+        kinds = ", ".join(sorted({ops.get(layer["node"], default) for layer in snn.layers})) or default
+        print(f"  neurons    {kinds} ({spikes} spikes), reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
+        nir = meta.get("nir")
+        if nir:  # read from NIR: nothing was calibrated, and a run takes the sequence's steps
+            print(f"  read from  NIR {nir.get('file') or ''} (nir {nir.get('version')}), dt {nir['dt']:g}")
+        else:
+            print(f"  thresholds {describe_calibration(cal)}, {cal.get('samples') or 'unknown'} calibration samples")
+            print(f"  timesteps  {meta['timesteps']} (default)")
         if meta.get("inlined"):
-            print("  inlined    every IF expanded into standard operators (export --inline)")
-        print(f"\n  {len(snn.layers)} IF layers (replaced op -> state input / output):")
+            print("  inlined    every neuron expanded into standard operators (export --inline)")
+        print(f"\n  {len(snn.layers)} {kinds} layers (replaced or NIR op -> state input / output):")
         thresholds = snn.thresholds
         for layer in snn.layers:
             source = layer["op"] + (f"(0, {layer['clip_max']:g})" if layer.get("clip_max") is not None else "")
@@ -67,7 +78,7 @@ class Inspect:
 
 
 def _dims(shape: list) -> str:
-    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"  # "T": a sequence's steps
 
 
 def _value_dims(value) -> str:

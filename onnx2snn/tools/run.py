@@ -15,7 +15,9 @@ class Run:
     groups = (ModelArg(), DataArgs(what="inputs"), OutputArg("where to write the .npz"), SessionArgs(), QuietArg())
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--timesteps", type=timesteps, default=None, help="T (default: the artifact's)")
+        parser.add_argument(
+            "--timesteps", type=timesteps, default=None, help="T (default: the artifact's; a sequence input's length)"
+        )
         parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="use the first N samples")
         parser.add_argument(
             "--per-step", action="store_true", help="also write the decoded output after every step, [T, N, ...]"
@@ -31,6 +33,9 @@ class Run:
         prep = DataArgs.preprocessing(args, snn.metadata.get("preprocessing"))
         data, x = onnx2snn.model_inputs(snn, onnx2snn.load_data(args.data, preprocessing=prep), args.limit)
         steps = args.timesteps or snn.timesteps
+        sequences = [i["name"] for i in snn.inputs if i.get("sequence")]
+        if sequences and not args.timesteps:  # as many steps as the sequence holds
+            steps = (x[sequences[0]] if isinstance(x, dict) else x).shape[1]
         session = onnx2snn.SNNSession(snn, seed=args.seed, **session_options)
         decoded = session.run(x, steps, per_step=args.per_step, progress=QuietArg.progress(args))
         arrays = {"outputs": decoded[-1] if args.per_step else decoded}

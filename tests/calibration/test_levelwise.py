@@ -106,3 +106,32 @@ def test_the_cost_of_corrections_is_linear_in_depth(monkeypatch):
         onnx2snn.convert(_mlp(depth), x, "max", corrections=("potential",), timesteps=4, batch_size=40)
         counts[depth] = len(calls)
     assert counts == {4: 8, 8: 16, 16: 32}
+
+
+def test_multi_spike_conversions_are_calibrated_in_their_own_neurons(monkeypatch):
+    """The kernel fires IF neurons (one spike a step, stored as bits): a multi-spike conversion
+    never goes level by level, it simulates the network up to each layer in MultiSpikeIF
+    neurons. Its thresholds and corrections are those of the per-layer path, and differ from a
+    single-spike conversion's (so an IF simulation would have shown)."""
+    calls = []
+    scan = kernel.if_scan
+    monkeypatch.setattr(kernel, "if_scan", lambda *a, **k: calls.append(1) or scan(*a, **k))
+    x = np.random.default_rng(0).uniform(0, 1, (60, 8)).astype(np.float32)
+    options = {"method": "spike-norm:seed", "corrections": ("bias", "potential"), "timesteps": 4}
+    fast, slow = _both(_mlp(4), x, spike_mode="multi", **options)
+    _same(fast, slow)
+    assert not calls  # the IF kernel never ran
+    single = onnx2snn.convert(_mlp(4), x, **options)
+    assert calls  # where it does run
+    differ = [
+        layer["node"]
+        for layer, other in zip(fast.layers, single.layers)
+        if not np.array_equal(fast.initial_membrane(layer), single.initial_membrane(other))
+        or not np.array_equal(fast.thresholds[layer["node"]], single.thresholds[other["node"]])
+    ]
+    assert differ
+    from onnx2snn.graph import import_graph
+    from onnx2snn.neuron import Neurons
+
+    with pytest.raises(ValueError, match="fires IF neurons only, not spike_mode 'multi'"):
+        levelwise.Levelwise(import_graph(_mlp(2)), Neurons(timesteps=4, spike_mode="multi"), x, 60)

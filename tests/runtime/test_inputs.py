@@ -5,6 +5,7 @@ a dict; the single-input API unchanged."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
@@ -147,3 +148,35 @@ def test_npz_by_input_name_through_the_command_line(snn, tmp_path):
     import json
 
     assert json.loads(report.read_text())["ann"]["accuracy"] == 1.0  # its labels are the ANN's own predictions
+
+
+def test_a_sequence_input_feeds_one_slice_a_step_in_either_neuron_form():
+    """A data input marked ``sequence`` takes [N, T, ...] and step t reads x[:, t]: the IF
+    artifact's output equals the numpy reference fed slice by slice, with the ONNX neurons and
+    with the compiled ones (the per-step inputs of both paths come from inputs.Encoder)."""
+    import json
+
+    from onnx2snn.neuron import if_step
+    from onnx2snn.runtime import kernel
+    from tests.helpers import mlp
+
+    ann = mlp(hidden=12)
+    rng = np.random.default_rng(0)
+    snn = onnx2snn.convert(ann, rng.normal(0, 1, (64, 8)).astype(np.float32), "max", corrections=())
+    meta = {**snn.metadata, "inputs": [{**snn.inputs[0], "sequence": True}]}
+    proto = snn.proto
+    next(p for p in proto.metadata_props if p.key == "onnx2snn").value = json.dumps(meta)
+    sequence = onnx2snn.SNNModel(proto)
+    x = rng.normal(0, 1, (10, 7, 8)).astype(np.float32)  # 7 steps, a different input each
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in ann.graph.initializer}
+    theta = snn.thresholds["act1"]
+    v, total = np.broadcast_to(0.5 * theta, (10, 12)).astype(np.float32), 0.0
+    for t in range(7):
+        s, v = if_step(x[:, t] @ weights["w1"].T + weights["b1"], v, theta)
+        total = total + s @ weights["w2"].T + weights["b2"]
+    forms = ["onnx"] + (["compiled"] if kernel.available() else [])
+    for neurons in forms:
+        session = onnx2snn.SNNSession(sequence, form="step", neurons=neurons)
+        assert session.neurons == neurons
+        np.testing.assert_allclose(session.run(x), total / 7, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(session.run(x, 3), session.run(x[:, :3]), rtol=0, atol=0)

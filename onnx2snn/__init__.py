@@ -2,7 +2,7 @@
 
 Everything the command line uses is here; the layers underneath, bottom to top: errors, graph,
 neuron, files, version; artifact, data; passes (rewrites); build; runtime; calibration;
-convert."""
+convert; train."""
 
 from .artifact import SNNModel, load, load_onnx
 from .calibration import CORRECTIONS, METHODS, method_forms
@@ -33,9 +33,11 @@ from .passes import snn_to_ann as to_ann
 from .plot import plot_accuracy, plot_activity, plot_evaluations
 from .report import describe_calibration, describe_threshold, format_report, write_report
 from .runtime import SNNSession, activity, ann_session, evaluate, format_activity, model_inputs, run_ann, unroll
+from .train import ANN_DEFAULTS, SNN_DEFAULTS, TrainOptions, finetune, is_artifact, to_torch
 from .version import __version__
 
 __all__ = [
+    "ANN_DEFAULTS",
     "CORRECTIONS",
     "CalibrationError",
     "ConfigError",
@@ -54,6 +56,8 @@ __all__ = [
     "Preprocessing",
     "SNNModel",
     "SNNSession",
+    "SNN_DEFAULTS",
+    "TrainOptions",
     "__version__",
     "activity",
     "analyze",
@@ -64,10 +68,12 @@ __all__ = [
     "describe_calibration",
     "describe_threshold",
     "evaluate",
+    "finetune",
     "format_activity",
     "format_report",
     "from_torch",
     "if_step",
+    "is_artifact",
     "load",
     "load_data",
     "load_onnx",
@@ -81,6 +87,7 @@ __all__ = [
     "save_npz",
     "save_onnx",
     "to_ann",
+    "to_torch",
     "unroll",
     "write_report",
 ]

@@ -16,6 +16,7 @@ LAYERS = [
     {"runtime"},
     {"calibration"},
     {"convert"},
+    {"train"},  # torch, imported inside its functions
     {""},  # the package face, __init__.py
     {"tools"},
 ]

@@ -43,6 +43,12 @@ class Inspect:
         print(f"  neurons    IF, reset by {meta['reset']}, v_init {meta['v_init']} x threshold")
         print(f"  thresholds {describe_calibration(cal)}, {cal['samples']} calibration samples")
         print(f"  timesteps  {meta['timesteps']} (default)")
+        for record in meta.get("training", []):  # spiking fine-tuning, one entry per run
+            print(
+                f"  trained    at T={record['timesteps']}, {record['epochs']} epoch{'s' * (record['epochs'] != 1)} "
+                f"on {record['samples']} samples "
+                f"of {record['data']}, final loss {record['final_loss']:.4f}"
+            )
         print(f"\n  {len(snn.layers)} IF layers (replaced op -> state input / output):")
         thresholds = snn.thresholds
         for layer in snn.layers:

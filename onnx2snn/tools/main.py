@@ -12,11 +12,12 @@ from .bench import Bench
 from .convert import Convert
 from .demo import Demo
 from .eval import Eval
+from .finetune import Finetune
 from .inspect import Inspect
 from .run import Run
 from .unroll import Unroll
 
-TOOLS = [Convert(), Run(), Eval(), Inspect(), Bench(), Unroll(), Demo()]
+TOOLS = [Convert(), Run(), Eval(), Inspect(), Bench(), Unroll(), Demo(), Finetune()]
 
 EXIT_ERROR = 1  # bad input, unsupported model, failed calibration
 EXIT_INTERNAL = 3  # a bug: please report it

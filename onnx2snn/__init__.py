@@ -2,7 +2,7 @@
 
 Everything the command line uses is here; the layers underneath, bottom to top: errors, graph,
 neuron, files, version; artifact, data; passes (rewrites); build; runtime; calibration;
-convert; nir."""
+convert; train; distributed; nir."""
 
 from .artifact import SNNModel, is_artifact, load, load_onnx
 from .build import inline
@@ -46,9 +46,11 @@ from .runtime import (
     run_ann,
     unroll,
 )
+from .train import ANN_DEFAULTS, SNN_DEFAULTS, TrainOptions, finetune, to_torch
 from .version import __version__
 
 __all__ = [
+    "ANN_DEFAULTS",
     "CORRECTIONS",
     "CalibrationError",
     "ConfigError",
@@ -70,6 +72,8 @@ __all__ = [
     "Preprocessing",
     "SNNModel",
     "SNNSession",
+    "SNN_DEFAULTS",
+    "TrainOptions",
     "__version__",
     "activity",
     "analyze",
@@ -80,6 +84,7 @@ __all__ = [
     "describe_calibration",
     "describe_threshold",
     "evaluate",
+    "finetune",
     "format_activity",
     "format_report",
     "from_nir",
@@ -103,6 +108,7 @@ __all__ = [
     "save_nir",
     "save_onnx",
     "to_ann",
+    "to_torch",
     "to_nir",
     "unroll",
     "write_report",

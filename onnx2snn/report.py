@@ -15,6 +15,7 @@ KEPT = "linear: applied to spikes as it is"
 # what each rewrite does to the nodes it removes
 PASS_FATES = {
     "fold_constants": ("folded", "a constant subgraph, evaluated once at conversion"),
+    "fold_weight_quantize": ("folded", "a weight's QuantizeLinear, into the integer weights it makes"),
     "remove_identity": ("removed", "passes its input through at inference"),
     "fold_batchnorm": ("folded", "into the Conv/Gemm before it (or a per-channel affine map)"),
     "matmul_add_to_gemm": ("merged", "MatMul + Add became one Gemm"),

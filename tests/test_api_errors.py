@@ -146,7 +146,7 @@ def test_standard_ops_are_not_called_custom():
     rows = {row["node"]: row for row in onnx2snn.analyze(bad.with_op("Erf"))}
     assert rows["odd"]["fate"] == "refused" and "custom" not in rows["odd"]["detail"]
     rows = {row["node"]: row for row in onnx2snn.analyze(bad.quantized())}
-    assert "quantized operators" in rows["quantize"]["detail"]
+    assert "quantizes an activation" in rows["quantize"]["detail"]
     rows = {row["node"]: row for row in onnx2snn.analyze(bad.with_op("Frobnicate", "com.example"))}
     assert "custom op from domain 'com.example'" in rows["odd"]["detail"]
 

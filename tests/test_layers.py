@@ -16,6 +16,7 @@ LAYERS = [
     {"runtime"},
     {"calibration"},
     {"convert"},
+    {"train"},  # torch, imported inside its functions
     {"distributed"},
     {"nir"},  # NIR graphs out of and into artifacts (reads, builds and runs them)
     {""},  # the package face, __init__.py

@@ -12,6 +12,7 @@ from .matmul_add_to_gemm import matmul_add_to_gemm
 from .maxpool_to_spiking import maxpool_to_spiking, spiking_pool, spiking_pools
 from .move_output_head import move_output_head
 from .name_nodes import name_nodes
+from .quantized_weights import fold_weight_quantize, integer_weight
 from .relu_to_if import activation_nodes, neuron_layer, relu_to_if
 from .remove_identity import remove_identity
 from .snn_to_ann import snn_to_ann
@@ -21,6 +22,7 @@ from .strip_output_activation import output_activations, strip_output_activation
 CANONICALIZE = [
     infer_shapes,
     fold_constants,
+    fold_weight_quantize,
     remove_identity,
     fold_batchnorm,
     matmul_add_to_gemm,
@@ -44,8 +46,10 @@ __all__ = [
     "find_unsupported",
     "fold_batchnorm",
     "fold_constants",
+    "fold_weight_quantize",
     "infer_shapes",
     "inline_neurons",
+    "integer_weight",
     "keep_outputs",
     "matmul_add_to_gemm",
     "move_output_head",

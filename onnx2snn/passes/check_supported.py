@@ -11,6 +11,7 @@ import onnx_graphsurgeon as gs
 
 from ..errors import ConversionError
 from ..graph import constant_value, is_constant
+from .quantized_weights import integer_weight
 
 # linear in their (single or summed) data inputs; attributes and shape inputs are constant
 LINEAR = {
@@ -40,12 +41,30 @@ WHY = {
     "Mod": "not linear",
     "Abs": "not linear (negative currents would spike)",
 }
-QUANTIZED = {
-    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger",
-    "ConvInteger",
-}  # fmt: skip
 CONTROL_FLOW = {"If", "Loop", "Scan"}
 STANDARD_DOMAINS = (None, "", "ai.onnx")  # onnx-graphsurgeon gives the standard operators domain None
+# integer arithmetic on quantized activations: a spike train's step values are not its rate
+_INTEGER_OPS = "quantizes activations (integer arithmetic on them); only weight quantization converts"
+for _op in (
+    "QLinearConv",
+    "QLinearMatMul",
+    "QLinearAdd",
+    "QLinearMul",
+    "QLinearAveragePool",
+    "QLinearGlobalAveragePool",
+    "QLinearConcat",
+    "QLinearSigmoid",
+    "QLinearLeakyRelu",
+    "ConvInteger",
+    "MatMulInteger",
+    "DynamicQuantizeLinear",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+    "QGemm",
+    "QAttention",
+):
+    WHY[_op] = _INTEGER_OPS
+WHY["MatMulNBits"] = "onnxruntime's fused n-bit MatMul; write its weights as DequantizeLinear + MatMul instead"
 
 
 def _clip_bounds(node: gs.Node) -> tuple[float | None, float | None]:
@@ -68,10 +87,27 @@ def clip_max(node: gs.Node) -> float | None:
     return _clip_bounds(node)[1]
 
 
+def _check_quantization(node: gs.Node) -> None:
+    """DequantizeLinear of integer constants makes weights (kept integer); anything else
+    quantizes activations, which a spike train cannot honour."""
+    if node.op == "DequantizeLinear" and integer_weight(node.outputs[0]) is not None:
+        return
+    if node.op == "QuantizeLinear" and is_constant(node.inputs[0]):
+        raise ConversionError("a weight's QuantizeLinear could not be folded into integers", node.name, node.op)
+    raise ConversionError(
+        "quantizes an activation (QuantizeLinear/DequantizeLinear of a tensor that depends on the input): "
+        "rate-coded spikes cannot honour activation quantization; only weight quantization converts",
+        node.name,
+        node.op,
+    )
+
+
 def _check_node(node: gs.Node) -> None:
     op = node.op
     if op in WHY:
         raise ConversionError(WHY[op], node.name, op)
+    if op in ("QuantizeLinear", "DequantizeLinear"):
+        return _check_quantization(node)
     if op == "Clip":
         lo, hi = _clip_bounds(node)
         if lo != 0.0:
@@ -97,8 +133,6 @@ def _check_node(node: gs.Node) -> None:
         return
     if node.domain not in STANDARD_DOMAINS:
         raise ConversionError(f"custom op from domain '{node.domain}' is not supported", node.name, op)
-    if op in QUANTIZED:
-        raise ConversionError("quantized operators are not supported: convert the float32 model", node.name, op)
     if op in CONTROL_FLOW:
         raise ConversionError(
             "control flow is not supported (a condition or trip count that depends on the data cannot be "

@@ -31,26 +31,33 @@ from .session import SNNSession
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
-def _macs(node: gs.Node, weight: np.ndarray) -> int | None:
+def _macs(node: gs.Node, weight: tuple[int, ...]) -> int | None:
     """Multiply-accumulates of one weighted node for one sample (None when a shape is unknown)."""
     inp, out = shape_of(node.inputs[0]), shape_of(node.outputs[0])
     if not inp or not out or None in inp[1:] or None in out[1:]:
         return None
     if node.op == "Conv":  # each output: Cin/groups x kernel products
-        return int(np.prod(out[1:]) * np.prod(weight.shape[1:]))
+        return int(np.prod(out[1:]) * np.prod(weight[1:]))
     if node.op == "ConvTranspose":  # each input: Cout/groups x kernel products
-        return int(np.prod(inp[1:]) * np.prod(weight.shape[1:]))
+        return int(np.prod(inp[1:]) * np.prod(weight[1:]))
     if node.op == "Gemm":
-        return int(np.prod(out[1:]) * weight.shape[node.attrs.get("transB", 0)])  # x its input features
-    return int(np.prod(out[1:]) * weight.shape[-2])  # MatMul
+        return int(np.prod(out[1:]) * weight[node.attrs.get("transB", 0)])  # x its input features
+    return int(np.prod(out[1:]) * weight[-2])  # MatMul
+
+
+def _dequantized(t: gs.Tensor) -> bool:
+    producer = t.inputs[0] if t.inputs else None
+    return producer is not None and producer.op == "DequantizeLinear" and t.shape is not None and None not in t.shape
 
 
 def _weighted_layers(graph: gs.Graph, varying: set[str]) -> list[tuple[gs.Node, int, bool]]:
     """(node, MACs per sample, whether spikes reach its input) of every weighted layer."""
     weighted = []
     for node in graph.nodes:
-        if node.op in WEIGHTED and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
-            macs = _macs(node, node.inputs[1].values)
+        # a weight initializer, or integer weights behind a DequantizeLinear (shape known either way)
+        weight = node.inputs[1] if node.op in WEIGHTED and len(node.inputs) > 1 else None
+        if weight is not None and (isinstance(weight, gs.Constant) or _dequantized(weight)):
+            macs = _macs(node, tuple(weight.shape))
             if macs is not None:
                 weighted.append((node, macs, node.inputs[0].name in varying))
     return weighted

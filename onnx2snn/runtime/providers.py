@@ -105,6 +105,9 @@ def session_options(
         options.intra_op_num_threads = threads
     spin = batch_size <= SPIN_MAX_BATCH if spin is None else spin
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    # run DequantizeLinear weights as written (folded once into floats): onnxruntime would otherwise
+    # fuse an INT8 weight into its MatMul and quantize the activations too (MatMulNBits)
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix

@@ -156,6 +156,8 @@ class _Unroller:
         states = [layer["membrane"] for layer in snn.layers]
         states += [pool[k] for pool in snn.pools for k in ("accumulated", "pooled")]
         self.varying = reached_from(self.graph, states + list(varying_inputs))
+        # what no sample reaches (weights behind a DequantizeLinear) is the same for the whole batch
+        self.per_sample = reached_from(self.graph, snn.input_names)
         self.folded: dict[str, gs.Tensor] = {}  # name of a [N, ...] tensor -> its [T*N, ...] version
         self.extra_inputs: list[gs.Tensor] = []
         self.extra_outputs: list[gs.Tensor] = []
@@ -163,7 +165,7 @@ class _Unroller:
 
     def fold(self, t: gs.Tensor) -> gs.Tensor:
         """``t`` on the time-folded batch: as it is where it varies, else tiled T times (once)."""
-        if t.name in self.varying or isinstance(t, gs.Constant) or not t.name:
+        if t.name in self.varying or isinstance(t, gs.Constant) or not t.name or t.name not in self.per_sample:
             return t
         if t.name not in self.folded:
             rank = len(t.shape) if t.shape is not None else len(self.snn.input_shape)

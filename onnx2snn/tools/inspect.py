@@ -61,6 +61,12 @@ class Inspect:
             print(f"  timesteps  {meta['timesteps']} (default)")
         if meta.get("inlined"):
             print("  inlined    every neuron expanded into standard operators (export --inline)")
+        for record in meta.get("training", []):  # spiking fine-tuning, one entry per run
+            print(
+                f"  trained    at T={record['timesteps']}, {record['epochs']} epoch{'s' * (record['epochs'] != 1)} "
+                f"on {record['samples']} samples "
+                f"of {record['data']}, final loss {record['final_loss']:.4f}"
+            )
         print(f"\n  {len(snn.layers)} {kinds} layers (replaced or NIR op -> state input / output):")
         thresholds = snn.thresholds
         for layer in snn.layers:

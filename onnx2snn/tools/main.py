@@ -18,11 +18,12 @@ from .convert import Convert
 from .demo import Demo
 from .eval import Eval
 from .export import Export
+from .finetune import Finetune
 from .inspect import Inspect
 from .run import Run
 from .unroll import Unroll
 
-TOOLS = [Convert(), Run(), Eval(), Inspect(), Bench(), Unroll(), Export(), Demo()]
+TOOLS = [Convert(), Run(), Eval(), Inspect(), Bench(), Unroll(), Export(), Finetune(), Demo()]
 
 EXIT_ERROR = 1  # bad input, unsupported model, failed calibration, an output that cannot be written
 EXIT_USAGE = 2  # a bad argument: argparse's, or a ConfigError (an option out of range, a budget too small)

@@ -89,7 +89,7 @@ CASES = [
     # --- models that cannot convert, named truthfully --------------------------------------------
     Case("sigmoid", "convert {tmp}/m.onnx -o {out} --calibration {cal}", 1, ("'act1'", "Sigmoid"), model("m.onnx", lambda: mlp(activation="Sigmoid"))),
     Case("no activation", "convert {tmp}/m.onnx -o {out} --calibration {cal}", 1, ("no Relu",), model("m.onnx", lambda: mlp(activation="Identity"))),
-    Case("quantized ops", "convert {tmp}/q.onnx -o {out} --calibration {cal}", 1, ("quantize", "quantized"), model("q.onnx", bad.quantized)),
+    Case("quantized ops", "convert {tmp}/q.onnx -o {out} --calibration {cal}", 1, ("quantize", "quantizes an activation"), model("q.onnx", bad.quantized)),
     Case("data-dependent If", "convert {tmp}/if.onnx -o {out} --calibration {cal}", 1, ("'branch'", "control flow"), model("if.onnx", bad.data_dependent_if)),
     Case("Loop", "convert {tmp}/loop.onnx -o {out} --calibration {cal}", 1, ("'repeat'", "control flow"), model("loop.onnx", bad.loop)),
     Case("custom op", "convert {tmp}/c.onnx -o {out} --calibration {cal}", 1, ("'odd'", "com.example"), model("c.onnx", lambda: bad.with_op("Frobnicate", "com.example"))),

@@ -1,0 +1,83 @@
+"""Training: the torch view of a graph (ANN or SNN), the original research script's weight
+quantization with straight-through fine-tuning, and spiking fine-tuning through T steps.
+
+torch is imported only when these functions run (the package works without it)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import onnx
+
+from ..artifact import SNNModel
+from ..data import Dataset, as_dataset
+from ..errors import ConfigError
+from .options import ANN_DEFAULTS, SNN_DEFAULTS, TrainOptions
+
+
+def _torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise ConfigError("training needs PyTorch: pip install 'onnx2snn[torch]'") from e
+
+
+def to_torch(model: SNNModel | onnx.ModelProto | str | os.PathLike, canonical: bool = True) -> Any:
+    """A ``torch.nn.Module`` whose forward equals onnxruntime's on ``model``.
+
+    An SNN artifact gives a module that steps through T timesteps (``forward(x, timesteps=None,
+    per_step=False)``: the decoded output, the head's mean over the steps) with a surrogate
+    gradient for the spike; an ANN gives its canonical graph (BatchNorm folded, as conversion
+    sees it; ``canonical=False`` keeps the graph as it is) with ``forward(x)``. Either has
+    ``to_onnx()`` (the ANN, an ONNX ModelProto) or ``to_snn()`` (the artifact, an SNNModel) to
+    write the trained weights, biases and thresholds back exactly."""
+    _torch()
+    from .finetune import canonical_ann, load_model
+    from .spiking import SpikingModule
+    from .view import GraphModule
+
+    loaded = load_model(model)
+    if isinstance(loaded, SNNModel):
+        return SpikingModule(loaded)
+    return GraphModule(canonical_ann(loaded) if canonical else loaded)
+
+
+def finetune(
+    model: SNNModel | onnx.ModelProto | str | os.PathLike,
+    data: Dataset | str | os.PathLike,
+    *,
+    weight_bits: int | None = None,
+    channel_wise: bool = False,
+    timesteps: int | None = None,
+    samples: int | None = None,
+    device: str = "cpu",
+    progress: bool = False,
+    **options: Any,
+) -> Any:
+    """Fine-tune an ANN or an SNN artifact on labelled ``data``; returns a ``FineTuned``
+    (``.model``, ``.log`` per epoch, ``.record``, ``.save(path)``).
+
+    An ANN is canonicalized, its weights quantized to ``weight_bits`` (2-8; per output channel
+    with ``channel_wise``) and fine-tuned with the straight-through estimator; it comes back
+    with integer weights behind DequantizeLinear. An SNN is trained through ``timesteps`` steps
+    (its own T by default) with a surrogate gradient; integer weights stay integer.
+    ``samples``: a seeded subset of the data. ``options``: TrainOptions fields (``epochs``,
+    ``lr``, ``momentum``, ``weight_decay``, ``batch_size``, ``seed``, ...), whose defaults
+    differ for the two (``ANN_DEFAULTS``, ``SNN_DEFAULTS``)."""
+    _torch()
+    from .finetune import finetune_ann, finetune_snn, load_model
+
+    loaded = load_model(model)
+    spiking = isinstance(loaded, SNNModel)
+    settings = TrainOptions.make(SNN_DEFAULTS if spiking else ANN_DEFAULTS, **options)
+    dataset = data if isinstance(data, Dataset) else as_dataset(data)
+    common = {"samples": samples, "device": device, "progress": progress}
+    if spiking:
+        return finetune_snn(loaded, dataset, settings, timesteps, weight_bits, channel_wise, **common)
+    if timesteps is not None:
+        raise ConfigError("timesteps applies to an SNN artifact; this model is an ANN")
+    return finetune_ann(loaded, dataset, settings, weight_bits, channel_wise, **common)
+
+
+__all__ = ["ANN_DEFAULTS", "SNN_DEFAULTS", "TrainOptions", "finetune", "to_torch"]

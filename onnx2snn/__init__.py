@@ -18,7 +18,7 @@ from .convert import (
 )
 from .data import Dataset, Preprocessing, load_data
 from .demo import demo_data, demo_model
-from .distributed import convert, evaluate
+from .distributed import convert, evaluate, finetune
 from .errors import (
     CalibrationError,
     ConfigError,
@@ -46,7 +46,7 @@ from .runtime import (
     run_ann,
     unroll,
 )
-from .train import ANN_DEFAULTS, SNN_DEFAULTS, TrainOptions, finetune, to_torch
+from .train import ANN_DEFAULTS, SNN_DEFAULTS, TrainOptions, to_torch
 from .version import __version__
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .args import DataArgs, JsonArg, ModelArg, OutputArg, QuietArg, positive_int
+from .args import DataArgs, JsonArg, ModelArg, OutputArg, QuietArg, RayArgs, positive_int
 
 
 def positive_float(text: str) -> float:
@@ -29,6 +29,7 @@ class Finetune:
         DataArgs("--data", "labelled training data (train split by default)"),
         JsonArg("write what was done and the per-epoch log as JSON"),
         QuietArg(),
+        RayArgs(),
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -78,7 +79,10 @@ class Finetune:
         model = onnx2snn.load_onnx(args.model)  # a bad model file is reported before the data is read
         artifact = onnx2snn.is_artifact(model)
         stored = onnx2snn.load(model).metadata.get("preprocessing") if artifact else None
-        data = onnx2snn.load_data(args.data, split="train", preprocessing=DataArgs.preprocessing(args, stored))
+        preprocessing = DataArgs.preprocessing(args, stored)
+        distributed = RayArgs.values(args)
+        # over Ray each worker reads the data spec itself
+        data = args.data if distributed else onnx2snn.load_data(args.data, split="train", preprocessing=preprocessing)
         options = {
             "epochs": args.epochs,
             "lr": args.lr,
@@ -96,6 +100,7 @@ class Finetune:
             samples=args.samples,
             device=args.device,
             progress=QuietArg.progress(args),
+            **({"preprocessing": preprocessing, **distributed} if distributed else {}),
             **{k: v for k, v in options.items() if v is not None},
         )
         path = result.save(args.output)
@@ -108,7 +113,9 @@ class Finetune:
         bits = result.record.get("weight_bits")
         if bits:
             what += f", {bits}-bit weights {'per channel' if result.record['channel_wise'] else 'per layer'}"
-        print(f"fine-tuned {args.model} ({what}) on {result.record['samples']} samples -> {path}")
+        spread = result.record.get("distributed")
+        where = f", data-parallel over {spread['workers']} Ray workers" if spread else ""
+        print(f"fine-tuned {args.model} ({what}) on {result.record['samples']} samples{where} -> {path}")
         if args.json:
             onnx2snn.save_json({"record": result.record, "log": result.log}, args.json)
         return 0

@@ -33,7 +33,7 @@ def to_torch(model: SNNModel | onnx.ModelProto | str | os.PathLike, canonical: b
     ``to_onnx()`` (the ANN, an ONNX ModelProto) or ``to_snn()`` (the artifact, an SNNModel) to
     write the trained weights, biases and thresholds back exactly."""
     _torch()
-    from .finetune import canonical_ann, load_model
+    from .jobs import canonical_ann, load_model
     from .spiking import SpikingModule
     from .view import GraphModule
 
@@ -41,6 +41,35 @@ def to_torch(model: SNNModel | onnx.ModelProto | str | os.PathLike, canonical: b
     if isinstance(loaded, SNNModel):
         return SpikingModule(loaded)
     return GraphModule(canonical_ann(loaded) if canonical else loaded)
+
+
+def prepare(
+    model: SNNModel | onnx.ModelProto | str | os.PathLike,
+    data: Dataset | str | os.PathLike,
+    *,
+    weight_bits: int | None = None,
+    channel_wise: bool = False,
+    timesteps: int | None = None,
+    samples: int | None = None,
+    device: str = "cpu",
+    **options: Any,
+) -> Any:
+    """A fine-tuning run made ready (``finetune.Job``): every argument checked, the module
+    built, the data read. ``finetune`` runs it here; a data-parallel worker makes its own from
+    the same arguments (``onnx2snn.distributed``)."""
+    _torch()
+    from .jobs import load_model, prepare_ann, prepare_snn
+
+    loaded = load_model(model)
+    spiking = isinstance(loaded, SNNModel)
+    settings = TrainOptions.make(SNN_DEFAULTS if spiking else ANN_DEFAULTS, **options)
+    dataset = data if isinstance(data, Dataset) else as_dataset(data)
+    common = {"samples": samples, "device": device}
+    if spiking:
+        return prepare_snn(loaded, dataset, settings, timesteps, weight_bits, channel_wise, **common)
+    if timesteps is not None:
+        raise ConfigError("timesteps applies to an SNN artifact; this model is an ANN")
+    return prepare_ann(loaded, dataset, settings, weight_bits, channel_wise, **common)
 
 
 def finetune(
@@ -65,19 +94,17 @@ def finetune(
     ``samples``: a seeded subset of the data. ``options``: TrainOptions fields (``epochs``,
     ``lr``, ``momentum``, ``weight_decay``, ``batch_size``, ``seed``, ...), whose defaults
     differ for the two (``ANN_DEFAULTS``, ``SNN_DEFAULTS``)."""
-    _torch()
-    from .finetune import finetune_ann, finetune_snn, load_model
-
-    loaded = load_model(model)
-    spiking = isinstance(loaded, SNNModel)
-    settings = TrainOptions.make(SNN_DEFAULTS if spiking else ANN_DEFAULTS, **options)
-    dataset = data if isinstance(data, Dataset) else as_dataset(data)
-    common = {"samples": samples, "device": device, "progress": progress}
-    if spiking:
-        return finetune_snn(loaded, dataset, settings, timesteps, weight_bits, channel_wise, **common)
-    if timesteps is not None:
-        raise ConfigError("timesteps applies to an SNN artifact; this model is an ANN")
-    return finetune_ann(loaded, dataset, settings, weight_bits, channel_wise, **common)
+    job = prepare(
+        model,
+        data,
+        weight_bits=weight_bits,
+        channel_wise=channel_wise,
+        timesteps=timesteps,
+        samples=samples,
+        device=device,
+        **options,
+    )
+    return job.finish(job.run(progress=progress))
 
 
-__all__ = ["ANN_DEFAULTS", "SNN_DEFAULTS", "TrainOptions", "finetune", "to_torch"]
+__all__ = ["ANN_DEFAULTS", "SNN_DEFAULTS", "TrainOptions", "finetune", "prepare", "to_torch"]

@@ -37,11 +37,13 @@ def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
 
 def batches(
     x: np.ndarray, y: np.ndarray, options: TrainOptions, epoch: int, rank: int = 0, world: int = 1
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """(inputs, labels, size of the global batch) of this worker's share of every global batch;
+    with several workers a share may be empty (every worker takes every step together)."""
     for batch in global_batches(len(x), options.batch_size, options.seed, epoch):
         idx = np.sort(shard(batch, rank, world))
-        if len(idx):
-            yield x[idx], y[idx]
+        if len(idx) or world > 1:
+            yield x[idx], y[idx], len(batch)
 
 
 def fit(
@@ -82,24 +84,33 @@ def fit(
         began = time.perf_counter()
         total_loss, correct, seen = 0.0, 0, 0
         bar = _bar(steps, f"epoch {epoch + 1}/{options.epochs}", progress)
-        for xb, yb in batches(x, y, options, epoch, rank, world):
-            inputs = torch.from_numpy(xb).to(device)
-            labels = torch.from_numpy(yb.astype(np.int64)).to(device)
+        for xb, yb, whole in batches(x, y, options, epoch, rank, world):
             optimizer.zero_grad(set_to_none=True)
-            logits = forward(module, inputs)
-            loss = torch.nn.functional.cross_entropy(logits, labels)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
+            if len(yb):
+                inputs = torch.from_numpy(xb).to(device)
+                labels = torch.from_numpy(yb.astype(np.int64)).to(device)
+                logits = forward(module, inputs)
+                if world == 1:
+                    loss = torch.nn.functional.cross_entropy(logits, labels)
+                else:  # DDP averages over workers: each share's sum over the global batch, times world
+                    loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum") * (world / whole)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
+                mean = float(loss.detach()) * (whole / world / len(yb) if world > 1 else 1.0)
+                total_loss += mean * len(yb)
+                correct += int((logits.detach().argmax(dim=-1) == labels).sum())
+                seen += len(yb)
+            else:  # an empty share still joins the step's gradient exchange, with zeros
+                loss = sum(p.sum() for p in module.parameters()) * 0.0
             loss.backward()
             optimizer.step()
             if after_step is not None:
                 after_step()
-            total_loss += float(loss.detach()) * len(yb)
-            correct += int((logits.detach().argmax(dim=-1) == labels).sum())
-            seen += len(yb)
             bar.update(1)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
         bar.close()
+        if world > 1:  # the epoch's figures over every worker's share
+            total_loss, correct, seen = _sum_over_workers(total_loss, correct, seen)
         log.append(
             {
                 "epoch": epoch + 1,
@@ -112,6 +123,16 @@ def fit(
         )
     module.eval()
     return log
+
+
+def _sum_over_workers(total_loss: float, correct: int, seen: int) -> tuple[float, int, int]:
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return total_loss, correct, seen
+    sums = torch.tensor([total_loss, float(correct), float(seen)], dtype=torch.float64)
+    dist.all_reduce(sums)
+    return float(sums[0]), int(sums[1]), int(sums[2])
 
 
 class _NoBar:

@@ -79,3 +79,10 @@ def test_errors_are_one_line_and_write_nothing(files, capsys, extra, message, co
     err = capsys.readouterr().err.strip()
     assert err.startswith("onnx2snn finetune: error:") and message in err and "\n" not in err
     assert not out.exists()
+
+
+def test_workers_without_ray_is_a_bad_option(files, capsys):
+    out = files / "out.onnx"
+    args = ["finetune", str(files / "ann.onnx"), "-o", str(out), "--data", str(files / "train.npz"), "--workers", "2"]
+    assert main(args) == 2
+    assert "--workers needs --ray" in capsys.readouterr().err and not out.exists()

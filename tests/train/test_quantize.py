@@ -16,7 +16,7 @@ from tests.helpers import const, make_model, run_onnx, tensor
 
 torch = pytest.importorskip("torch")
 
-from onnx2snn.train.finetune import canonical_ann  # noqa: E402
+from onnx2snn.train.jobs import canonical_ann  # noqa: E402
 from onnx2snn.train.quantize import QuantSpec, fake_quantize, integers, stored_bits  # noqa: E402
 from onnx2snn.train.view import GraphModule, default_quantization  # noqa: E402
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +120,49 @@ def _check(model: onnx.ModelProto) -> None:
         raise ConversionError(f"the fine-tuned model fails the ONNX checker: {str(e).splitlines()[0]}") from e
 
 
-def finetune_ann(
+@dataclass
+class Job:
+    """One fine-tuning run made ready: the module, its inputs and labels, how ``fit`` drives
+    it, and ``finish(log)`` that writes the trained module back into ONNX. A data-parallel
+    worker makes the same job from the same arguments and runs its share (``run(rank, world)``)."""
+
+    module: torch.nn.Module
+    x: np.ndarray
+    y: np.ndarray
+    options: TrainOptions
+    groups: list[tuple[list[torch.nn.Parameter], float, float]]
+    forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+    finish: Callable[[list[dict]], FineTuned]
+    device: str = "cpu"
+    after_step: Callable[[], None] | None = None
+
+    def run(self, rank: int = 0, world: int = 1, wrapped: torch.nn.Module | None = None, progress: bool = False):
+        """The per-epoch log of training (``wrapped``: the module inside DistributedDataParallel)."""
+        return fit(
+            self.module if wrapped is None else wrapped,
+            self.x,
+            self.y,
+            self.options,
+            self.groups,
+            device=self.device,
+            rank=rank,
+            world=world,
+            after_step=self.after_step,
+            progress=progress,
+            forward=self.forward,
+        )
+
+    def state(self) -> list[np.ndarray]:
+        """The trained parameters, in order (what a worker sends back)."""
+        return [p.detach().cpu().numpy() for p in self.module.parameters()]
+
+    def load_state(self, state: list[np.ndarray]) -> None:
+        with torch.no_grad():
+            for p, value in zip(self.module.parameters(), state, strict=True):
+                p.copy_(torch.from_numpy(value))
+
+
+def prepare_ann(
     model: onnx.ModelProto,
     data: Dataset,
     options: TrainOptions,
@@ -127,8 +170,7 @@ def finetune_ann(
     channel_wise: bool = False,
     samples: int | None = None,
     device: str = "cpu",
-    progress: bool = False,
-) -> FineTuned:
+) -> Job:
     """Quantize (with ``weight_bits``) and fine-tune an ANN; see the module docstring."""
     dev = torch_device(device)
     bits = None if weight_bits is None else check_bits(weight_bits)
@@ -142,29 +184,33 @@ def finetune_ann(
     shape = [d.dim_value if d.HasField("dim_value") else None for d in source.type.tensor_type.shape.dim]
     x = check_input(data.x, shape, module.input_names[0], data.source)
     head = _head(module)
-    log = fit(
+
+    def finish(log: list[dict]) -> FineTuned:
+        out = module.cpu().to_onnx(int4=True if bits is not None and bits <= 4 else None)
+        quantization = {"weight_bits": bits, "channel_wise": bool(channel_wise)} if bits else {}
+        record = _record("ann", data, options, log, **quantization, preprocessing=data.preprocessing.to_dict())
+        history = next((json.loads(p.value) for p in out.metadata_props if p.key == ANN_METADATA_KEY), [])
+        kept = [p for p in out.metadata_props if p.key != ANN_METADATA_KEY]
+        del out.metadata_props[:]
+        out.metadata_props.extend(kept)
+        entry = onnx.StringStringEntryProto(key=ANN_METADATA_KEY, value=json.dumps(history + [record]))
+        out.metadata_props.append(entry)
+        _check(out)
+        return FineTuned(out, log, record)
+
+    return Job(
         module,
         x,
         data.y,
         options,
         [(list(module.params), 1.0, options.weight_decay)],
-        device=str(dev),
-        progress=progress,
-        forward=lambda m, batch: m(batch, outputs=[head])[0],
+        lambda m, batch: m(batch, outputs=[head])[0],
+        finish,
+        str(dev),
     )
-    out = module.cpu().to_onnx(int4=True if bits is not None and bits <= 4 else None)
-    quantization = {"weight_bits": bits, "channel_wise": bool(channel_wise)} if bits else {}
-    record = _record("ann", data, options, log, **quantization, preprocessing=data.preprocessing.to_dict())
-    history = next((json.loads(p.value) for p in out.metadata_props if p.key == ANN_METADATA_KEY), [])
-    kept = [p for p in out.metadata_props if p.key != ANN_METADATA_KEY]
-    del out.metadata_props[:]
-    out.metadata_props.extend(kept)
-    out.metadata_props.append(onnx.StringStringEntryProto(key=ANN_METADATA_KEY, value=json.dumps(history + [record])))
-    _check(out)
-    return FineTuned(out, log, record)
 
 
-def finetune_snn(
+def prepare_snn(
     snn: SNNModel,
     data: Dataset,
     options: TrainOptions,
@@ -173,8 +219,7 @@ def finetune_snn(
     channel_wise: bool = False,
     samples: int | None = None,
     device: str = "cpu",
-    progress: bool = False,
-) -> FineTuned:
+) -> Job:
     """Spiking fine-tuning of an artifact at ``timesteps`` (its own T by default); see the
     module docstring."""
     dev = torch_device(device)
@@ -187,24 +232,29 @@ def finetune_snn(
     module = SpikingModule(snn, quantize=specs).to(dev)
     x = check_input(data.x, snn.input_shape, snn.input_name, data.source)
     weights, neuron = module.parameter_groups()
-    log = fit(
+
+    def finish(log: list[dict]) -> FineTuned:
+        quantization = {"weight_bits": bits, "channel_wise": bool(channel_wise)} if bits else {}
+        stored = sorted({s.bits for s in module.view.quantize.values()})
+        record = _record(
+            "spiking", data, options, log, timesteps=int(steps), **quantization, integer_weight_bits=stored
+        )
+        history = list(snn.metadata.get("training", []))
+        out = module.cpu().to_snn({"timesteps": int(steps), "training": history + [record]})
+        _check(out.proto)
+        return FineTuned(out, log, record)
+
+    return Job(
         module,
         x,
         data.y,
         options,
         [(weights, 1.0, options.weight_decay), (neuron, options.neuron_lr_scale, 0.0)],
-        device=str(dev),
-        progress=progress,
-        after_step=module.constrain,
-        forward=lambda m, batch: m(batch, steps),
+        lambda m, batch: m(batch, steps),
+        finish,
+        str(dev),
+        module.constrain,
     )
-    quantization = {"weight_bits": bits, "channel_wise": bool(channel_wise)} if bits else {}
-    stored = sorted({s.bits for s in module.view.quantize.values()})
-    record = _record("spiking", data, options, log, timesteps=int(steps), **quantization, integer_weight_bits=stored)
-    history = list(snn.metadata.get("training", []))
-    out = module.cpu().to_snn({"timesteps": int(steps), "training": history + [record]})
-    _check(out.proto)
-    return FineTuned(out, log, record)
 
 
 def load_model(model) -> onnx.ModelProto | SNNModel:

@@ -1,13 +1,16 @@
-"""How evaluation and calibration divide over Ray workers: 1 against 2 local workers, side by
-side, with what each round sends and returns.
+"""How evaluation, calibration and fine-tuning divide over Ray workers: 1 against 2 local
+workers, side by side, with what each round sends and returns.
 
     pip install 'onnx2snn[ray]'
     python benchmarks/scale_out.py          # writes benchmarks/results/scale_out.{md,json}
 
 On the reference CNN (`cnn_bn`): `eval` of 2,000 test images at T = 32 in one process and on a
 local Ray cluster of 1 and 2 workers; `convert` with the default method and corrections (1,000
-calibration images) likewise. Per calibration round (a method call on every worker): its wall
-time and the bytes the workers return to the driver (pickled), which is what the driver merges.
+calibration images) likewise; `finetune` (4-bit weights per channel, one epoch on 6,000 training
+images, batch 64) in one process and data-parallel over 1 and 2 Ray Train workers, with the
+final loss (the same within float noise) and the bytes worker 0 sends back (the parameters).
+Per calibration round (a method call on every worker): its wall time and the bytes the workers
+return to the driver (pickled), which is what the driver merges.
 The machine has 2 cores: 2 workers can at best halve the work that shards, not Ray's start or the
 driver's own part.
 """
@@ -26,6 +29,7 @@ RESULTS = HERE / "results"
 MODEL = HERE / "models" / "fashion_mnist_cnn_bn.onnx"
 EVAL = {"data": "fashion-mnist:test", "limit": 2000, "timesteps": [32], "batch_size": 64}
 CONVERT = {"calibration_samples": 1000}
+FINETUNE = {"weight_bits": 4, "channel_wise": True, "epochs": 1, "samples": 6000}
 
 
 def measure_rounds():
@@ -53,7 +57,7 @@ def main() -> None:
     import onnx2snn
 
     rounds = measure_rounds()
-    out: dict = {"eval": {}, "convert": {}}
+    out: dict = {"eval": {}, "convert": {}, "finetune": {}}
     snn_path = Path("/tmp/onnx2snn-scale-out.onnx")
     start = time.perf_counter()
     snn = onnx2snn.convert(str(MODEL), "fashion-mnist:train", **CONVERT)
@@ -89,8 +93,23 @@ def main() -> None:
                 "accuracy": report["snn"]["32"]["accuracy"],
                 "shards": report["distributed"]["shards"],
             }
+            start = time.perf_counter()
+            tuned = onnx2snn.finetune(str(MODEL), "fashion-mnist:train", workers=workers, **FINETUNE)
+            out["finetune"][f"{workers} Ray workers"] = {
+                "seconds": time.perf_counter() - start,
+                "epoch_seconds": tuned.log[-1]["seconds"],
+                "loss": tuned.log[-1]["loss"],
+                "bytes_returned": sum(p.numel() * 4 for p in onnx2snn.to_torch(str(MODEL)).parameters()),
+            }
         finally:
             ray.shutdown()
+    start = time.perf_counter()
+    tuned = onnx2snn.finetune(str(MODEL), "fashion-mnist:train", **FINETUNE)
+    out["finetune"]["one process"] = {
+        "seconds": time.perf_counter() - start,
+        "epoch_seconds": tuned.log[-1]["seconds"],
+        "loss": tuned.log[-1]["loss"],
+    }
     start = time.perf_counter()
     report = onnx2snn.evaluate(snn_path, **EVAL)
     out["eval"]["one process"] = {"seconds": time.perf_counter() - start, "accuracy": report["snn"]["32"]["accuracy"]}
@@ -128,6 +147,16 @@ def table(out: dict) -> str:
             continue
         megabytes = r["bytes_returned"] / 1e6
         lines.append(f"| {name} | {r['seconds']:.1f} | {r['equal_thresholds']} | {r['rounds']} | {megabytes:.1f} |")
+    lines += [
+        "",
+        f"## finetune: 4-bit weights per channel, 1 epoch on {FINETUNE['samples']} images, batch 64",
+        "",
+        "| run | seconds | epoch seconds | final loss | MB sent back by worker 0 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in out["finetune"].items():
+        sent = f"{r['bytes_returned'] / 1e6:.2f}" if "bytes_returned" in r else ""
+        lines.append(f"| {name} | {r['seconds']:.1f} | {r['epoch_seconds']:.1f} | {r['loss']:.6f} | {sent} |")
     for name, r in out["convert"].items():
         if "by_method" in r:
             lines += ["", f"Rounds of {name}:", "", "| call | rounds | seconds | MB returned |", "|---|---|---|---|"]

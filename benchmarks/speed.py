@@ -331,6 +331,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS))
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="round-robin passes over the frameworks")
+    parser.add_argument("--timesteps", nargs="+", type=int, default=list(TIMESTEPS))
+    parser.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     parser.add_argument(
         "--profiles-only", action="store_true", help="keep results/speed.json's measurements, redo the profiles"
     )
@@ -349,8 +351,8 @@ def main() -> None:
         rows = json.loads((RESULTS / "speed.json").read_text())["rows"]
         args.models = []
     for model in args.models:
-        for steps in TIMESTEPS:
-            for batch in BATCHES:
+        for steps in args.timesteps:
+            for batch in args.batches:
                 best: dict[str, dict] = {}
                 for _ in range(args.rounds):  # round-robin: a slow minute of the machine hits every framework
                     for framework in args.frameworks:

@@ -76,34 +76,22 @@ def finetune(
     model: SNNModel | onnx.ModelProto | str | os.PathLike,
     data: Dataset | str | os.PathLike,
     *,
-    weight_bits: int | None = None,
-    channel_wise: bool = False,
-    timesteps: int | None = None,
-    samples: int | None = None,
-    device: str = "cpu",
     progress: bool = False,
-    **options: Any,
+    **arguments: Any,
 ) -> Any:
     """Fine-tune an ANN or an SNN artifact on labelled ``data``; returns a ``FineTuned``
-    (``.model``, ``.log`` per epoch, ``.record``, ``.save(path)``).
+    (``.model``, ``.log`` per epoch, ``.record``, ``.save(path)``). ``arguments``: those of
+    ``prepare`` (``weight_bits``, ``channel_wise``, ``timesteps``, ``samples``, ``device``)
+    and TrainOptions fields (``epochs``, ``lr``, ``momentum``, ``weight_decay``,
+    ``batch_size``, ``seed``, ...), whose defaults differ for the two (``ANN_DEFAULTS``,
+    ``SNN_DEFAULTS``).
 
     An ANN is canonicalized, its weights quantized to ``weight_bits`` (2-8; per output channel
     with ``channel_wise``) and fine-tuned with the straight-through estimator; it comes back
     with integer weights behind DequantizeLinear. An SNN is trained through ``timesteps`` steps
     (its own T by default) with a surrogate gradient; integer weights stay integer.
-    ``samples``: a seeded subset of the data. ``options``: TrainOptions fields (``epochs``,
-    ``lr``, ``momentum``, ``weight_decay``, ``batch_size``, ``seed``, ...), whose defaults
-    differ for the two (``ANN_DEFAULTS``, ``SNN_DEFAULTS``)."""
-    job = prepare(
-        model,
-        data,
-        weight_bits=weight_bits,
-        channel_wise=channel_wise,
-        timesteps=timesteps,
-        samples=samples,
-        device=device,
-        **options,
-    )
+    ``samples``: a seeded subset of the data."""
+    job = prepare(model, data, **arguments)
     return job.finish(job.run(progress=progress))
 
 

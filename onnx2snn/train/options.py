@@ -61,5 +61,6 @@ class TrainOptions:
 
 # the original research script's fine-tuning of the quantized ANN
 ANN_DEFAULTS = TrainOptions()
-# spiking fine-tuning: shorter (each epoch runs T steps), see benchmarks/training.py
-SNN_DEFAULTS = TrainOptions(epochs=2)
+# spiking fine-tuning: shorter (each epoch runs T steps), one x0.1 step at half-way (with the
+# ANN's two steps, both at epoch 2 of 2, the second epoch hardly trains); see benchmarks/training.py
+SNN_DEFAULTS = TrainOptions(epochs=2, milestones=(0.5,))

@@ -104,6 +104,8 @@ def test_the_global_batch_and_seed_decide_the_order_not_the_workers():
 def test_learning_rate_drops_at_half_and_three_quarters():
     options = onnx2snn.TrainOptions(epochs=8, lr=1.0)
     assert [options.lr_at(e) for e in range(8)] == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01])
+    spiking = [onnx2snn.SNN_DEFAULTS.lr_at(e) / onnx2snn.SNN_DEFAULTS.lr for e in range(2)]
+    assert spiking == pytest.approx([1, 0.1])  # the SNN's second epoch trains at a tenth, not a hundredth
 
 
 def test_bad_inputs_get_typed_errors(digits_cnn, digits_snn, digits):

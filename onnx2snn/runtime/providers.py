@@ -124,10 +124,11 @@ def ann_session(
     providers: str | Sequence[str] | None = None,
     batch_size: int = 256,
     spin: bool | None = None,
+    threads: int | None = None,
 ) -> tuple[ort.InferenceSession, str]:
     """An onnxruntime session of an ANN for batches of ``batch_size``, and its input's name."""
     from .engine import inference_session
 
-    options = session_options(batch_size, spin=spin)
+    options = session_options(batch_size, threads, spin=spin)
     session = inference_session(model, options, resolve_providers(providers), "the ANN")
     return session, session.get_inputs()[0].name

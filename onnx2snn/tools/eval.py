@@ -33,7 +33,7 @@ def activity_plots(plot: str, models: list[str]) -> dict[str, Path]:
 class Eval:
     name = "eval"
     help = "accuracy and ANN agreement of SNNs at several timesteps, from one run each"
-    groups = (DataArgs(), SessionArgs(), JsonArg("write the report as JSON"), QuietArg(), RayArgs())
+    groups = (DataArgs(), SessionArgs(batch_size=16), JsonArg("write the report as JSON"), QuietArg(), RayArgs())
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

@@ -12,7 +12,13 @@ from .paths import check_output
 class Run:
     name = "run"
     help = "simulate an SNN on inputs for T steps and write its decoded outputs (and predictions) to an .npz"
-    groups = (ModelArg(), DataArgs(what="inputs"), OutputArg("where to write the .npz"), SessionArgs(), QuietArg())
+    groups = (
+        ModelArg(),
+        DataArgs(what="inputs"),
+        OutputArg("where to write the .npz"),
+        SessionArgs(batch_size=16),
+        QuietArg(),
+    )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(

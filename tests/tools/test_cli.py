@@ -230,7 +230,7 @@ def test_run_writes_outputs_and_predictions(files, capsys):
     assert "50 samples x 12 steps" in capsys.readouterr().out
     written = np.load(out)
     x = np.load(files / "test.npz")["x"][:50]
-    expected = onnx2snn.SNNSession(str(snn)).run(x, 12, per_step=True)
+    expected = onnx2snn.SNNSession(str(snn), batch_size=16).run(x, 12, per_step=True)  # run's default batch
     np.testing.assert_allclose(written["per_step"], expected, rtol=1e-6)
     np.testing.assert_array_equal(written["outputs"], expected[-1])
     np.testing.assert_array_equal(written["predictions"], expected[-1].argmax(-1))

@@ -1,7 +1,7 @@
 """`onnx2snn eval`'s batch size: whole-process wall time of the command line at batch 16, 64
-(bench's default) and 256 (eval's default), side by side, on the reference CNN and ResNet: 2,000
-Fashion-MNIST test images at T = 32, step form, CPU (pinned cores: run it under taskset to
-compare like with like).
+(bench's default) and 256 (eval's default before this measurement; 16 since), side by side, on
+the reference CNN and ResNet: 2,000 Fashion-MNIST test images at T = 32, step form, CPU (pinned
+cores: run it under taskset to compare like with like).
 
     python benchmarks/eval_batch.py        # writes benchmarks/results/eval_batch.{md,json}
 

@@ -11,6 +11,7 @@ only; the driver writes them into the model as one process would."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -22,11 +23,13 @@ import onnx
 
 from ..artifact import SNNModel, is_artifact, load_onnx
 from ..data import Dataset, Preprocessing, load_data
-from ..errors import ConfigError, Onnx2SnnError
+from ..errors import CalibrationError, ConfigError, ConversionError, DataError, ModelError, Onnx2SnnError
 from ..train import prepare
 from .cluster import TASK_RETRIES, cluster, where
 
-STATE_FILE = "state.npz"
+STATE_FILE = "state.npz"  # worker 0's trained parameters, in the module's order
+LOG_FILE = "log.json"  # the per-epoch log (summed over the workers)
+ERROR_FILE = "error.json"  # or the onnx2snn error every worker met: [class name, message]
 
 
 def _worker(config: dict[str, Any]) -> None:
@@ -35,27 +38,57 @@ def _worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    proto = onnx.load_from_string(config["model"])
-    model = SNNModel(proto) if config["artifact"] else proto
-    data = config["data"]
-    if isinstance(data, str):  # the worker reads the data itself: nothing large comes from the driver
-        data = load_data(data, split="train", preprocessing=Preprocessing.from_dict(config["preprocessing"]))
-    job = prepare(model, data, **config["arguments"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    wrapped = None
-    if world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(job.module, find_unused_parameters=False)
-    log = job.run(rank, world, wrapped)
+    try:
+        proto = onnx.load_from_string(config["model"])
+        model = SNNModel(proto) if config["artifact"] else proto
+        data = config["data"]
+        if isinstance(data, str):  # the worker reads the data itself: nothing large comes from the driver
+            data = load_data(data, split="train", preprocessing=Preprocessing.from_dict(config["preprocessing"]))
+        job = prepare(model, data, **config["arguments"])
+        wrapped = None
+        if world > 1:  # the buffers are constants (integer weights, shapes): nothing to broadcast
+            wrapped = torch.nn.parallel.DistributedDataParallel(job.module, broadcast_buffers=False)
+        log = job.run(rank, world, wrapped)
+    except Onnx2SnnError as e:  # every worker meets it (same data, collective checks): no retry, typed
+        _report(rank, {ERROR_FILE: json.dumps([type(e).__name__, str(e)])})
+        return
     for entry in log:
         entry["workers"] = world
-    metrics = {"log": log, "rank": rank, **where()}
-    if rank == 0:
-        with tempfile.TemporaryDirectory() as folder:
-            np.savez(Path(folder) / STATE_FILE, *job.state())
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-    else:
-        ray.train.report(metrics)
+    _report(rank, {LOG_FILE: json.dumps(log)}, job.state())
+
+
+def _report(rank: int, texts: dict[str, str], state: list[np.ndarray] | None = None) -> None:
+    """Worker 0's files back to the driver (as a Ray Train checkpoint); the others report their rank."""
+    import ray.train
+
+    if rank != 0:
+        ray.train.report({"rank": rank})
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        for name, text in texts.items():
+            (Path(folder) / name).write_text(text)
+        if state is not None:
+            np.savez(Path(folder) / STATE_FILE, *state)
+        ray.train.report({"rank": rank, **where()}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _typed(name: str, message: str) -> Onnx2SnnError:
+    """The onnx2snn error a worker met, made again here."""
+    kinds = {k.__name__: k for k in (ConfigError, ConversionError, DataError, ModelError, CalibrationError)}
+    return kinds.get(name, ConfigError)(message)
+
+
+def _absolute(spec: str) -> str:
+    """A data spec whose file or folder is named relative to here, named absolutely: Ray Train
+    workers run in folders of their own."""
+    if os.path.exists(spec):
+        return os.path.abspath(spec)
+    parts = spec.split(":")
+    if len(parts) >= 2 and parts[1] and os.path.exists(parts[1]):
+        parts[1] = os.path.abspath(parts[1])
+    return ":".join(parts)
 
 
 def finetune(
@@ -76,7 +109,7 @@ def finetune(
     TASK_RETRIES times). The record adds ``distributed``: the address and number of workers."""
     from ..train import finetune as local_finetune
 
-    spec = str(data) if isinstance(data, (str, os.PathLike)) else None
+    spec = _absolute(str(data)) if isinstance(data, (str, os.PathLike)) else None
     dataset = load_data(spec, split="train", preprocessing=preprocessing) if spec else data
     if workers is None and ray_address is None:
         return local_finetune(model, dataset, progress=progress, **arguments)
@@ -94,17 +127,17 @@ def finetune(
     with cluster(ray_address, workers) as info:
         state, logs = _train(config, info["workers"], arguments.get("device", "cpu") == "cuda")
     job.load_state(state)
-    result = job.finish(logs)
-    result.record["distributed"] = {"address": info["address"], "workers": info["workers"], "engine": "ray.train"}
-    if isinstance(result.model, SNNModel):
-        result.model.metadata["training"][-1] = result.record
-        result.model.commit_metadata()
-    return result
+    return job.finish(
+        logs, {"distributed": {"address": info["address"], "workers": info["workers"], "engine": "ray.train"}}
+    )
 
 
 def _train(config: dict[str, Any], workers: int, use_gpu: bool) -> tuple[list[np.ndarray], list[dict]]:
-    from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    try:
+        from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+    except ImportError as e:
+        raise ConfigError("distributed fine-tuning needs Ray Train: pip install 'onnx2snn[ray]'") from e
 
     storage = tempfile.mkdtemp(prefix="onnx2snn-train-")
     trainer = TorchTrainer(
@@ -120,18 +153,19 @@ def _train(config: dict[str, Any], workers: int, use_gpu: bool) -> tuple[list[np
     try:
         try:
             result = trainer.fit()
-        except Exception as e:  # Ray wraps the worker's error; ours are re-raised as they were
-            cause = e
-            while cause is not None and not isinstance(cause, Onnx2SnnError):
-                cause = cause.__cause__ or getattr(cause, "cause", None)
-            if isinstance(cause, Onnx2SnnError):
-                raise cause from e
-            raise ConfigError(f"distributed fine-tuning failed: {str(e).splitlines()[0]}") from e
+        except Exception as e:  # a worker process died more often than retried, or Ray failed
+            failures = getattr(e, "worker_failures", None) or {}
+            first = next(iter(failures.values()), None)
+            detail = str(first or e).strip().splitlines()
+            raise ConfigError(f"distributed fine-tuning failed: {detail[-1] if detail else type(e).__name__}") from e
         checkpoint: Checkpoint | None = result.checkpoint
         if checkpoint is None:
             raise ConfigError("distributed fine-tuning failed: worker 0 sent no trained parameters")
-        with checkpoint.as_directory() as folder, np.load(Path(folder) / STATE_FILE) as saved:
-            state = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        return state, result.metrics["log"]
+        with checkpoint.as_directory() as folder:
+            if (Path(folder) / ERROR_FILE).exists():
+                raise _typed(*json.loads((Path(folder) / ERROR_FILE).read_text()))
+            with np.load(Path(folder) / STATE_FILE) as saved:
+                state = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+            return state, json.loads((Path(folder) / LOG_FILE).read_text())
     finally:
         shutil.rmtree(storage, ignore_errors=True)

@@ -54,7 +54,7 @@ def prepare(
     device: str = "cpu",
     **options: Any,
 ) -> Any:
-    """A fine-tuning run made ready (``finetune.Job``): every argument checked, the module
+    """A fine-tuning run made ready (``jobs.Job``): every argument checked, the module
     built, the data read. ``finetune`` runs it here; a data-parallel worker makes its own from
     the same arguments (``onnx2snn.distributed``)."""
     _torch()

@@ -132,7 +132,7 @@ class Job:
     options: TrainOptions
     groups: list[tuple[list[torch.nn.Parameter], float, float]]
     forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
-    finish: Callable[[list[dict]], FineTuned]
+    finish: Callable[..., FineTuned]  # (log, extra record fields) -> the written model
     device: str = "cpu"
     after_step: Callable[[], None] | None = None
 
@@ -185,10 +185,11 @@ def prepare_ann(
     x = check_input(data.x, shape, module.input_names[0], data.source)
     head = _head(module)
 
-    def finish(log: list[dict]) -> FineTuned:
+    def finish(log: list[dict], extra: dict | None = None) -> FineTuned:
         out = module.cpu().to_onnx(int4=True if bits is not None and bits <= 4 else None)
         quantization = {"weight_bits": bits, "channel_wise": bool(channel_wise)} if bits else {}
         record = _record("ann", data, options, log, **quantization, preprocessing=data.preprocessing.to_dict())
+        record.update(extra or {})
         history = next((json.loads(p.value) for p in out.metadata_props if p.key == ANN_METADATA_KEY), [])
         kept = [p for p in out.metadata_props if p.key != ANN_METADATA_KEY]
         del out.metadata_props[:]
@@ -233,12 +234,13 @@ def prepare_snn(
     x = check_input(data.x, snn.input_shape, snn.input_name, data.source)
     weights, neuron = module.parameter_groups()
 
-    def finish(log: list[dict]) -> FineTuned:
+    def finish(log: list[dict], extra: dict | None = None) -> FineTuned:
         quantization = {"weight_bits": bits, "channel_wise": bool(channel_wise)} if bits else {}
         stored = sorted({s.bits for s in module.view.quantize.values()})
         record = _record(
             "spiking", data, options, log, timesteps=int(steps), **quantization, integer_weight_bits=stored
         )
+        record.update(extra or {})
         history = list(snn.metadata.get("training", []))
         out = module.cpu().to_snn({"timesteps": int(steps), "training": history + [record]})
         _check(out.proto)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,23 +95,25 @@ def fit(
                     loss = torch.nn.functional.cross_entropy(logits, labels)
                 else:  # DDP averages over workers: each share's sum over the global batch, times world
                     loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum") * (world / whole)
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
+            else:  # an empty share still runs DDP's forward and joins the gradient exchange, with zeros
+                logits = forward(module, torch.from_numpy(x[:1]).to(device))
+                loss = logits.sum() * 0.0
+            if not _finite_everywhere(loss, world):  # every worker stops together, none waits for the others
+                raise ConfigError(f"the loss became {loss.item()} in epoch {epoch + 1}: lower the learning rate")
+            if len(yb):
                 mean = float(loss.detach()) * (whole / world / len(yb) if world > 1 else 1.0)
                 total_loss += mean * len(yb)
                 correct += int((logits.detach().argmax(dim=-1) == labels).sum())
                 seen += len(yb)
-            else:  # an empty share still joins the step's gradient exchange, with zeros
-                loss = sum(p.sum() for p in module.parameters()) * 0.0
             loss.backward()
             optimizer.step()
             if after_step is not None:
                 after_step()
             bar.update(1)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+            bar.set_postfix(loss=f"{total_loss / max(seen, 1):.4f}", acc=f"{correct / max(seen, 1):.4f}", refresh=False)
         bar.close()
         if world > 1:  # the epoch's figures over every worker's share
-            total_loss, correct, seen = _sum_over_workers(total_loss, correct, seen)
+            total_loss, correct, seen = _sum_over_workers(total_loss, correct, seen, device)
         log.append(
             {
                 "epoch": epoch + 1,
@@ -125,12 +128,28 @@ def fit(
     return log
 
 
-def _sum_over_workers(total_loss: float, correct: int, seen: int) -> tuple[float, int, int]:
+def _distributed() -> Any:
+    """torch.distributed where a process group runs (data-parallel workers), else None."""
     import torch.distributed as dist
 
-    if not dist.is_available() or not dist.is_initialized():
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
+    finite = bool(torch.isfinite(loss))
+    dist = _distributed() if world > 1 else None
+    if dist is None:
+        return finite
+    flag = torch.tensor([0.0 if finite else 1.0], device=loss.device)
+    dist.all_reduce(flag)
+    return float(flag) == 0.0
+
+
+def _sum_over_workers(total_loss: float, correct: int, seen: int, device: str) -> tuple[float, int, int]:
+    dist = _distributed()
+    if dist is None:
         return total_loss, correct, seen
-    sums = torch.tensor([total_loss, float(correct), float(seen)], dtype=torch.float64)
+    sums = torch.tensor([total_loss, float(correct), float(seen)], dtype=torch.float64, device=device)
     dist.all_reduce(sums)
     return float(sums[0]), int(sums[1]), int(sums[2])
 

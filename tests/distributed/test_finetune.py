@@ -4,6 +4,7 @@ unequal shares of each batch; the written model is the one one process writes.""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -42,11 +43,15 @@ def _close(one, two, tolerance):
 
 
 def test_quantized_ann_over_two_workers_follows_one_process(local_cluster, digits_cnn):
-    """Batches of 63: shares of 32 and 31 samples, and a last batch of 5 (3 and 2)."""
-    options = {"weight_bits": 4, "channel_wise": True, "epochs": 2, "samples": 320, "batch_size": 63}
+    """Batches of 63: shares of 32 and 31 samples, and a last batch of 1: one worker's share is
+    empty and it still joins the step (a worker that skipped it would leave the other waiting)."""
+    options = {"weight_bits": 4, "channel_wise": True, "epochs": 2, "samples": 316, "batch_size": 63}
     one = onnx2snn.finetune(digits_cnn, "digits:train", **options)
     two = onnx2snn.finetune(digits_cnn, "digits:train", workers=2, **options)
     assert two.record["distributed"]["workers"] == 2 and "distributed" not in one.record
+    assert (
+        "distributed" in json.loads(dict((p.key, p.value) for p in two.model.metadata_props)["onnx2snn.finetune"])[-1]
+    )
     assert all(e["workers"] == 2 for e in two.log)
     _close(one, two, 1e-4)
 
@@ -60,7 +65,10 @@ def test_spiking_finetune_over_two_workers_follows_one_process(local_cluster, di
     assert two.model.metadata["training"][-1]["distributed"]["workers"] == 2
 
 
-def test_a_worker_error_reaches_the_caller_typed(local_cluster, digits_cnn):
-    """The driver checks every argument before a worker starts: a bad one is the same typed error."""
+def test_errors_reach_the_caller_typed(local_cluster, digits_cnn):
+    """The driver checks every argument before a worker starts; an error the workers meet while
+    training (every one of them together, once) comes back as the same typed error."""
     with pytest.raises(onnx2snn.ConfigError, match="weight bits must be an integer from 2 to 8, got 12"):
         onnx2snn.finetune(digits_cnn, "digits:train", weight_bits=12, workers=2)
+    with pytest.raises(onnx2snn.ConfigError, match="the loss became .* lower the learning rate"):
+        onnx2snn.finetune(digits_cnn, "digits:train", workers=2, lr=1e12, epochs=1, samples=256)

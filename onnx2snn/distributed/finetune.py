@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..artifact import SNNModel, is_artifact, load_onnx
+from ..artifact import SNNModel
 from ..data import Dataset, Preprocessing, load_data
 from ..errors import CalibrationError, ConfigError, ConversionError, DataError, ModelError, Onnx2SnnError
 from ..train import prepare
@@ -113,10 +113,9 @@ def finetune(
     dataset = load_data(spec, split="train", preprocessing=preprocessing) if spec else data
     if workers is None and ray_address is None:
         return local_finetune(model, dataset, progress=progress, **arguments)
-    proto = model.proto if isinstance(model, SNNModel) else load_onnx(model)
-    artifact = isinstance(model, SNNModel) or is_artifact(proto)
-    loaded = (model if isinstance(model, SNNModel) else SNNModel(proto)) if artifact else proto
-    job = prepare(loaded, dataset, **arguments)  # every argument checked here, before any worker starts
+    job = prepare(model, dataset, **arguments)  # every argument checked here, before any worker starts
+    artifact = isinstance(job.model, SNNModel)
+    proto = job.model.proto if artifact else job.model
     config = {
         "model": proto.SerializeToString(),
         "artifact": artifact,

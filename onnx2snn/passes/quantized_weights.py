@@ -27,7 +27,7 @@ def integer_weight(t: gs.Tensor) -> gs.Node | None:
         kind = np.dtype(dtype).kind
     except TypeError:
         kind = ""
-    return producer if kind in "iu" or "int" in str(dtype) else None
+    return producer if kind in ("i", "u") or "int" in str(dtype) else None
 
 
 # integer types QuantizeLinear makes here (TensorProto data type -> numpy type, range); INT4 and

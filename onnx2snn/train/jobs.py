@@ -133,6 +133,7 @@ class Job:
     groups: list[tuple[list[torch.nn.Parameter], float, float]]
     forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
     finish: Callable[..., FineTuned]  # (log, extra record fields) -> the written model
+    model: onnx.ModelProto | SNNModel  # what it starts from (an ANN, or an artifact)
     device: str = "cpu"
     after_step: Callable[[], None] | None = None
 
@@ -207,6 +208,7 @@ def prepare_ann(
         [(list(module.params), 1.0, options.weight_decay)],
         lambda m, batch: m(batch, outputs=[head])[0],
         finish,
+        model,
         str(dev),
     )
 
@@ -254,6 +256,7 @@ def prepare_snn(
         [(weights, 1.0, options.weight_decay), (neuron, options.neuron_lr_scale, 0.0)],
         lambda m, batch: m(batch, steps),
         finish,
+        snn,
         str(dev),
         module.constrain,
     )

@@ -258,7 +258,7 @@ class GraphModule(torch.nn.Module):
                 if name in inits:
                     inits[name].CopyFrom(tensor)
                 else:  # held by a Constant node
-                    node = next(n for n in model.graph.node if n.name == self.constant_nodes[name])
+                    node = next(n for n in model.graph.node if n.op_type == "Constant" and n.output[0] == name)
                     node.attribute[0].t.CopyFrom(tensor)
                 continue
             spec = self.quantize[name]

@@ -154,11 +154,14 @@ def table(results: dict) -> str:
     for name, r in results.items():
         s, a = r.get("speed", {}), r.get("agreement", {})
         step, unrolled = s.get("step", {}), s.get("unrolled", {})
-        nan = float("nan")
+
+        def cell(d: dict, key: str, form: str) -> str:  # blank where not measured
+            return form.format(d[key]) if key in d else "not measured"
+
         lines.append(
-            f"| {name} | {step.get('images_per_s', nan):.1f} | {step.get('vs_dense_limit', nan):.2f}x "
-            f"| {unrolled.get('images_per_s', float('nan')):.1f} | {unrolled.get('peak_mb', float('nan')):,.0f} "
-            f"| {a.get('agreement', float('nan')):.3f} | {a.get('relative_error', float('nan')):.3f} |"
+            f"| {name} | {cell(step, 'images_per_s', '{:.1f}')} | {cell(step, 'vs_dense_limit', '{:.2f}x')} "
+            f"| {cell(unrolled, 'images_per_s', '{:.1f}')} | {cell(unrolled, 'peak_mb', '{:,.0f}')} "
+            f"| {cell(a, 'agreement', '{:.3f}')} | {cell(a, 'relative_error', '{:.3f}')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -21,11 +21,12 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_graphsurgeon as gs
 
+import onnx2snn.calibration.levelwise as levelwise
+
 from ..data import Inputs
 from ..errors import ConfigError
 from ..neuron import Corrections, Neurons, start_membrane
 from ..passes import activation_nodes
-from . import levelwise
 from .reduce import ExactSum, channel_sums
 from .shards import LocalWorkers, levelwise_ok, merge_sums
 from .simulate import simulate, simulation_subset

@@ -16,9 +16,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+import onnx2snn.calibration.levelwise as levelwise
+
 from ..data import WHOLE, Inputs, Shard, num_samples, take
 from ..neuron import Neurons
-from . import levelwise
 from .reduce import ExactSum, Peak, channel_sums
 from .simulate import simulation_subset
 from .statistics import AnnOutputs, check_finite, row_counts, row_maxima

@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+import onnx2snn.calibration.levelwise as levelwise
+
 from ..data import Inputs
 from ..errors import CalibrationError
 from ..neuron import Neurons, start_membrane
 from ..passes import activation_nodes
-from . import levelwise
 from .reduce import Peak
 from .shards import LocalWorkers, levelwise_ok
 from .simulate import simulate, simulation_subset

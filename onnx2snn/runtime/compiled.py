@@ -18,9 +18,10 @@ import onnx
 import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
+import onnx2snn.runtime.kernel as kernel
+
 from ..artifact import SNNModel, State
 from ..neuron import OP_TYPE
-from . import kernel
 from .stages import levels, split_stages
 
 

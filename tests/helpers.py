@@ -71,3 +71,13 @@ def export_torch(module, example, *, fold: bool = False) -> onnx.ModelProto:
         do_constant_folding=fold,
     )
     return onnx.load_from_string(buffer.getvalue())
+
+
+def same_calibration(a, b) -> None:
+    """Two artifacts hold bit-identical thresholds, initial membranes and correction currents."""
+    for name, theta in a.thresholds.items():
+        np.testing.assert_array_equal(theta, b.thresholds[name])
+    for layer in a.layers:
+        np.testing.assert_array_equal(a.initial_membrane(layer), b.initial_membrane(layer))
+        if layer.get("current_shift"):
+            np.testing.assert_array_equal(a.initializer(layer["current_shift"]), b.initializer(layer["current_shift"]))

@@ -11,7 +11,7 @@ from onnx import helper
 import onnx2snn
 from onnx2snn.calibration import levelwise
 from onnx2snn.runtime import kernel
-from tests.helpers import const, make_model, tensor
+from tests.helpers import const, make_model, same_calibration, tensor
 
 pytestmark = pytest.mark.skipif(not kernel.available(), reason="level-wise simulation runs the compiled kernel")
 
@@ -27,15 +27,6 @@ def _both(model, x, **options):
     return fast, slow
 
 
-def _same(a, b):
-    for name, theta in a.thresholds.items():
-        np.testing.assert_array_equal(theta, b.thresholds[name])
-    for layer in a.layers:
-        np.testing.assert_array_equal(a.initial_membrane(layer), b.initial_membrane(layer))
-        if layer.get("current_shift"):
-            np.testing.assert_array_equal(a.initializer(layer["current_shift"]), b.initializer(layer["current_shift"]))
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -46,7 +37,7 @@ def _same(a, b):
     ],
 )
 def test_levelwise_equals_the_per_layer_path_on_a_cnn(digits_cnn, digits, options):
-    _same(*_both(digits_cnn, digits[0][:150], timesteps=6, **options))
+    same_calibration(*_both(digits_cnn, digits[0][:150], timesteps=6, **options))
 
 
 def test_levelwise_equals_the_per_layer_path_on_branches_pools_and_poisson():
@@ -76,7 +67,7 @@ def test_levelwise_equals_the_per_layer_path_on_branches_pools_and_poisson():
         fast, slow = _both(
             model, x, method="spike-norm", corrections=("bias", "potential"), timesteps=5, encoding=encoding
         )
-        _same(fast, slow)
+        same_calibration(fast, slow)
 
 
 def _mlp(depth: int):
@@ -119,7 +110,7 @@ def test_multi_spike_conversions_are_calibrated_in_their_own_neurons(monkeypatch
     x = np.random.default_rng(0).uniform(0, 1, (60, 8)).astype(np.float32)
     options = {"method": "spike-norm:seed", "corrections": ("bias", "potential"), "timesteps": 4}
     fast, slow = _both(_mlp(4), x, spike_mode="multi", **options)
-    _same(fast, slow)
+    same_calibration(fast, slow)
     assert not calls  # the IF kernel never ran
     single = onnx2snn.convert(_mlp(4), x, **options)
     assert calls  # where it does run

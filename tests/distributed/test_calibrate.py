@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import onnx2snn
+from tests.helpers import same_calibration
 
 ray = pytest.importorskip("ray") if not os.environ.get("CI") else __import__("ray")
 from onnx2snn.runtime import kernel  # noqa: E402
@@ -24,15 +25,6 @@ def local_cluster():
     ray.shutdown()
 
 
-def _same(a, b):
-    for name, theta in a.thresholds.items():
-        np.testing.assert_array_equal(theta, b.thresholds[name])
-    for layer in a.layers:
-        np.testing.assert_array_equal(a.initial_membrane(layer), b.initial_membrane(layer))
-        if layer.get("current_shift"):
-            np.testing.assert_array_equal(a.initializer(layer["current_shift"]), b.initializer(layer["current_shift"]))
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -46,7 +38,7 @@ def test_sharded_calibration_equals_one_process(local_cluster, digits_cnn, tmp_p
     model.write_bytes(digits_cnn.SerializeToString())
     one = onnx2snn.convert(str(model), "digits", calibration_samples=300, batch_size=64, **options)
     two = onnx2snn.convert(str(model), "digits", calibration_samples=300, batch_size=64, workers=2, **options)
-    _same(one, two)
+    same_calibration(one, two)
     assert two.metadata["calibration"]["distributed"]["workers"] == 2
 
 
@@ -90,4 +82,4 @@ def test_convert_cli_with_ray(local_cluster, digits_cnn, tmp_path):
     args = ["convert", str(model), "--calibration", "digits", "--calibration-samples", "200", "--timesteps", "4"]
     assert main(args + ["-o", str(tmp_path / "one.onnx")]) == 0
     assert main(args + ["-o", str(tmp_path / "two.onnx"), "--ray", "--workers", "2"]) == 0
-    _same(onnx2snn.load(tmp_path / "one.onnx"), onnx2snn.load(tmp_path / "two.onnx"))
+    same_calibration(onnx2snn.load(tmp_path / "one.onnx"), onnx2snn.load(tmp_path / "two.onnx"))

@@ -17,6 +17,10 @@ from ..runtime.engine import inference_session, onnxruntime_errors
 from ..runtime.inputs import batches
 
 BINS = 4096
+# bytes of activations one batch of the statistics pass may return: every activation of a sample
+# is an output of that pass (36 MB a sample for ResNet-50 at 224x224), so the batch shrinks to fit
+# and the pass's memory stays the same whatever the number of calibration images
+STATISTICS_BUDGET = 512 << 20
 
 
 def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -24,6 +28,12 @@ def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:
     if per_channel and a.ndim >= 2:
         return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
     return a.reshape(1, -1)
+
+
+def _sample_size(t: gs.Tensor) -> int:
+    """Values of one sample of ``t``; a dimension not known counts as 1 (shapes.py fills
+    them in from the data before calibration)."""
+    return int(np.prod([d if isinstance(d, int) and d > 0 else 1 for d in (t.shape or [])[1:]]))
 
 
 class AnnOutputs:
@@ -43,14 +53,20 @@ class AnnOutputs:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.log_severity_level = 3
         self.names = names
+        self.sample_bytes = sum(4 * _sample_size(tensors[n]) for n in names)
         self.session = inference_session(model, options, ["CPUExecutionProvider"], "the ANN")
         self.specs = [(t.name, shape_of(t)) for t in graph.inputs]
         inp = self.session.get_inputs()[0]
         self.static = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
 
+    def batch_for(self, batch_size: int) -> int:
+        """``batch_size``, smaller where its activations would pass STATISTICS_BUDGET."""
+        return max(1, min(batch_size, STATISTICS_BUDGET // max(self.sample_bytes, 1)))
+
     def stream(self, x: Inputs, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-        """The named tensors, batch by batch."""
-        for batch, n in batches(check_inputs(x, self.specs), batch_size, self.static):
+        """The named tensors, batch by batch (at most ``batch_size`` samples a batch, fewer
+        where their activations would pass STATISTICS_BUDGET)."""
+        for batch, n in batches(check_inputs(x, self.specs), self.batch_for(batch_size), self.static):
             with onnxruntime_errors("the ANN"):
                 values = self.session.run(self.names, batch)
             yield {name: value[:n] for name, value in zip(self.names, values)}

@@ -98,3 +98,56 @@ def test_bad_calibration_data_and_methods(data):
     for method in ["median", "percentile:abc", "percentile:101"]:
         with pytest.raises(ConfigError):
             parse_method(method)
+
+
+def test_the_statistics_pass_shrinks_its_batch_to_its_budget(digits_cnn, digits, monkeypatch):
+    """Every activation of a sample is an output of the ANN's statistics pass, so a batch of
+    large samples is cut to STATISTICS_BUDGET bytes of them (ResNet-50 at 224x224 and batch
+    128: 12 GB): the memory does not grow with the calibration data, the thresholds do not move."""
+    from onnx2snn.calibration import statistics
+
+    x = digits[0][:200]
+    wide = {m: onnx2snn.convert(digits_cnn, x, m, corrections=()).thresholds for m in ("max", "percentile:99.9")}
+    seen = []
+    stream = statistics.batches
+    monkeypatch.setattr(statistics, "batches", lambda f, size, static: seen.append(size) or stream(f, size, static))
+    monkeypatch.setattr(statistics, "STATISTICS_BUDGET", 20_000)  # bytes: a few samples of this CNN
+    for method, thresholds in wide.items():
+        narrow = onnx2snn.convert(digits_cnn, x, method, corrections=()).thresholds
+        assert narrow.keys() == thresholds.keys()
+        assert all(np.array_equal(narrow[k], thresholds[k]) for k in thresholds)
+    assert seen and max(seen) < 20 and min(seen) >= 1
+
+
+@pytest.mark.parametrize("timesteps, v_init", [(1, 0.5), (4, 0.0), (16, 0.5), (64, 1.0)])
+def test_mmse_by_running_sums_picks_the_per_bin_formulas_threshold(timesteps, v_init):
+    """mmse.py sums each level of the staircase from running sums; the definition sums every
+    bin: the same candidate wins on every row (random histograms, empty rows included)."""
+    from onnx2snn.calibration.mmse import CANDIDATES, STEP, mmse_thresholds
+    from onnx2snn.calibration.statistics import BINS
+
+    rng = np.random.default_rng(timesteps)
+    rows = 40
+    decay = np.exp(-np.arange(BINS)[None, :] / rng.uniform(30, 3000, (rows, 1)))
+    counts = rng.poisson(rng.uniform(0.01, 20, (rows, 1)) * decay).astype(np.int64)
+    counts[:3] = 0
+    maxima = np.where(counts.sum(1) > 0, rng.uniform(0.1, 8, rows), 0).astype(np.float32)
+
+    class Hist:
+        def __init__(self):
+            self.counts, self.maxima = {"a": counts}, {"a": maxima}
+
+        def centers(self, name):
+            return (np.arange(BINS)[None, :] + 0.5) * (maxima[:, None] / BINS)
+
+    a = Hist().centers("a")
+    expected = np.zeros(rows)
+    for r in np.nonzero(maxima)[0]:
+        errors = []
+        for i in range(CANDIDATES):
+            theta = float(maxima[r] * np.float32(1.0 - STEP * i))
+            q = theta / timesteps * np.clip(np.floor(a[r] * timesteps / theta + v_init), 0, timesteps)
+            errors.append((counts[r] * (a[r] - q) ** 2).sum())
+        expected[r] = maxima[r] * np.float32(1.0 - STEP * int(np.argmin(errors)))
+    got = mmse_thresholds(Hist(), "a", timesteps, v_init)
+    assert np.array_equal(got.astype(np.float32), expected.astype(np.float32))

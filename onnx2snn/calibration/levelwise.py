@@ -11,8 +11,14 @@ set, and the compiled kernel turns the currents into spikes, which are stored (a
 is 0 or its channel's threshold) for the levels after. Layers of one level do not feed each
 other, so setting them together is what going layer by layer in graph order does.
 
-Memory: the stored spikes of the levels still to be read (T bits per neuron and sample) plus one
-chunk's stage, sized to a budget; the number of samples is capped (simulate.SIMULATION_SAMPLES).
+A level is read twice (its statistics, then its firing with the settings they gave): the
+currents of its first pass are kept for the second where they fit (CURRENTS_BUDGET), so its stage
+runs once.
+
+Memory: the stored spikes of the levels still to be read (T bits per neuron and sample; a cheap
+node read by several levels is computed again in each, runtime/cut.py, so that what is kept is
+bits, not its float output), one chunk's stage, sized to a budget, and the kept currents; the
+number of samples is capped (simulate.SIMULATION_SAMPLES).
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from ..runtime.cut import Cut, cut_at_neurons
 from ..runtime.providers import session_options
 
 DEFAULT_BUDGET = 2 << 30  # bytes for one chunk's stage
+# bytes of input currents kept from a level's first pass (the statistics) for its second (the
+# firing), so that the stage before it runs once instead of twice where they fit
+CURRENTS_BUDGET = 1 << 30
 
 
 @dataclass
@@ -162,6 +171,7 @@ class Levelwise:
         self.chunks = [
             _Chunk(start, {k: v[start : start + size] for k, v in feeds.items()}) for start in range(first, last, size)
         ]
+        self._kept: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (level, chunk) -> currents
 
     def _stage(self, level: int) -> _Stage | None:
         """The onnxruntime session of the nodes at ``level`` (None when nothing later reads them)."""
@@ -206,6 +216,7 @@ class Levelwise:
             levels.add(self._node_level[add.name])
         for level in levels:
             self.stages[level] = self._stage(level)
+        self._kept.clear()  # the currents change with the shifts
 
     def _last_reads(self) -> dict[str, int]:
         last: dict[str, int] = {}
@@ -252,7 +263,10 @@ class Levelwise:
         for a current that is the same every step."""
         names = self.layers_at(level)
         stage = self.stages.get(level - 1)
-        for chunk in self.chunks:
+        for i, chunk in enumerate(self.chunks):
+            if (level, i) in self._kept:  # computed by this level's first pass
+                yield chunk, self._kept[level, i]
+                continue
             values = {}
             if stage is not None:
                 feeds = {name: self._value(chunk, name) for name in stage.inputs}
@@ -264,6 +278,11 @@ class Levelwise:
             for layer in names:
                 current = self.cuts[layer].current
                 currents[layer] = values[current] if current in values else self._value(chunk, current)
+            size = sum(c.nbytes for c in currents.values())
+            if stage is not None and size + sum(c.nbytes for k in self._kept.values() for c in k.values()) <= (
+                CURRENTS_BUDGET
+            ):
+                self._kept[level, i] = currents
             yield chunk, currents
 
     def steps(self, layer: str, current: np.ndarray) -> Iterator[np.ndarray]:
@@ -289,6 +308,7 @@ class Levelwise:
                 chunk.stored[self.cuts[layer].spikes] = _Bits(kernel.pack_fired(spikes), spikes.shape, theta)
             for name in [n for n in chunk.stored if self.last_read.get(n, -1) < level]:
                 del chunk.stored[name]  # no stage after this level reads it
+        self._kept.clear()
 
     def start(self, threshold: np.ndarray) -> np.ndarray:
         """Where a layer's membranes start without a potential correction."""

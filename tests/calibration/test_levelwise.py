@@ -40,8 +40,8 @@ def test_levelwise_equals_the_per_layer_path_on_a_cnn(digits_cnn, digits, option
     same_calibration(*_both(digits_cnn, digits[0][:150], timesteps=6, **options))
 
 
-def test_levelwise_equals_the_per_layer_path_on_branches_pools_and_poisson():
-    """Residual add, concatenation and a spiking max-pool, Poisson input."""
+def _branchy_net():
+    """Residual add, concatenation and a max-pool read by several levels."""
     import torch
     from torch import nn
 
@@ -62,12 +62,63 @@ def test_levelwise_equals_the_per_layer_path_on_branches_pools_and_poisson():
 
     torch.manual_seed(0)
     x = np.random.default_rng(0).uniform(0, 1, (70, 1, 8, 8)).astype(np.float32)
-    model = export_torch(Net(), torch.tensor(x[:1]))
+    return export_torch(Net(), torch.tensor(x[:1])), x
+
+
+def test_levelwise_equals_the_per_layer_path_on_branches_pools_and_poisson():
+    """Residual add, concatenation and a spiking max-pool, Poisson input."""
+    model, x = _branchy_net()
     for encoding in ("direct", "poisson"):
         fast, slow = _both(
             model, x, method="spike-norm", corrections=("bias", "potential"), timesteps=5, encoding=encoding
         )
         same_calibration(fast, slow)
+
+
+def test_what_levels_keep_for_later_levels_is_spikes_as_bits(monkeypatch):
+    """A cheap node read by several levels (the max-pool over spikes that both the residual add
+    and the 1x1 branch read) is computed again in each of them: between levels only bits are
+    kept, never a float tensor of T x samples (ResNet-50: 3 GB a residual edge)."""
+    model, x = _branchy_net()
+    kept = []
+    fire = levelwise.Levelwise.fire
+
+    def spy(self, level, settings):
+        fire(self, level, settings)
+        kept.extend(type(v).__name__ for chunk in self.chunks for v in chunk.stored.values())
+
+    monkeypatch.setattr(levelwise.Levelwise, "fire", spy)
+    onnx2snn.convert(model, x, method="max", corrections=("potential",), timesteps=5)
+    assert kept and set(kept) == {"_Bits"}
+    from onnx2snn.runtime.cut import cut_at_neurons
+
+    snn = onnx2snn.convert(model, x, method="max", corrections=(), timesteps=5)
+    graph, _, node_level = cut_at_neurons(snn, 5)
+    copies = [n for n in graph.nodes if ".at_stage_" in n.name]
+    assert copies and all(n.op != "Conv" for n in copies)
+    assert len({node_level[n.name] for n in graph.nodes if n.op == "MaxPool"}) > 1  # one per reading level
+
+
+def test_a_level_runs_its_stage_once_where_its_currents_fit(monkeypatch):
+    """The statistics pass keeps its currents for the firing pass (CURRENTS_BUDGET), so the
+    stages run once a level; with no room they run twice, and the calibration is the same."""
+    model, x = _branchy_net()
+    runs = []
+    run = levelwise.ort.InferenceSession.run
+    monkeypatch.setattr(
+        levelwise.ort.InferenceSession, "run", lambda self, *a, **k: runs.append(1) or run(self, *a, **k)
+    )
+
+    def convert():
+        runs.clear()
+        snn = onnx2snn.convert(model, x, method="max", corrections=("potential",), timesteps=5, batch_size=70)
+        return snn, len(runs)
+
+    kept, once = convert()
+    monkeypatch.setattr(levelwise, "CURRENTS_BUDGET", 0)
+    again, twice = convert()
+    assert twice > once  # the same ANN passes, stages run again
+    same_calibration(kept, again)
 
 
 def _mlp(depth: int):

@@ -6,7 +6,13 @@ ANN activation ``a`` and its T-step rate-coded value
 
 (the spike count of an IF neuron with reset by subtraction, initial membrane v_init*theta and
 constant input ``a``), per layer or per channel. The error is computed on the activation
-histogram, so it streams like every other statistic."""
+histogram, so it streams like every other statistic.
+
+``q_T`` is a staircase of T + 1 levels, so a candidate's error needs no pass over the bins:
+with running sums of the counts ``w``, ``w a`` and ``w a^2`` over a row's bins, the bins of one
+level ``k`` (a run of bins, found by where the staircase steps) add
+``S2 - 2 q_k S1 + q_k^2 S0``: (T + 1) lookups per row and candidate instead of one term per
+bin (ResNet-50's 22,000 channel rows of 4,096 bins: 145 s before, a few seconds now)."""
 
 from __future__ import annotations
 
@@ -18,22 +24,56 @@ CANDIDATES = 100
 STEP = 0.01
 
 
+def _level(centers_of: np.ndarray, b: np.ndarray, theta: np.ndarray, timesteps: int, v_init: float) -> np.ndarray:
+    """The staircase's (unclipped) level of bin ``b`` [rows, K] for ``theta`` [rows]."""
+    a = centers_of(b)
+    return np.floor(a * timesteps / theta[:, None] + v_init)
+
+
 def mmse_thresholds(hist: Histograms, name: str, timesteps: int, v_init: float) -> np.ndarray:
-    """Per row (layer or channel) of ``hist``: the candidate threshold of least error. Only the
-    bins that hold values count, so the work follows the data, not rows x bins."""
-    counts = hist.counts[name]  # [rows, bins]
-    top = hist.maxima[name]  # [rows]
-    rows, bins = np.nonzero(counts)
-    weight = counts[rows, bins].astype(np.float64)
-    a = hist.centers(name)[rows, bins]
-    top_of = top[rows]
-    best = top.astype(np.float64).copy()
-    best_error = np.full(len(top), np.inf)
+    """Per row (layer or channel) of ``hist``: the candidate threshold of least error."""
+    counts = hist.counts[name].astype(np.float64)  # [rows, bins]
+    top32 = hist.maxima[name]  # [rows]
+    top = top32.astype(np.float64)
+    rows, bins = counts.shape
+    centers = hist.centers(name)  # [rows, bins]
+    width = (top32[:, None] / bins)[:, 0].astype(np.float64)  # as centers() rounds it
+    zero = np.zeros((rows, 1))
+    s0 = np.concatenate([zero, np.cumsum(counts, axis=1)], axis=1)  # sums over bins [0, b)
+    s1 = np.concatenate([zero, np.cumsum(counts * centers, axis=1)], axis=1)
+    s2 = np.concatenate([zero, np.cumsum(counts * centers * centers, axis=1)], axis=1)
+    del counts
+    index = np.arange(rows)[:, None]
+    levels = np.arange(1, timesteps + 1, dtype=np.float64)[None, :]  # the steps into levels 1..T
+
+    def centers_of(b: np.ndarray) -> np.ndarray:
+        return (b + 0.5) * width[:, None]
+
+    best = top.copy()
+    best_error = np.full(rows, np.inf)
     for i in range(CANDIDATES):
-        theta = np.where(top > 0, top * (1.0 - STEP * i), 1.0)
-        t = theta[rows] if len(rows) else top_of
-        q = t / timesteps * np.clip(np.floor(a * timesteps / t + v_init), 0, timesteps)
-        error = np.bincount(rows, weights=weight * (a - q) ** 2, minlength=len(top))
+        theta = np.where(top > 0, top32 * (1.0 - STEP * i), 1.0).astype(np.float64)
+        # first bin at level >= k, for k = 1..T: a guess from the inverse, then moved onto the
+        # exact step of the formula above (floating point can put a bin on either side)
+        safe = np.where(width > 0, width, 1.0)[:, None]
+        guess = np.ceil((levels - v_init) * theta[:, None] / timesteps / safe - 0.5)
+        first = np.clip(guess, 0, bins).astype(np.int64)
+        for _ in range(2):
+            below = first - 1
+            back = (below >= 0) & (_level(centers_of, np.maximum(below, 0), theta, timesteps, v_init) >= levels)
+            first = np.where(back, below, first)
+            ahead = (first < bins) & (
+                _level(centers_of, np.minimum(first, bins - 1), theta, timesteps, v_init) < levels
+            )
+            first = np.where(ahead, first + 1, first)
+        first = np.maximum.accumulate(first, axis=1)
+        edges = np.concatenate([np.zeros((rows, 1), np.int64), first, np.full((rows, 1), bins)], axis=1)
+        q = theta[:, None] / timesteps * np.arange(timesteps + 1)[None, :]  # level k's value (T: clipped)
+        lo, hi = edges[:, :-1], edges[:, 1:]
+        w = s0[index, hi] - s0[index, lo]
+        wa = s1[index, hi] - s1[index, lo]
+        wa2 = s2[index, hi] - s2[index, lo]
+        error = (wa2 - 2.0 * q * wa + q * q * w).sum(axis=1)
         better = error < best_error
         best = np.where(better, theta, best)
         best_error = np.where(better, error, best_error)

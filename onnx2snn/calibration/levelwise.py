@@ -41,10 +41,13 @@ from ..runtime import kernel
 from ..runtime.cut import Cut, cut_at_neurons
 from ..runtime.providers import session_options
 
-DEFAULT_BUDGET = 2 << 30  # bytes for one chunk's stage
+DEFAULT_BUDGET = 1 << 30  # bytes for one chunk's stage
+STORED_BUDGET = (
+    2 << 30
+)  # bytes of stored spikes (and one sample's stage) past which calibration simulates up to each layer
 # bytes of input currents kept from a level's first pass (the statistics) for its second (the
 # firing), so that the stage before it runs once instead of twice where they fit
-CURRENTS_BUDGET = 1 << 30
+CURRENTS_BUDGET = 512 << 20
 
 
 @dataclass
@@ -109,7 +112,7 @@ def why_not(graph: gs.Graph, neurons: Neurons | None = None) -> str:
     return "the model's batch is fixed"
 
 
-def fits(graph: gs.Graph, neurons: Neurons, x: Inputs, budget: int = DEFAULT_BUDGET) -> bool:
+def fits(graph: gs.Graph, neurons: Neurons, x: Inputs, budget: int = STORED_BUDGET) -> bool:
     """Whether level-wise simulation of ``x`` fits in ``budget`` bytes and in what the process
     can still get: the spikes it stores (at most T bits per neuron and sample) and one sample's
     largest stage. Where not (a large T: 512 on the reference CNN), calibration simulates the

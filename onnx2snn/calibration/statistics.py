@@ -20,7 +20,7 @@ BINS = 4096
 # bytes of activations one batch of the statistics pass may return: every activation of a sample
 # is an output of that pass (36 MB a sample for ResNet-50 at 224x224), so the batch shrinks to fit
 # and the pass's memory stays the same whatever the number of calibration images
-STATISTICS_BUDGET = 512 << 20
+STATISTICS_BUDGET = 256 << 20
 
 
 def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:

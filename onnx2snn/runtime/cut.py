@@ -70,17 +70,18 @@ def cut_at_neurons(
 
 
 # operators whose work is that of a layer: computed once, never again for a later reader
-HEAVY = frozenset({"Conv", "ConvTranspose", "ConvInteger", "Gemm", "MatMul", "MatMulInteger", "Einsum", "Scan", "Loop"})
+HEAVY = frozenset({"Conv", "ConvTranspose", "ConvInteger", "Gemm", "MatMul", "MatMulInteger", "Einsum"})
 
 
 def _recomputable(graph: gs.Graph) -> set[str]:
-    """Nodes that are cheap to compute again from what is kept anyway: not HEAVY, and every input
-    a graph input (data, or spikes kept as bits), a constant or such a node's output."""
+    """Nodes that are cheap to compute again from what is kept anyway: not HEAVY, no subgraph
+    (Scan, Loop, If), and every input a graph input (data, or spikes kept as bits), a constant
+    or such a node's output."""
     inputs = {t.name for t in graph.inputs}
     ok: set[str] = set()
     cheap_tensors: set[str] = set()
     for node in graph.toposort().nodes:
-        if node.op in HEAVY or node.attrs.get("body") is not None:
+        if node.op in HEAVY or any(isinstance(v, gs.Graph) for v in node.attrs.values()):
             continue
         if all(
             isinstance(t, gs.Constant) or not t.name or t.name in inputs or t.name in cheap_tensors for t in node.inputs

@@ -110,7 +110,9 @@ def float_row(name: str, train, test) -> dict:
     return row
 
 
-def quantization(models: list[str], bits: list[int], granularity: list[str], samples: int | None = None) -> None:
+def quantization(
+    models: list[str], bits: list[int], granularity: list[str], samples: int | None = None, lr: float | None = None
+) -> None:
     train, test = data()
     bases = {name: float_row(name, train, test) for name in models}
     for b in bits:
@@ -118,11 +120,15 @@ def quantization(models: list[str], bits: list[int], granularity: list[str], sam
             for name in models:
                 base = bases[name]
                 key = f"quantization/{name}/{b}/{g}" + (f"/s{samples}" if samples else "")
+                key += f"/lr{lr:g}" if lr else ""
                 if key in load_results()["rows"]:
                     continue
                 began = time.time()
                 path = MODELS / f"fashion_mnist_{name}.onnx"
-                result = onnx2snn.finetune(path, train, weight_bits=b, channel_wise=g == "channel", samples=samples)
+                options = {"lr": lr} if lr else {}
+                result = onnx2snn.finetune(
+                    path, train, weight_bits=b, channel_wise=g == "channel", samples=samples, **options
+                )
                 ann = result.model
                 snn = convert(ann, train)
                 row = {
@@ -137,6 +143,7 @@ def quantization(models: list[str], bits: list[int], granularity: list[str], sam
                     "snn_bytes": size_of(snn, f"{name}_q{b}_{g}_snn.onnx"),
                     "float_ann_bytes": base["ann_bytes"],
                     "float_snn_bytes": base["snn_bytes"],
+                    "lr": result.record.get("lr"),
                     "storage": sorted({onnx.TensorProto.DataType.Name(t.data_type) for t in ann.graph.initializer}),
                     "epochs": result.log,
                     "seconds": round(time.time() - began),
@@ -301,11 +308,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="spiking: epochs (finetune's SNN default)")
     parser.add_argument("--weight-bits", type=int, default=None, help="spiking: fine-tune 4-bit weights")
     parser.add_argument("--samples", type=int, default=None, help="train on a seeded subset (rows say so)")
+    parser.add_argument("--lr", type=float, default=None, help="quantization: learning rate (rows say so)")
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     models = args.models.split(",")
     if args.part == "quantization":
-        quantization(models, [int(b) for b in args.bits.split(",")], args.granularity.split(","), args.samples)
+        bits = [int(b) for b in args.bits.split(",")]
+        quantization(models, bits, args.granularity.split(","), args.samples, args.lr)
     elif args.part == "spiking":
         spiking(models, [int(t) for t in args.timesteps.split(",")], args.epochs, args.weight_bits, args.samples)
     write_table()

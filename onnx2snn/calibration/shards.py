@@ -61,8 +61,7 @@ class CalibrationShard:
         if num_samples(self.x):
             for acts in AnnOutputs(self.graph, names).stream(self.x, self.batch_size):
                 for name, a in acts.items():
-                    c = row_counts(a, per_channel, maxima[name])
-                    counts[name] = counts[name] + c if name in counts else c
+                    counts[name] = row_counts(a, per_channel, maxima[name], counts.get(name))
         return counts
 
     def ann_sums(self, outputs: list[str]) -> dict[str, ExactSum]:

@@ -132,15 +132,19 @@ def unpack_spikes(bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarra
     return spikes
 
 
-def histogram(a: np.ndarray, per_channel: bool, maxima: np.ndarray, bins: int) -> np.ndarray:
+def histogram(
+    a: np.ndarray, per_channel: bool, maxima: np.ndarray, bins: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """[rows, bins] counts of the positive values of ``a`` [n, C, ...] per channel (or for the
     whole layer) in bins of width max/bins, as calibration/statistics.py's row_counts defines
-    them."""
+    them; added into ``out`` (int64, C-contiguous) where given."""
     a = np.ascontiguousarray(a, dtype=np.float32)
     n = len(a)
     channels = a.shape[1] if per_channel and a.ndim >= 2 else 1
     inner = a.size // max(n * channels, 1)
     top = np.ascontiguousarray(maxima, dtype=np.float32)
-    counts = np.zeros((len(top), bins), np.int64)
+    counts = np.zeros((len(top), bins), np.int64) if out is None else out
+    if counts.shape != (len(top), bins) or counts.dtype != np.int64 or not counts.flags.c_contiguous:
+        raise ValueError(f"the histogram's counts must be a C-contiguous int64 array of shape {(len(top), bins)}")
     _loaded().histogram(a.ctypes.data, n, channels, inner, int(per_channel), top.ctypes.data, counts.ctypes.data, bins)
     return counts

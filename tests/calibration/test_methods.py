@@ -151,3 +151,21 @@ def test_mmse_by_running_sums_picks_the_per_bin_formulas_threshold(timesteps, v_
         expected[r] = maxima[r] * np.float32(1.0 - STEP * int(np.argmin(errors)))
     got = mmse_thresholds(Hist(), "a", timesteps, v_init)
     assert np.array_equal(got.astype(np.float32), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_counts_added_batch_by_batch_are_the_counts_of_all_the_data(per_channel, monkeypatch):
+    """The statistics pass adds each batch's counts into one array (kernel or numpy): the same
+    counts as one pass over all the data, and the same in either implementation."""
+    from onnx2snn.calibration import statistics
+    from onnx2snn.runtime import kernel
+
+    a = np.random.default_rng(0).normal(size=(12, 5, 3, 3)).astype(np.float32)
+    top = statistics.row_maxima(a, per_channel)
+    whole = statistics.row_counts(a, per_channel, top)
+    out = statistics.row_counts(a[:7], per_channel, top)
+    assert statistics.row_counts(a[7:], per_channel, top, out) is out
+    assert np.array_equal(out, whole) and whole.sum() == (a > 0).sum()
+    monkeypatch.setattr(kernel, "available", lambda: False)
+    out = statistics.row_counts(a[:7], per_channel, top)
+    assert np.array_equal(statistics.row_counts(a[7:], per_channel, top, out), whole)

@@ -230,14 +230,15 @@ class Levelwise:
 
     def _per_sample_bytes(self, graph: gs.Graph, x: dict[str, np.ndarray]) -> int:
         """A conservative size of one sample's largest stage: every state-sized tensor over T
-        steps, four times (the stage's input, output and onnxruntime's working copies)."""
+        steps, eight times (the stage's inputs unpacked from bits, its outputs, onnxruntime's
+        working copies and the spikes the kernel writes: ResNet-50's residual stage used seven)."""
         sizes = [
             int(np.prod(t.shape[1:]))
             for t in graph.tensors().values()
             if t.shape and all(isinstance(d, int) for d in t.shape[1:])
         ]
         biggest = max(sizes + [int(np.prod(a.shape[1:])) for a in x.values()])
-        return 4 * 4 * self.neurons.timesteps * biggest
+        return 8 * 4 * self.neurons.timesteps * biggest
 
     def layers_at(self, level: int) -> list[str]:
         return [name for name, cut in self.cuts.items() if cut.level == level]

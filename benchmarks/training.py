@@ -157,7 +157,12 @@ def quantization(
 
 
 def spiking(
-    models: list[str], timesteps: list[int], epochs: int | None, bits: int | None, samples: int | None = None
+    models: list[str],
+    timesteps: list[int],
+    epochs: int | None,
+    bits: int | None,
+    samples: int | None = None,
+    lr: float | None = None,
 ) -> None:
     train, test = data()
     bases = {name: float_row(name, train, test) for name in models}
@@ -169,13 +174,15 @@ def spiking(
             if default_key not in load_results()["rows"]:
                 default = convert(onnx.load(str(path)), train)
                 save_row(default_key, {"model": name, "snn": snn_accuracy(default, test, DEFAULT_TIMESTEPS)})
-            key = f"spiking/{name}/{t}" + (f"/q{bits}" if bits else "") + (f"/s{samples}" if samples else "")
+            key = f"spiking/{name}/{t}" + (f"/q{bits}" if bits else "") + (f"/lr{lr:g}" if bits and lr else "")
+            key += f"/s{samples}" if samples else ""
             if key in load_results()["rows"]:
                 continue
             began = time.time()
             ann = onnx.load(str(path))
             if bits:
-                ann = onnx2snn.finetune(path, train, weight_bits=bits, channel_wise=True).model
+                quantize = {"lr": lr} if lr else {}
+                ann = onnx2snn.finetune(path, train, weight_bits=bits, channel_wise=True, **quantize).model
             snn = convert(ann, train, timesteps=t)
             before = snn_accuracy(snn, test, [t])[str(t)]
             options = {"epochs": epochs} if epochs else {}
@@ -186,6 +193,7 @@ def spiking(
                 "model": name,
                 "timesteps": t,
                 "weight_bits": bits,
+                "quantization_lr": lr if bits else None,
                 "samples": result.record["samples"],
                 "ann": base["ann"] if not bits else accuracy(ann, test),
                 "float_ann": base["ann"],
@@ -217,14 +225,21 @@ def _find(rows: dict, key: str) -> dict | None:
     return rows[subsets[0]] if subsets else None
 
 
+def _variants(rows: dict, key: str) -> list[dict]:
+    """Every row of ``key``: on the whole training set first, then on subsets or other settings."""
+    return [rows[k] for k in sorted(rows, key=lambda k: (k != key, k)) if k == key or k.startswith(key + "/")]
+
+
 def _training(r: dict) -> str:
     epochs = len(r["epochs"])
     samples = r.get("samples") or 60000
-    return f"{epochs} epoch{'s' * (epochs != 1)}" + ("" if samples == 60000 else f" on {samples:,} samples")
+    text = f"{epochs} epoch{'s' * (epochs != 1)}" + ("" if samples == 60000 else f" on {samples:,} samples")
+    lr = r.get("lr")
+    return text + (f", lr {lr:g}" if lr is not None and r["key"].rsplit("/", 1)[-1].startswith("lr") else "")
 
 
 def table() -> str:
-    rows = load_results()["rows"]
+    rows = {key: {**row, "key": key} for key, row in load_results()["rows"].items()}
     lines = ["### Weight quantization (straight-through fine-tuning, then convert's defaults)", ""]
     lines += [
         "| model | weights | fine-tuning | ANN (vs float) | SNN T=16 | SNN - ANN | ANN file | SNN artifact "
@@ -242,16 +257,14 @@ def table() -> str:
         )
         for bits in (8, 4, 3, 2):
             for g in ("channel", "layer"):
-                r = _find(rows, f"quantization/{name}/{bits}/{g}")
-                if not r:
-                    continue
-                epoch = np.mean([e["seconds"] for e in r["epochs"]])
-                lines.append(
-                    f"| `{name}` | {bits}-bit per {g} | {_training(r)} | {pct(r['ann'])} "
-                    f"({100 * (r['ann'] - r['float_ann']):+.2f}) | {pct(r['snn']['16'])} | "
-                    f"{100 * (r['snn']['16'] - r['ann']):+.2f} | {r['ann_bytes'] / r['float_ann_bytes']:.3f}x | "
-                    f"{r['snn_bytes'] / r['float_snn_bytes']:.3f}x | {epoch:.0f} |"
-                )
+                for r in _variants(rows, f"quantization/{name}/{bits}/{g}"):
+                    epoch = np.mean([e["seconds"] for e in r["epochs"]])
+                    lines.append(
+                        f"| `{name}` | {bits}-bit per {g} | {_training(r)} | {pct(r['ann'])} "
+                        f"({100 * (r['ann'] - r['float_ann']):+.2f}) | {pct(r['snn']['16'])} | "
+                        f"{100 * (r['snn']['16'] - r['ann']):+.2f} | {r['ann_bytes'] / r['float_ann_bytes']:.3f}x | "
+                        f"{r['snn_bytes'] / r['float_snn_bytes']:.3f}x | {epoch:.0f} |"
+                    )
     for data_set, ann, snn in ORIGINAL:
         lines.append(
             f"| original script, {data_set} (published) | 4-bit per layer (its default) | 5 epochs | {ann} | {snn} "
@@ -276,8 +289,9 @@ def table() -> str:
             )
     for key, r in sorted(rows.items()):
         if key.startswith("spiking/") and r.get("weight_bits"):
+            qlr = f", lr {r['quantization_lr']:g}" if r.get("quantization_lr") else ""
             lines.append(
-                f"| `{r['model']}`, {r['weight_bits']}-bit weights ({pct(r['ann'])}) | {r['timesteps']} | | "
+                f"| `{r['model']}`, {r['weight_bits']}-bit weights{qlr} ({pct(r['ann'])}) | {r['timesteps']} | | "
                 f"{pct(r['before'])} | **{pct(r['after'])}** | {100 * (r['after'] - r['ann']):+.2f} | "
                 f"{_training(r)} | | {' / '.join(f'{s:.0f}' for s in r['epoch_seconds'])} |"
             )
@@ -308,7 +322,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="spiking: epochs (finetune's SNN default)")
     parser.add_argument("--weight-bits", type=int, default=None, help="spiking: fine-tune 4-bit weights")
     parser.add_argument("--samples", type=int, default=None, help="train on a seeded subset (rows say so)")
-    parser.add_argument("--lr", type=float, default=None, help="quantization: learning rate (rows say so)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="the quantization's learning rate (spiking: with --weight-bits)"
+    )
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     models = args.models.split(",")
@@ -316,7 +332,8 @@ def main() -> None:
         bits = [int(b) for b in args.bits.split(",")]
         quantization(models, bits, args.granularity.split(","), args.samples, args.lr)
     elif args.part == "spiking":
-        spiking(models, [int(t) for t in args.timesteps.split(",")], args.epochs, args.weight_bits, args.samples)
+        steps = [int(t) for t in args.timesteps.split(",")]
+        spiking(models, steps, args.epochs, args.weight_bits, args.samples, args.lr)
     write_table()
 
 

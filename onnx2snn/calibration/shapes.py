@@ -28,7 +28,7 @@ def resolve_shapes(graph: gs.Graph, sample: Inputs) -> gs.Graph:
     batch = static if isinstance(static, int) else PROBE
     arrays = sample if isinstance(sample, dict) else {graph.inputs[0].name: sample}
     x = {name: np.resize(a, (batch,) + a.shape[1:]).astype(np.float32) for name, a in arrays.items()}
-    values = next(stream_activations(graph, [t.name for t in holes], x, batch))
+    values = next(stream_activations(graph, [t.name for t in holes], x, batch, exact=True))
     for t in holes:
         actual = values[t.name].shape
         inferred = list(t.shape) if t.shape is not None and len(t.shape) == len(actual) else [None] * len(actual)

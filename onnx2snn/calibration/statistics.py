@@ -63,21 +63,23 @@ class AnnOutputs:
         """``batch_size``, smaller where its activations would pass STATISTICS_BUDGET."""
         return max(1, min(batch_size, STATISTICS_BUDGET // max(self.sample_bytes, 1)))
 
-    def stream(self, x: Inputs, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    def stream(self, x: Inputs, batch_size: int, exact: bool = False) -> Iterator[dict[str, np.ndarray]]:
         """The named tensors, batch by batch (at most ``batch_size`` samples a batch, fewer
-        where their activations would pass STATISTICS_BUDGET)."""
-        for batch, n in batches(check_inputs(x, self.specs), self.batch_for(batch_size), self.static):
+        where their activations would pass STATISTICS_BUDGET; exactly ``batch_size`` where
+        ``exact``: a probe whose batch axis is told by its size)."""
+        size = batch_size if exact else self.batch_for(batch_size)
+        for batch, n in batches(check_inputs(x, self.specs), size, self.static):
             with onnxruntime_errors("the ANN"):
                 values = self.session.run(self.names, batch)
             yield {name: value[:n] for name, value in zip(self.names, values)}
 
 
 def stream_activations(
-    graph: gs.Graph, names: list[str], x: Inputs, batch_size: int
+    graph: gs.Graph, names: list[str], x: Inputs, batch_size: int, exact: bool = False
 ) -> Iterator[dict[str, np.ndarray]]:
     """Run the ANN ``graph`` on ``x`` (an array, or a dict by input name) batch by batch;
-    yield the named tensors of each batch."""
-    yield from AnnOutputs(graph, names).stream(x, batch_size)
+    yield the named tensors of each batch (``exact``: batches of ``batch_size``, see stream)."""
+    yield from AnnOutputs(graph, names).stream(x, batch_size, exact)
 
 
 def check_finite(name: str, a: np.ndarray) -> None:

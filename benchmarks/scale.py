@@ -63,19 +63,21 @@ def _model(name: str) -> Path:
     return realsize.build(name, WORK / "models", _data("train", CALIBRATION))
 
 
-def child_convert(name: str, method: str) -> dict:
+def child_convert(name: str, method: str, images: str = str(CALIBRATION)) -> dict:
     import onnx2snn
 
-    x = _data("train", CALIBRATION)
+    x = _data("train", int(images))
+    _model(name)  # built (and the images made) before the peak is reset: the peak is the conversion's
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here on (Linux)
     options = {} if method == "default" else {"method": method}
     if method.startswith("spike-norm") or method in ("max", "percentile:99.99"):
         options["corrections"] = ()
     start = time.perf_counter()
     snn = onnx2snn.convert(_model(name), x, **options)
     seconds = time.perf_counter() - start
-    if method == "default":
+    if method == "default" and int(images) == CALIBRATION:
         snn.save(WORK / f"{name}_snn.onnx")
-    return {"seconds": seconds, "peak_mb": _hwm_mb(), "layers": len(snn.layers)}
+    return {"seconds": seconds, "peak_mb": _hwm_mb(), "layers": len(snn.layers), "data_mb": x.nbytes / 2**20}
 
 
 def child_speed(name: str) -> dict:
@@ -112,7 +114,8 @@ def child_agreement(name: str) -> dict:
     }
 
 
-CHILDREN = {"convert": child_convert, "speed": child_speed, "agreement": child_agreement}
+CHILDREN = {"convert": child_convert, "images": child_convert, "speed": child_speed, "agreement": child_agreement}
+IMAGES = (64, 256, 1024)  # calibration images, for the memory against the number of images
 
 
 def run_child(kind: str, *args: str) -> dict:
@@ -123,6 +126,11 @@ def run_child(kind: str, *args: str) -> dict:
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _time_and_peak(c: dict | None) -> str:
+    """A conversion's cell: 'seconds / peak MB', its error, or 'not measured'."""
+    return "not measured" if c is None else c.get("error", f"{c['seconds']:.0f} / {c['peak_mb']:,.0f}")
 
 
 def table(results: dict) -> str:
@@ -137,12 +145,17 @@ def table(results: dict) -> str:
         "| model | " + " | ".join(f"`{m}`" for m in METHODS) + " |",
         "|---|" + "---|" * len(METHODS),
     ]
+    notes: list[str] = []
     for name, r in results.items():
         cells = []
         for m in METHODS:
             c = r.get("convert", {}).get(m)
-            cells.append("" if c is None else c.get("error", f"{c['seconds']:.0f} / {c['peak_mb']:,.0f}"))
+            cells.append(_time_and_peak(c))
+            if c and c.get("note"):
+                notes.append(c["note"])
+                cells[-1] += f" ({len(notes)})"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"({i}) {note}" for i, note in enumerate(notes, 1)] if notes else []
     lines += [
         "",
         f"## Simulation (default artifact), T = {SPEED[0]}, batch {SPEED[1]}",
@@ -163,6 +176,21 @@ def table(results: dict) -> str:
             f"| {cell(unrolled, 'images_per_s', '{:.1f}')} | {cell(unrolled, 'peak_mb', '{:,.0f}')} "
             f"| {cell(a, 'agreement', '{:.3f}')} | {cell(a, 'relative_error', '{:.3f}')} |"
         )
+    sweeps = {name: r["images"] for name, r in results.items() if r.get("images")}
+    if sweeps:
+        lines += [
+            "",
+            "## Conversion against the number of calibration images: wall time (s) / peak memory (MB)",
+            "",
+            "The peak includes the calibration images themselves (3x224x224 float32: 0.6 MB an image).",
+            "",
+            "| model | method | " + " | ".join(f"{n} images" for n in IMAGES) + " |",
+            "|---|---|" + "---|" * len(IMAGES),
+        ]
+        for name, sweep in sweeps.items():
+            for method in dict.fromkeys(key.split("@")[0] for key in sweep):
+                cells = [_time_and_peak(sweep.get(f"{method}@{n}")) for n in IMAGES]
+                lines.append(f"| {name} | `{method}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -187,6 +215,11 @@ def main() -> None:
             for method in args.methods.split(","):
                 r.setdefault("convert", {})[method] = run_child("convert", name, method)
                 print(name, method, r["convert"][method], flush=True)
+        if "images" in kinds:
+            for method in args.methods.split(","):
+                for n in IMAGES:
+                    r.setdefault("images", {})[f"{method}@{n}"] = run_child("images", name, method, str(n))
+                    print(name, method, n, r["images"][f"{method}@{n}"], flush=True)
         for kind in ("speed", "agreement"):
             if kind in kinds:
                 r[kind] = run_child(kind, name)

@@ -152,8 +152,8 @@ def table(results: dict) -> str:
             c = r.get("convert", {}).get(m)
             cells.append(_time_and_peak(c))
             if c and c.get("note"):
-                notes.append(c["note"])
-                cells[-1] += f" ({len(notes)})"
+                notes += [c["note"]] if c["note"] not in notes else []
+                cells[-1] += f" ({notes.index(c['note']) + 1})"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [""] + [f"({i}) {note}" for i, note in enumerate(notes, 1)] if notes else []
     lines += [

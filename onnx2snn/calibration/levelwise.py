@@ -42,9 +42,8 @@ from ..runtime.cut import Cut, cut_at_neurons
 from ..runtime.providers import session_options
 
 DEFAULT_BUDGET = 1 << 30  # bytes for one chunk's stage
-STORED_BUDGET = (
-    2 << 30
-)  # bytes of stored spikes (and one sample's stage) past which calibration simulates up to each layer
+# bytes of stored spikes (and one sample's stage) past which calibration simulates up to each layer
+STORED_BUDGET = 2 << 30
 # bytes of input currents kept from a level's first pass (the statistics) for its second (the
 # firing), so that the stage before it runs once instead of twice where they fit
 CURRENTS_BUDGET = 512 << 20
@@ -282,10 +281,8 @@ class Levelwise:
             for layer in names:
                 current = self.cuts[layer].current
                 currents[layer] = values[current] if current in values else self._value(chunk, current)
-            size = sum(c.nbytes for c in currents.values())
-            if stage is not None and size + sum(c.nbytes for k in self._kept.values() for c in k.values()) <= (
-                CURRENTS_BUDGET
-            ):
+            kept = sum(c.nbytes for k in self._kept.values() for c in k.values())
+            if stage is not None and kept + sum(c.nbytes for c in currents.values()) <= CURRENTS_BUDGET:
                 self._kept[level, i] = currents
             yield chunk, currents
 

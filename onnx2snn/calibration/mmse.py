@@ -24,12 +24,6 @@ CANDIDATES = 100
 STEP = 0.01
 
 
-def _level(centers_of: np.ndarray, b: np.ndarray, theta: np.ndarray, timesteps: int, v_init: float) -> np.ndarray:
-    """The staircase's (unclipped) level of bin ``b`` [rows, K] for ``theta`` [rows]."""
-    a = centers_of(b)
-    return np.floor(a * timesteps / theta[:, None] + v_init)
-
-
 def mmse_thresholds(hist: Histograms, name: str, timesteps: int, v_init: float) -> np.ndarray:
     """Per row (layer or channel) of ``hist``: the candidate threshold of least error."""
     counts = hist.counts[name].astype(np.float64)  # [rows, bins]
@@ -45,9 +39,11 @@ def mmse_thresholds(hist: Histograms, name: str, timesteps: int, v_init: float) 
     del counts
     index = np.arange(rows)[:, None]
     levels = np.arange(1, timesteps + 1, dtype=np.float64)[None, :]  # the steps into levels 1..T
+    safe = np.where(width > 0, width, 1.0)[:, None]
 
-    def centers_of(b: np.ndarray) -> np.ndarray:
-        return (b + 0.5) * width[:, None]
+    def level(b: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """The staircase's (unclipped) level of bins ``b`` [rows, T] for ``theta`` [rows]."""
+        return np.floor(centers[index, b] * timesteps / theta[:, None] + v_init)
 
     best = top.copy()
     best_error = np.full(rows, np.inf)
@@ -55,16 +51,13 @@ def mmse_thresholds(hist: Histograms, name: str, timesteps: int, v_init: float) 
         theta = np.where(top > 0, top32 * (1.0 - STEP * i), 1.0).astype(np.float64)
         # first bin at level >= k, for k = 1..T: a guess from the inverse, then moved onto the
         # exact step of the formula above (floating point can put a bin on either side)
-        safe = np.where(width > 0, width, 1.0)[:, None]
         guess = np.ceil((levels - v_init) * theta[:, None] / timesteps / safe - 0.5)
         first = np.clip(guess, 0, bins).astype(np.int64)
         for _ in range(2):
             below = first - 1
-            back = (below >= 0) & (_level(centers_of, np.maximum(below, 0), theta, timesteps, v_init) >= levels)
+            back = (below >= 0) & (level(np.maximum(below, 0), theta) >= levels)
             first = np.where(back, below, first)
-            ahead = (first < bins) & (
-                _level(centers_of, np.minimum(first, bins - 1), theta, timesteps, v_init) < levels
-            )
+            ahead = (first < bins) & (level(np.minimum(first, bins - 1), theta) < levels)
             first = np.where(ahead, first + 1, first)
         first = np.maximum.accumulate(first, axis=1)
         edges = np.concatenate([np.zeros((rows, 1), np.int64), first, np.full((rows, 1), bins)], axis=1)

@@ -65,9 +65,10 @@ def _layout(step_shape: tuple[int, ...], theta: np.ndarray) -> tuple[int, int, i
     return n * channels, channels, inner, int(theta.size > 1)
 
 
-def _float32(array: np.ndarray, shape: tuple[int, ...]) -> None:
-    if array.dtype != np.float32 or not array.flags["C_CONTIGUOUS"] or array.shape != shape:
-        raise ValueError(f"the kernel's buffers must be C-contiguous float32 arrays of shape {shape}")
+def _buffer(array: np.ndarray, shape: tuple[int, ...], dtype: type = np.float32) -> None:
+    if array.dtype != dtype or not array.flags["C_CONTIGUOUS"] or array.shape != shape:
+        name = np.dtype(dtype).name
+        raise ValueError(f"the kernel's buffers must be C-contiguous {name} arrays of shape {shape}")
 
 
 def if_scan(
@@ -99,7 +100,7 @@ class Stepper:
         self, x: np.ndarray, spikes: np.ndarray, membrane: np.ndarray, threshold: np.ndarray, reset_to_zero: bool
     ):
         for array in (x, spikes, membrane):
-            _float32(array, x.shape)
+            _buffer(array, x.shape)
         theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
         rows, channels, inner, mode = _layout(x.shape, theta)
         self._keep = (x, spikes, membrane, theta)  # the pointers below stay valid while these live
@@ -144,7 +145,6 @@ def histogram(
     inner = a.size // max(n * channels, 1)
     top = np.ascontiguousarray(maxima, dtype=np.float32)
     counts = np.zeros((len(top), bins), np.int64) if out is None else out
-    if counts.shape != (len(top), bins) or counts.dtype != np.int64 or not counts.flags.c_contiguous:
-        raise ValueError(f"the histogram's counts must be a C-contiguous int64 array of shape {(len(top), bins)}")
+    _buffer(counts, (len(top), bins), np.int64)
     _loaded().histogram(a.ctypes.data, n, channels, inner, int(per_channel), top.ctypes.data, counts.ctypes.data, bins)
     return counts

@@ -92,10 +92,10 @@ def size_of(model, name: str) -> int:
     return path.stat().st_size
 
 
-def float_row(name: str, train, test) -> dict:
+def float_row(name: str, train, test, fresh: bool = False) -> dict:
     key = f"float/{name}"
     results = load_results()["rows"]
-    if key in results:
+    if key in results and not fresh:
         return results[key]
     ann = onnx.load(str(MODELS / f"fashion_mnist_{name}.onnx"))
     snn = convert(ann, train)
@@ -111,17 +111,22 @@ def float_row(name: str, train, test) -> dict:
 
 
 def quantization(
-    models: list[str], bits: list[int], granularity: list[str], samples: int | None = None, lr: float | None = None
+    models: list[str],
+    bits: list[int],
+    granularity: list[str],
+    samples: int | None = None,
+    lr: float | None = None,
+    fresh: bool = False,
 ) -> None:
     train, test = data()
-    bases = {name: float_row(name, train, test) for name in models}
+    bases = {name: float_row(name, train, test, fresh) for name in models}
     for b in bits:
         for g in granularity:
             for name in models:
                 base = bases[name]
                 key = f"quantization/{name}/{b}/{g}" + (f"/s{samples}" if samples else "")
                 key += f"/lr{lr:g}" if lr else ""
-                if key in load_results()["rows"]:
+                if key in load_results()["rows"] and not fresh:
                     continue
                 began = time.time()
                 path = MODELS / f"fashion_mnist_{name}.onnx"
@@ -325,12 +330,15 @@ def main() -> None:
     parser.add_argument(
         "--lr", type=float, default=None, help="the quantization's learning rate (spiking: with --weight-bits)"
     )
+    parser.add_argument(
+        "--fresh", action="store_true", help="quantization: measure the rows (and their float row) again"
+    )
     args = parser.parse_args()
     WORK.mkdir(exist_ok=True)
     models = args.models.split(",")
     if args.part == "quantization":
         bits = [int(b) for b in args.bits.split(",")]
-        quantization(models, bits, args.granularity.split(","), args.samples, args.lr)
+        quantization(models, bits, args.granularity.split(","), args.samples, args.lr, args.fresh)
     elif args.part == "spiking":
         steps = [int(t) for t in args.timesteps.split(",")]
         spiking(models, steps, args.epochs, args.weight_bits, args.samples, args.lr)

@@ -29,11 +29,17 @@ how to drive it. This module is the artifact's contract; the runtime reads nothi
   ``inputs``  one per data input: ``name``, ``shape`` (None for a free axis), ``encoding``,
               and ``sequence: true`` where the input is a sequence [N, T, ...] fed one slice a
               step (``shape`` is a slice's);
+  ``report``  the conversion report's rows for the ANN nodes conversion changed (converted,
+              folded, removed, moved, ...): ``node``, ``op``, ``fate``, ``detail``; every other
+              node of the ANN was kept as it is and stands in the graph under its own name
+              (older artifacts list those rows too; ``SNNModel.report`` has them all right
+              after a conversion);
   and ``batch``, ``outputs``, ``output_activations``, ``decode``, ``encoding``, ``timesteps``
   (0 with a sequence input: as many steps as the sequence holds), ``reset``, ``v_init``,
   ``spike_mode`` (``multi``: MultiSpikeIF neurons; ``single`` where absent), ``calibration``,
-  ``preprocessing``, ``report``; a graph read from NIR has ``source: "nir"`` and ``nir``
-  (``dt``, ``version``, ``file``) instead of a calibration.
+  ``preprocessing``; a graph read from NIR has ``source: "nir"`` and ``nir`` (``dt``,
+  ``version``, ``file``) instead of a calibration. The JSON is written without spaces: on a small
+  model the metadata is a visible part of the file.
 
 Older formats are read by upgrading them on load (``_upgrade``): format 1 named the correction
 and pool nodes by convention only; format 2 had one ``input``, a batch symbol per exporter
@@ -80,6 +86,11 @@ OPTIONAL: dict[str, Any] = {
     "preprocessing": {},
     "report": [],
 }
+
+
+def metadata_text(metadata: dict[str, Any]) -> str:
+    """The metadata as stored in ``metadata_props``: compact JSON."""
+    return json.dumps(metadata, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -158,7 +169,7 @@ def attach_neuron(model: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.Mode
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     metadata = {"format": FORMAT, "version": __version__, **metadata}
-    model.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=json.dumps(metadata)))
+    model.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=metadata_text(metadata)))
     return model
 
 
@@ -266,7 +277,7 @@ def _upgrade_graph(proto: onnx.ModelProto, metadata: dict[str, Any]) -> onnx.Mod
     metadata["format"] = FORMAT
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:
-            prop.value = json.dumps(metadata)
+            prop.value = metadata_text(metadata)
     return model
 
 
@@ -276,6 +287,7 @@ class SNNModel:
     def __init__(self, proto: onnx.ModelProto, source: str | None = None):
         self.proto = proto
         self.source = source
+        self.conversion_report: list[dict[str, str]] | None = None  # every ANN node: set by convert
         entry = next((p.value for p in proto.metadata_props if p.key == METADATA_KEY), None)
         if entry is None:
             raise ModelError(f"{self._name}: not an onnx2snn artifact (no '{METADATA_KEY}' metadata)")
@@ -310,9 +322,15 @@ class SNNModel:
         """Write ``metadata`` (after a change) back into the model."""
         for prop in self.proto.metadata_props:
             if prop.key == METADATA_KEY:
-                prop.value = json.dumps(self.metadata)
+                prop.value = metadata_text(self.metadata)
 
     # --- what the metadata says -------------------------------------------------------
+    @property
+    def report(self) -> list[dict[str, str]]:
+        """The conversion report: every ANN node right after ``convert``; for an artifact read
+        from a file, the rows the metadata keeps (the nodes conversion changed)."""
+        return self.conversion_report if self.conversion_report is not None else self.metadata["report"]
+
     @property
     def layers(self) -> list[dict[str, Any]]:
         """One entry per neuron layer (see the module docstring)."""

@@ -15,7 +15,6 @@ Calibration methods that simulate the SNN built so far (Spike-Norm, the correcti
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,15 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .artifact import METADATA_KEY, SNNModel, add_initial_membranes, attach_neuron, batch_symbol, name_batch
+from .artifact import (
+    METADATA_KEY,
+    SNNModel,
+    add_initial_membranes,
+    attach_neuron,
+    batch_symbol,
+    metadata_text,
+    name_batch,
+)
 from .errors import ConversionError
 from .graph import export_model, import_graph, reached_from, shape_of
 from .neuron import DOMAIN, OP_TYPE, Corrections, Neurons, start_membrane
@@ -147,7 +154,7 @@ def inline(snn: SNNModel, check: bool = True) -> SNNModel:
     proto.doc_string = snn.proto.doc_string
     proto.metadata_props.extend(p for p in snn.proto.metadata_props if p.key != METADATA_KEY)
     metadata = {**snn.metadata, "inlined": True}
-    proto.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=json.dumps(metadata)))
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=metadata_text(metadata)))
     if check:
         try:
             onnx.checker.check_model(proto, full_check=True)

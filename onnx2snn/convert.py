@@ -250,7 +250,8 @@ def package_step(c: Conversion) -> None:
         c.report.mark(layer["node"], "converted", f"IF neuron, threshold {theta}")
     for pool in snn.pools:
         c.report.mark(pool["node"], "converted", "spiking max-pool over the accumulated input")
-    snn.metadata["report"] = c.report.rows()
+    snn.conversion_report = c.report.rows()
+    snn.metadata["report"] = [row for row in snn.conversion_report if row["fate"] != "kept"]  # the graph shows the rest
     snn.commit_metadata()
     snn.proto.producer_name = c.ann.producer_name or "onnx2snn"
     c.snn = snn

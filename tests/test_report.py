@@ -14,9 +14,9 @@ from onnx2snn.tools.main import main
 from tests.helpers import const, make_model, tensor
 
 
-def test_report_of_a_conversion(digits_cnn, digits):
+def test_report_of_a_conversion(digits_cnn, digits, tmp_path):
     snn = onnx2snn.convert(digits_cnn, digits[0][:100])
-    fates = {row["node"]: (row["op"], row["fate"]) for row in snn.metadata["report"]}
+    fates = {row["node"]: (row["op"], row["fate"]) for row in snn.report}
     assert {(op, fate) for op, fate in fates.values()} >= {
         ("Conv", "kept"),
         ("BatchNormalization", "folded"),
@@ -24,8 +24,13 @@ def test_report_of_a_conversion(digits_cnn, digits):
         ("Gemm", "kept"),
     }
     assert set(fates) == {n.name for n in digits_cnn.graph.node}  # every node of the ANN, by name
-    converted = [r for r in snn.metadata["report"] if r["fate"] == "converted"]
+    converted = [r for r in snn.report if r["fate"] == "converted"]
     assert len(converted) == 3 and all("threshold" in r["detail"] for r in converted)
+    # the artifact keeps the rows of the nodes conversion changed; the kept ones are in its graph
+    stored = onnx2snn.load(snn.save(tmp_path / "snn.onnx")).report
+    assert stored == [r for r in snn.report if r["fate"] != "kept"] and len(stored) < len(snn.report)
+    graph = {n.name: n.op_type for n in snn.proto.graph.node}
+    assert all(graph[r["node"]] == r["op"] for r in snn.report if r["fate"] == "kept")
 
 
 def two_bad_activations():

@@ -142,7 +142,7 @@ class Convert:
             raise
         path = snn.save(args.output)
         if args.report:
-            onnx2snn.write_report(snn.metadata["report"], args.report)
+            onnx2snn.write_report(snn.report, args.report)
         cal = snn.metadata["calibration"]
         kind = "MultiSpikeIF" if snn.metadata.get("spike_mode") == "multi" else "IF"
         print(

@@ -78,7 +78,8 @@ class Inspect:
         for pool in snn.pools:
             print(f"    {pool['node']}  [MaxPool on spikes]  states {pool['accumulated']}, {pool['pooled']}")
         if meta.get("report"):
-            print("\n  conversion report:")
+            whole = any(r["fate"] == "kept" for r in meta["report"])  # older artifacts list every node
+            print("\n  conversion report:" if whole else "\n  conversion report (every other node kept as it is):")
             print("\n".join("    " + line for line in format_report(meta["report"]).splitlines()))
         return 0
 

@@ -265,27 +265,36 @@ def main() -> None:
         print(json.dumps(CHILDREN[kind](*rest)))
         return
     path = RESULTS / "scale.json"
-    results = json.loads(path.read_text()) if args.merge and path.exists() else {}
     kinds = args.only or list(CHILDREN)
+    measured: dict[str, dict] = {}  # what this run measured, by model
     for name in args.models.split(","):
-        r = results.setdefault(name, {})
+        new = measured.setdefault(name, {})
         if "convert" in kinds:
             for method in args.methods.split(","):
-                r.setdefault("convert", {})[method] = run_child("convert", name, method)
-                print(name, method, r["convert"][method], flush=True)
+                new.setdefault("convert", {})[method] = run_child("convert", name, method)
+                print(name, method, new["convert"][method], flush=True)
         if "images" in kinds:
             for method in args.methods.split(","):
                 for n in IMAGES:
-                    r.setdefault("images", {})[f"{method}@{n}"] = run_child("images", name, method, str(n))
-                    print(name, method, n, r["images"][f"{method}@{n}"], flush=True)
+                    new.setdefault("images", {})[f"{method}@{n}"] = run_child("images", name, method, str(n))
+                    print(name, method, n, new["images"][f"{method}@{n}"], flush=True)
         if "speed" in kinds:
-            r["speed"] = run_child("speed", name)
-            print(name, "speed", r["speed"], flush=True)
+            new["speed"] = run_child("speed", name)
+            print(name, "speed", new["speed"], flush=True)
         if "agreement" in kinds:
             for artifact in args.agreement.split(","):
                 key = "agreement" if artifact == "default" else f"agreement_{artifact}"
-                r[key] = run_child("agreement", name, artifact)
-                print(name, key, r[key], flush=True)
+                new[key] = run_child("agreement", name, artifact)
+                print(name, key, new[key], flush=True)
+        # read again just before writing: another run may have merged its models meanwhile
+        results = json.loads(path.read_text()) if args.merge and path.exists() else {}
+        for model, values in measured.items():
+            r = results.setdefault(model, {})
+            for key, value in values.items():
+                if key in ("convert", "images"):
+                    r.setdefault(key, {}).update(value)
+                else:
+                    r[key] = value
         RESULTS.mkdir(exist_ok=True)
         path.write_text(json.dumps(results, indent=2) + "\n")
         (RESULTS / "scale.md").write_text(table(results))

@@ -5,7 +5,9 @@ pass over its neurons, every buffer allocated once per batch size and bound with
 In onnxruntime a neuron is five elementwise operators, each a full pass over the membrane
 (about twelve tensor reads and writes per neuron per step); the kernel reads the current and
 the membrane and writes the spikes and the membrane once (four). The arithmetic is the
-artifact's, so outputs are bit-identical to the ONNX step form. Used by SNNSession on the CPU
+artifact's, so outputs are bit-identical to the ONNX step form. Where onnxruntime has a
+blocked channel layout the stages and the kernel pass convolutional layers in it (blocked.py,
+``layout == "blocked"``), saving the layout conversions at every neuron. Used by SNNSession on the CPU
 provider when the kernel is built (``session.neurons == "compiled"``)."""
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import onnx2snn.runtime.kernel as kernel
 
 from ..artifact import SNNModel, State
 from ..neuron import OP_TYPE
-from .stages import levels, split_stages
+from . import blocked
+from .stages import Stage, levels, split_stages
 
 
 class NotCompilable(Exception):
@@ -37,6 +40,7 @@ class _Neuron:
     state: State
     threshold: np.ndarray
     level: int = 0
+    channels: int = 0  # > 0: its current and spikes are in the blocked layout, of this many channels
 
 
 def _shape(tensor: gs.Tensor) -> tuple[int, ...]:
@@ -57,7 +61,8 @@ class CompiledSteps:
         snn: SNNModel,
         states: list[State],
         read: list[str],
-        make_session: Callable[[onnx.ModelProto], ort.InferenceSession],
+        make_session: Callable[..., ort.InferenceSession],
+        layout: str = "auto",
     ):
         if not kernel.available():
             raise NotCompilable(kernel.why_unavailable())
@@ -94,10 +99,69 @@ class CompiledSteps:
         self.read = list(read)
         wanted = {n.current for n in self.neurons} | {s.output for s in self.states} | set(read)
         stages = split_stages(graph, node_level, wanted, list(step_model.opset_import))
-        self.stages = [(make_session(stage.model), stage) for stage in stages]
         self.shapes = {t.name: _shape(t) for stage in stages for t in stage.inputs + stage.outputs}
         for neuron in self.neurons:
             self.shapes[neuron.current] = self.shapes[neuron.spikes] = _shape(tensors[neuron.state.input])
+        self.block = blocked.block_size() if layout == "auto" else None
+        models = self._blocked(stages) if self.block else {}
+        self.stages = [
+            (make_session(models[stage.level], False) if stage.level in models else make_session(stage.model), stage)
+            for stage in stages
+        ]
+        self.layout = "blocked" if models else "plain"
+
+    def _blocked(self, stages: list[Stage]) -> dict[int, onnx.ModelProto]:
+        """The stages whose neuron edges go blocked, by level, as onnxruntime optimized them with
+        the conversions there taken out; marks those neurons and their shapes. A layer goes
+        blocked where every stage can take its spikes and give its current so; the rest stay
+        plain (a layer feeding a dense layer, a tensor that is read)."""
+        optimized = {stage.level: blocked.optimized(stage.model) for stage in stages}
+        reads = {stage.level: {t.name for t in stage.inputs} for stage in stages}
+        writes = {stage.level: {t.name for t in stage.outputs} for stage in stages}
+        candidates = [
+            x
+            for x in self.neurons
+            if len(self.shapes[x.current]) == 3
+            and x.current not in self.read
+            and x.spikes not in self.read
+            and not any(x.current in names for names in reads.values())  # only the kernel reads a current
+        ]
+        # tensors one stage passes to another (a shortcut's convolution, ...): onnxruntime's alone
+        neuron_edges = {x.current for x in self.neurons} | {x.spikes for x in self.neurons}
+        states = {s.input for s in self.states} | {s.output for s in self.states}
+        passed = {
+            name
+            for names in writes.values()
+            for name in names
+            if any(name in r for r in reads.values())
+            and name not in neuron_edges | states | set(self.read)
+            and len(self.shapes[name]) == 3
+        }
+        while True:
+            failed: set[str] = set()
+            models = {}
+            wanted = {x.spikes for x in candidates} | {x.current for x in candidates} | passed
+            for stage in stages:
+                ins = wanted & reads[stage.level]
+                outs = wanted & writes[stage.level]
+                if not ins and not outs:
+                    continue
+                model, missed = blocked.unblock(optimized[stage.level], ins, outs, self.shapes, self.block)
+                failed |= missed
+                if model is not None:
+                    models[stage.level] = model
+            if not failed:
+                break
+            candidates = [x for x in candidates if x.spikes not in failed and x.current not in failed]
+            passed -= failed
+        for name in passed:
+            self.shapes[name] = (blocked.padded(self.shapes[name][0], self.block), *self.shapes[name][1:])
+        for x in candidates:
+            x.channels = self.shapes[x.current][0]
+        for x in candidates:
+            shape = (blocked.padded(x.channels, self.block), *self.shapes[x.current][1:])
+            self.shapes[x.current] = self.shapes[x.spikes] = shape
+        return models
 
     def steps(
         self,
@@ -116,6 +180,9 @@ class CompiledSteps:
             if name not in feeds and name not in stateful
         }
         value = {name: np.ascontiguousarray(array) for name, array in feeds.items()}
+        for x in self.neurons:  # a blocked layer's current computed before the steps (the prefix)
+            if x.channels and x.current in value:
+                value[x.current] = blocked.to_blocked(value[x.current], self.block)
         value.update(buffers)
         pools = [
             [np.array(np.broadcast_to(s.initial, (n,) + self.shapes[s.output]), np.float32, order="C")]
@@ -123,14 +190,21 @@ class CompiledSteps:
         ]
         for pair in pools:
             pair.append(np.empty_like(pair[0]))
-        membranes = [
-            np.array(np.broadcast_to(x.state.initial, (n,) + self.shapes[x.current]), np.float32, order="C")
-            for x in self.neurons
-        ]
-        steppers = [
-            kernel.Stepper(value[x.current], value[x.spikes], membrane, x.threshold, self.reset_to_zero)
-            for x, membrane in zip(self.neurons, membranes)
-        ]
+        membranes = []
+        steppers = []
+        for x in self.neurons:
+            if x.channels:
+                start = np.broadcast_to(x.state.initial, (n, x.channels, *self.shapes[x.current][1:]))
+                membrane = blocked.to_blocked(start, self.block)
+                step = kernel.BlockedStepper(
+                    value[x.current], value[x.spikes], membrane, x.threshold, self.reset_to_zero, self.block
+                )
+            else:
+                start = np.broadcast_to(x.state.initial, (n,) + self.shapes[x.current])
+                membrane = np.array(start, np.float32, order="C")
+                step = kernel.Stepper(value[x.current], value[x.spikes], membrane, x.threshold, self.reset_to_zero)
+            membranes.append(membrane)
+            steppers.append(step)
         orts = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in value.items()}
         runs = []  # per level: its stage (if any) and the layers that fire after it
         by_level = {stage.level: (session, stage) for session, stage in self.stages}

@@ -28,6 +28,8 @@ def _library() -> ctypes.CDLL | str:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan.restype = None
+    lib.if_step_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_step_blocked.restype = None
     lib.pack_fired.argtypes = [ptr, ptr, i64]
     lib.pack_fired.restype = None
     lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
@@ -110,6 +112,42 @@ class Stepper:
 
     def __call__(self) -> None:
         self._call(*self._args)
+
+
+class BlockedStepper(Stepper):
+    """A Stepper on tensors in onnxruntime's blocked layout (runtime/blocked.py): ``x``,
+    ``spikes`` and ``membrane`` [n, C', H, W] laid out [n, C'/block, H, W, block];
+    ``threshold`` one value, or one per channel (C of them: the padding channels get 1, so they
+    never fire on their zero currents)."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        spikes: np.ndarray,
+        membrane: np.ndarray,
+        threshold: np.ndarray,
+        reset_to_zero: bool,
+        block: int,
+    ):
+        for array in (x, spikes, membrane):
+            _buffer(array, x.shape)
+        n, channels = x.shape[0], x.shape[1]
+        if x.ndim != 4 or channels % block:
+            raise ValueError(f"a blocked tensor is [n, C', H, W] with C' a multiple of {block}, got {x.shape}")
+        theta = np.ones(channels, np.float32)
+        values = np.asarray(threshold, np.float32).reshape(-1)
+        if values.size == 1:
+            theta[:] = values[0]
+        elif values.size <= channels:
+            theta[: values.size] = values
+        else:
+            raise ValueError(f"threshold of {values.size} values for {channels} blocked channels")
+        self._keep = (x, spikes, membrane, theta)
+        self._call = _loaded().if_step_blocked
+        pointers = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
+        cblocks = channels // block
+        inner = block * x.shape[2] * x.shape[3]
+        self._args = (*pointers, n * cblocks, cblocks, inner, block, int(reset_to_zero))
 
 
 def pack_fired(spikes: np.ndarray) -> np.ndarray:

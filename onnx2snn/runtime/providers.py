@@ -91,16 +91,23 @@ SPIN_MAX_BATCH = 4
 
 
 def session_options(
-    batch_size: int, threads: int | None = None, spin: bool | None = None, profile_prefix: str | None = None
+    batch_size: int,
+    threads: int | None = None,
+    spin: bool | None = None,
+    profile_prefix: str | None = None,
+    optimize: bool = True,
 ) -> ort.SessionOptions:
     """onnxruntime options for sessions running batches of ``batch_size``: ``threads``
     intra-op threads (onnxruntime's choice when None), spinning between operators only for
     batches up to SPIN_MAX_BATCH unless ``spin`` says otherwise, profiling into files starting
-    with ``profile_prefix`` when given."""
+    with ``profile_prefix`` when given; ``optimize=False`` for a model onnxruntime has
+    optimized already (runtime/blocked.py)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
     spin = batch_size <= SPIN_MAX_BATCH if spin is None else spin

@@ -67,7 +67,9 @@ class SNNSession:
     layer and step, compiled.py), ``onnx`` (the neuron's ONNX operators in onnxruntime) or
     ``auto``: compiled where the kernel is built, the step form runs on the CPU provider and
     every neuron layer is an IF (the kernel has no MultiSpikeIF, LIF or CubaLIF: those run as
-    ONNX operators); ``neurons`` says which one the session uses. A sequence input
+    ONNX operators); ``neurons`` says which one the session uses, and ``layout`` whether the
+    compiled neurons work on onnxruntime's blocked channel layout (``blocked``, blocked.py: no
+    layout conversions at the neurons) or on plain tensors (``plain``). A sequence input
     ([N, T, ...], inputs.py) feeds its slice ``x[:, t]`` at step t, and a run takes as many
     steps as it holds unless fewer are asked for."""
 
@@ -143,6 +145,8 @@ class SNNSession:
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
         self._compiled = self._compile(neurons, split.step, chosen)
         self.neurons = "compiled" if self._compiled is not None else "onnx"
+        # where the compiled neurons meet onnxruntime: its blocked channel layout, or plain NCHW
+        self.layout = self._compiled.layout if self._compiled is not None else "plain"
 
     def _compile(self, neurons: str, step_model, providers: list[str]):
         """The step form's neurons as the compiled kernel (compiled.py), or None for onnxruntime's.
@@ -162,7 +166,7 @@ class SNNSession:
                 self.model,
                 self._states,
                 self._read,
-                lambda m: _session(m, providers, self._options(), self._what),
+                lambda m, optimize=True: _session(m, providers, self._options(optimize=optimize), self._what),
             )
         except NotCompilable as e:
             if neurons == "compiled":

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import onnx2snn
 from onnx2snn.neuron import if_step, initial_membrane
-from onnx2snn.runtime import kernel
+from onnx2snn.runtime import blocked, kernel
 from tests.helpers import mlp
 
 needs_kernel = pytest.mark.skipif(not kernel.available() and not os.environ.get("CI"), reason=kernel.why_unavailable())
@@ -63,10 +63,12 @@ def test_stepper_carries_the_membrane_between_calls():
         np.testing.assert_array_equal(membrane, v)
 
 
-def _both(snn, x, steps, **options):
+def _both(snn, x, steps, layout=None, **options):
     compiled = onnx2snn.SNNSession(snn, form="step", neurons="compiled", **options)
     plain = onnx2snn.SNNSession(snn, form="step", neurons="onnx", **options)
     assert compiled.neurons == "compiled" and plain.neurons == "onnx"
+    if layout is not None:
+        assert compiled.layout == layout
     return compiled.run(x, steps, per_step=True), plain.run(x, steps, per_step=True)
 
 
@@ -99,7 +101,10 @@ def test_compiled_session_agrees_on_architectures(name):
     images = np.random.default_rng(0).uniform(0, 1, (60, 3, 16, 16)).astype(np.float32)
     model = export_torch(nets()[name].eval(), torch.tensor(images[:1]))
     snn = onnx2snn.convert(model, images[:40], timesteps=8)
-    a, b = _both(snn, images[40:], 16)
+    # where onnxruntime has a blocked layout, the residual and inverted-residual nets use it at
+    # their later (16+ channel) layers; the DenseNet's concatenations keep it plain
+    layout = None if blocked.block_size() is None else "plain" if name == "densenet_style" else "blocked"
+    a, b = _both(snn, images[40:], 16, layout)
     # stages may sum a residual Add in another order than the whole step model: float rounding
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 
@@ -119,3 +124,38 @@ def test_compiled_neurons_where_the_kernel_is_missing_is_a_config_error(monkeypa
     assert onnx2snn.SNNSession(snn, form="step").neurons == "onnx"  # auto falls back
     with pytest.raises(onnx2snn.ConfigError, match="not built"):
         onnx2snn.SNNSession(snn, form="step", neurons="compiled")
+
+
+def test_blocked_layout_round_trips():
+    from_blocked, to_blocked = blocked.from_blocked, blocked.to_blocked
+
+    a = np.random.default_rng(0).normal(size=(3, 20, 4, 5)).astype(np.float32)
+    b = to_blocked(a, 8)
+    assert b.shape == (3, 24, 4, 5)
+    # channel c of position (h, w) sits at block c // 8, lane c % 8
+    assert b.reshape(3, 3, 4, 5, 8)[1, 2, 3, 4, 3] == a[1, 19, 3, 4]
+    assert not b.reshape(3, 3, 4, 5, 8)[:, 2, :, :, 4:].any()  # the padding channels are zero
+    np.testing.assert_array_equal(from_blocked(b, 20, 8), a)
+
+
+@needs_kernel
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_blocked_stepper_equals_the_reference(reset, per_channel):
+    from_blocked, to_blocked = blocked.from_blocked, blocked.to_blocked
+
+    rng = np.random.default_rng(1)
+    shape, block = (2, 12, 3, 5), 8  # 12 channels: the second block half padding
+    theta = rng.uniform(0.3, 2.0, (12, 1, 1) if per_channel else ()).astype(np.float32)
+    x = rng.normal(0.3, 1.0, shape).astype(np.float32)
+    start = initial_membrane(shape, theta, 0.5)
+    xb, membrane = to_blocked(x, block), to_blocked(np.broadcast_to(start, shape), block)
+    spikes = np.empty_like(xb)
+    step = kernel.BlockedStepper(xb, spikes, membrane, theta, reset == "zero", block)
+    v = start
+    for _ in range(4):
+        step()
+        expected, v = if_step(x, v, theta, reset)
+        np.testing.assert_array_equal(from_blocked(spikes, 12, block), expected)
+        np.testing.assert_array_equal(from_blocked(membrane, 12, block), np.broadcast_to(v, shape))
+        assert not spikes.reshape(2, 2, 3, 5, 8)[:, 1, :, :, 4:].any()  # padding never fires

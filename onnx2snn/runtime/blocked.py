@@ -1,0 +1,178 @@
+"""Stage boundaries in onnxruntime's blocked channel layout, for the compiled neurons.
+
+On CPU onnxruntime runs convolutions and pooling in a blocked layout (NCHWc: channels in
+blocks of 8 or 16, the block innermost) and converts at a graph's edges: a ``ReorderInput``
+where a plain [N, C, H, W] tensor comes in, a ``ReorderOutput`` where one goes out. A
+network cut open at its neurons has such edges at every IF layer, and the conversions cost
+as much as a sixth of a step. The compiled kernel's arithmetic is elementwise, so it can run
+on the blocked tensors themselves: each stage is optimized once, the conversions at its
+neuron edges (and at the tensors stages pass to each other, such as a shortcut's
+convolution) are taken out, a residual Add of two blocked tensors adds them as they are,
+and the currents and spikes stay blocked ([N, C', H, W] with C' the channels rounded up to
+the block, laid out [N, C'/b, H, W, b]). Values are those of the plain stages, bit for bit;
+only the order in memory differs. A layer whose spikes feed a dense layer, a concatenation
+or anything read from outside stays plain.
+
+The blocked form is onnxruntime's own (its ``com.microsoft.nchwc`` operators) and depends on
+the processor, so it is made where the session runs and never stored."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper
+
+NCHWC = "com.microsoft.nchwc"
+
+
+@functools.cache
+def block_size() -> int | None:
+    """onnxruntime's channel block on this processor (8 or 16), or None where it has none."""
+    graph = helper.make_graph(
+        [helper.make_node("ReorderInput", ["x"], ["y"], domain=NCHWC)],
+        "probe",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 1, 1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(NCHWC, 1)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        (y,) = session.run(None, {"x": np.ones((1, 4, 1, 1), np.float32)})
+    except Exception:  # an onnxruntime build without the blocked operators
+        return None
+    return int(y.shape[1]) if y.ndim == 4 and y.shape[1] > 1 else None
+
+
+def padded(channels: int, block: int) -> int:
+    return -(-channels // block) * block
+
+
+def to_blocked(a: np.ndarray, block: int) -> np.ndarray:
+    """[N, C, H, W] -> [N, C', H, W] in the blocked layout, the padding channels zero."""
+    n, c, *rest = a.shape
+    cp = padded(c, block)
+    full = np.zeros((n, cp, *rest), np.float32)
+    full[:, :c] = a
+    return np.ascontiguousarray(np.moveaxis(full.reshape(n, cp // block, block, *rest), 2, -1)).reshape(n, cp, *rest)
+
+
+def from_blocked(a: np.ndarray, channels: int, block: int) -> np.ndarray:
+    """The plain [N, C, H, W] values of a blocked tensor."""
+    n, cp, *rest = a.shape
+    plain = np.moveaxis(a.reshape(n, cp // block, *rest, block), -1, 2).reshape(n, cp, *rest)
+    return np.ascontiguousarray(plain[:, :channels])
+
+
+def optimized(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as onnxruntime's CPU provider optimizes it, blocked layout included."""
+    with tempfile.TemporaryDirectory(prefix="onnx2snn-") as folder:
+        path = os.path.join(folder, "optimized.onnx")
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        options.optimized_model_filepath = path
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnx.load(path)
+
+
+def _plain(node: onnx.NodeProto) -> bool:
+    """A conversion between the plain NCHW layout and the blocked one (not channels-last)."""
+    return node.domain == NCHWC and all(a.i == 0 for a in node.attribute if a.name == "channels_last")
+
+
+def _unread_conversions(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """``nodes`` without the conversions to the plain layout whose results nothing reads."""
+    while True:
+        read = {x for n in nodes for x in n.input} | outputs
+        kept = [n for n in nodes if not (n.op_type == "ReorderOutput" and _plain(n) and n.output[0] not in read)]
+        if len(kept) == len(nodes):
+            return nodes
+        nodes = kept
+
+
+def unblock(
+    model: onnx.ModelProto,
+    inputs: set[str],
+    outputs: set[str],
+    shapes: dict[str, tuple[int, ...]],
+    block: int,
+) -> tuple[onnx.ModelProto | None, set[str]]:
+    """``model`` (as ``optimized`` made it) with the tensors ``inputs`` coming in and ``outputs``
+    going out blocked, or None and those of them that cannot (a node reads such an input in
+    the plain layout; no blocked form of such an output is computed, or something in the stage
+    reads its plain form). ``shapes``: their plain per-sample shapes [C, H, W]. The conversions at those
+    edges go; a plain Add of two tensors that are at hand blocked becomes an Add of the blocked
+    tensors (elementwise, so the layout changes none of its values), its plain result
+    converted back only where something still reads it."""
+    graph = model.graph
+    graph_outputs = {t.name for t in graph.output}
+    blocked_of = {name: name for name in inputs}  # plain tensor -> the tensor holding it blocked
+    channels_of = {name: shapes[name][0] for name in inputs}
+    for node in graph.node:
+        if node.op_type == "ReorderOutput" and _plain(node):
+            blocked_of[node.output[0]] = node.input[0]
+            channels_of[node.output[0]] = next((a.i for a in node.attribute if a.name == "channels"), -1)
+    nodes: list[onnx.NodeProto] = []
+    made: list[onnx.NodeProto] = []  # the blocked Adds: they read the blocked inputs as such
+    rename: dict[str, str] = {}
+    plain_readers: list[onnx.NodeProto] = []  # nodes reading a tensor of ``inputs`` as plain
+    for original in graph.node:
+        node = onnx.NodeProto()
+        node.CopyFrom(original)
+        if node.op_type == "ReorderInput" and _plain(node) and node.input[0] in inputs:
+            rename[node.output[0]] = node.input[0]
+            continue
+        pair = list(node.input)
+        if any(x in inputs for x in pair):
+            plain_readers.append(node)
+        node.input[:] = [rename.get(x, x) for x in node.input]
+        if (
+            node.op_type == "Add"
+            and node.domain == ""
+            and len(pair) == 2
+            and all(x in blocked_of for x in pair)
+            and channels_of[pair[0]] == channels_of[pair[1]] > 0
+        ):
+            out = node.output[0]
+            add = helper.make_node("Add", [blocked_of[x] for x in pair], [out + "/blocked"], name=node.name)
+            made.append(add)
+            nodes.append(add)
+            blocked_of[out], channels_of[out] = add.output[0], channels_of[pair[0]]
+            back = helper.make_node("ReorderOutput", add.output, [out], domain=NCHWC, channels=channels_of[out])
+            back.attribute.append(helper.make_attribute("channels_last", 0))
+            nodes.append(back)
+            continue
+        nodes.append(node)
+    nodes = _unread_conversions(nodes, graph_outputs)
+    failed = {x for x in inputs if any(x in n.input for n in plain_readers if any(n is m for m in nodes))}
+    for name in outputs:
+        if name not in blocked_of or name in inputs or any(name in n.input for n in nodes):
+            failed.add(name)
+    if failed:
+        return None, failed
+    final = {blocked_of[name]: name for name in outputs}
+    nodes = [n for n in nodes if not (n.op_type == "ReorderOutput" and n.output[0] in outputs)]
+    for node in nodes:
+        node.input[:] = [final.get(x, x) for x in node.input]
+        node.output[:] = [final.get(x, x) for x in node.output]
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    names = inputs | outputs
+    infos = [v for v in out.graph.value_info if v.name not in names]
+    del out.graph.value_info[:]
+    out.graph.value_info.extend(infos)
+    for t in list(out.graph.input) + list(out.graph.output):
+        if t.name in names:
+            c, *rest = shapes[t.name]
+            dims = ["batch", padded(c, block), *rest]
+            t.CopyFrom(helper.make_tensor_value_info(t.name, onnx.TensorProto.FLOAT, dims))
+    return out, set()

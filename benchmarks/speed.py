@@ -8,7 +8,11 @@ Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, ba
 - ``ann (dense limit)``: the ANN alone in onnxruntime, time x T: what any T-step simulation
   of the same network would cost if the neurons were free (with and without onnxruntime's
   spinning threads, whichever is faster);
-- ``onnx2snn``: SNNSession's step form (prefix once, T steps with IOBinding), CPU provider;
+- ``onnx2snn``: SNNSession's step form (prefix once, T steps with IOBinding), CPU provider,
+  compiled neurons on onnxruntime's blocked layout, several steps a run at small batches;
+- ``onnx2snn-plain-layout``: the same with plain NCHW tensors at the neurons and one step a
+  run (the compiled neurons before runtime/blocked.py and compiled.chunk);
+- ``onnx2snn-onnx-neurons``: the step form with the neurons as ONNX operators;
 - ``onnx2snn-unrolled``: its unrolled form (all T steps in one run, 2 GB budget);
 - ``pytorch eager``: the same network in PyTorch with IF modules, a Python loop over T;
 - ``spikingjelly``: SpikingJelly 2.0's converted network (IFNode, single-step mode, its usual
@@ -47,6 +51,7 @@ BATCHES = (64, 1)
 FRAMEWORKS = (
     "ann",
     "onnx2snn",
+    "onnx2snn-plain-layout",
     "onnx2snn-onnx-neurons",
     "onnx2snn-unrolled",
     "pytorch",
@@ -189,6 +194,11 @@ def measure(framework: str, name: str, steps: int, batch: int) -> dict:
 
         form = "unrolled" if framework.endswith("unrolled") else "step"
         neurons = "onnx" if framework.endswith("onnx-neurons") else "auto"
+        if framework.endswith("plain-layout"):  # the compiled neurons as they were before the blocked layout
+            from onnx2snn.runtime import blocked, compiled
+
+            blocked.block_size = lambda: None  # plain NCHW tensors at every neuron
+            compiled.MAX_CHUNK = 1  # one step a run
         session = onnx2snn.SNNSession(
             snn_model(name), providers="cpu", batch_size=batch, form=form, neurons=neurons, threads=threads()
         )

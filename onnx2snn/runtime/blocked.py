@@ -71,6 +71,22 @@ def from_blocked(a: np.ndarray, channels: int, block: int) -> np.ndarray:
     return np.ascontiguousarray(plain[:, :channels])
 
 
+def reorder_model(tensors: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A model that converts each of ``tensors`` (name -> plain per-sample shape [C, H, W], C a
+    multiple of 4) into the blocked layout, as ``name + "/blocked"``."""
+    block = block_size() or 1
+    nodes, inputs, outputs = [], [], []
+    for name, (c, *rest) in tensors.items():
+        nodes.append(helper.make_node("ReorderInput", [name], [name + "/blocked"], domain=NCHWC, channels_last=0))
+        inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", c, *rest]))
+        blocked_dims = ["batch", padded(c, block), *rest]
+        outputs.append(helper.make_tensor_value_info(name + "/blocked", onnx.TensorProto.FLOAT, blocked_dims))
+    graph = helper.make_graph(nodes, "reorder", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(NCHWC, 1)])
+    model.ir_version = 8
+    return model
+
+
 def optimized(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` as onnxruntime's CPU provider optimizes it, blocked layout included."""
     with tempfile.TemporaryDirectory(prefix="onnx2snn-") as folder:

@@ -27,6 +27,27 @@ from ..neuron import OP_TYPE
 from . import blocked
 from .stages import Stage, levels, split_stages
 
+# steps a stage runs at once (chunk()): a run of k x n samples costs less than k runs of n
+# while n is small (onnxruntime's fixed cost a run, its threads' start); past about 64
+# samples a run, larger tensors only leave the cache (measured: cnn_bn at batch 64 went from
+# 1.29x the dense time with one step a run to 1.59x with 8; at batch 8, 1.62x -> 1.21x)
+CHUNK_SAMPLES = 64
+MAX_CHUNK = 16
+CHUNK_MEMORY = 256 * 2**20  # bytes the chunk's currents and spikes may take
+
+
+@dataclass
+class _Prepared:
+    """What CompiledSteps.steps needs for one batch shape, kept between batches."""
+
+    value: dict[str, np.ndarray]  # every tensor the stages and the kernel pass, by name
+    membranes: list[tuple[np.ndarray, np.ndarray]]  # each IF layer's membranes and their start
+    pools: list[tuple[np.ndarray, list]]  # each stage state's start and its two buffers
+    fired: list[list[kernel.Stepper]]  # by level: the IF layers that fire after its stage
+    runs: dict[int, list]  # by steps a run: each level's session and its two bindings
+    constant: set[str]  # the currents the prefix computes, one step's worth
+    bind: Callable[[int], list] | None = None
+
 
 class NotCompilable(Exception):
     """This step model cannot run with compiled neurons (the reason says why)."""
@@ -100,6 +121,8 @@ class CompiledSteps:
         wanted = {n.current for n in self.neurons} | {s.output for s in self.states} | set(read)
         stages = split_stages(graph, node_level, wanted, list(step_model.opset_import))
         self.shapes = {t.name: _shape(t) for stage in stages for t in stage.inputs + stage.outputs}
+        edges = [t for stage in stages for t in stage.inputs + stage.outputs]
+        self.fixed_batch = any(t.shape and isinstance(t.shape[0], int) for t in edges)
         for neuron in self.neurons:
             self.shapes[neuron.current] = self.shapes[neuron.spikes] = _shape(tensors[neuron.state.input])
         self.block = blocked.block_size() if layout == "auto" else None
@@ -109,6 +132,16 @@ class CompiledSteps:
             for stage in stages
         ]
         self.layout = "blocked" if models else "plain"
+        # the blocked layers whose current the prefix computes once, converted by onnxruntime's own
+        # reorder (one pass over the tensor; numpy's transposition took 1 ms a MB)
+        made = {t.name for stage in stages for t in stage.outputs}
+        self.reordered = {
+            x.current: (x.channels, *self.shapes[x.current][1:])
+            for x in self.neurons
+            if x.channels and x.channels % 4 == 0 and x.current not in made
+        }
+        self.reorder = make_session(blocked.reorder_model(self.reordered), False) if self.reordered else None
+        self._prepared: dict[tuple, _Prepared] = {}  # buffers and bindings by batch shape, reused
 
     def _blocked(self, stages: list[Stage]) -> dict[int, onnx.ModelProto]:
         """The stages whose neuron edges go blocked, by level, as onnxruntime optimized them with
@@ -163,6 +196,94 @@ class CompiledSteps:
             self.shapes[x.current] = self.shapes[x.spikes] = shape
         return models
 
+    def chunk(self, n: int, timesteps: int) -> int:
+        """How many steps each stage runs at once for a batch of ``n``: their currents and spikes
+        laid one step after the other, the stage runs on k x n samples and the kernel carries
+        each row of membranes through the k steps in cache. One where a stage keeps a state of
+        its own from step to step (a max-pool's) or the model has a fixed batch; else up to
+        CHUNK_SAMPLES samples a run, within CHUNK_MEMORY and MAX_CHUNK."""
+        if self.states or self.fixed_batch:
+            return 1
+        per_step = 4 * n * sum(int(np.prod(shape)) for shape in self.shapes.values())
+        return int(max(1, min(MAX_CHUNK, timesteps, CHUNK_SAMPLES // n, CHUNK_MEMORY // max(per_step, 1))))
+
+    def _prepare(self, feeds: dict[str, np.ndarray], n: int, k: int) -> _Prepared:
+        """Buffers, membranes, kernel calls and bindings for batches of ``n`` run ``k`` steps at a
+        time, made once and kept (the last two batch shapes: a run's full batches and its last)."""
+        key = (n, k, tuple((name, a.shape) for name, a in sorted(feeds.items())))
+        if key in self._prepared:
+            return self._prepared[key]
+        stateful = {s.input for s in self.states} | {s.output for s in self.states}
+        constant = {x.current for x in self.neurons if x.current in feeds}  # the prefix computed it
+        value: dict[str, np.ndarray] = {}
+        for name, array in feeds.items():
+            if name in constant:
+                value[name] = np.empty((n, *self.shapes[name]) if name in self.shapes else array.shape, np.float32)
+            else:  # what a stage reads from the prefix: the same at each of k steps
+                value[name] = np.empty((k * n, *array.shape[1:]), np.float32)
+        for name, shape in self.shapes.items():
+            if name not in value and name not in stateful:
+                value[name] = np.zeros((k * n,) + shape, np.float32)
+        pools = [
+            (np.broadcast_to(s.initial, (n,) + self.shapes[s.output]).astype(np.float32), [None, None])
+            for s in self.states
+        ]
+        for start, pair in pools:
+            pair[0], pair[1] = np.array(start, order="C"), np.empty(start.shape, np.float32)
+        membranes, steppers = [], []
+        for x in self.neurons:
+            shape = self.shapes[x.current]
+            if x.channels:  # one sample's start, blocked, broadcast over the batch when reset
+                start = blocked.to_blocked(np.broadcast_to(x.state.initial, (1, x.channels, *shape[1:])), self.block)
+            else:
+                start = np.broadcast_to(np.asarray(x.state.initial, np.float32), (1,) + shape)
+            membrane = np.empty((n,) + shape, np.float32)
+            membranes.append((membrane, start))
+            block = self.block if x.channels else None
+            once = x.current in constant
+            theta, zero = x.threshold, self.reset_to_zero
+            steppers.append(kernel.Stepper(value[x.current], value[x.spikes], membrane, theta, zero, block, once))
+        by_level = {stage.level: (session, stage) for session, stage in self.stages}
+        depth = max([x.level for x in self.neurons] + list(by_level)) + 1
+        fired = [[s for x, s in zip(self.neurons, steppers) if x.level == level + 1] for level in range(depth)]
+        prepared = _Prepared(value, membranes, pools, fired, {}, constant)
+
+        def bind(steps: int) -> list:
+            orts = {
+                name: ort.OrtValue.ortvalue_from_numpy(array if name in constant else array[: steps * n])
+                for name, array in value.items()
+            }
+            levels = []
+            for level in range(depth):
+                if level not in by_level:
+                    levels.append((None, None))
+                    continue
+                session, stage = by_level[level]
+                pair = []
+                for parity in (0, 1):
+                    io = session.io_binding()
+                    for t in stage.inputs:
+                        if t.name in orts:
+                            io.bind_ortvalue_input(t.name, orts[t.name])
+                    for t in stage.outputs:
+                        if t.name in orts:
+                            io.bind_ortvalue_output(t.name, orts[t.name])
+                    for state, (_, buffers) in zip(self.states, pools):  # in from one buffer, out to the other
+                        if any(t.name == state.input for t in stage.inputs):
+                            io.bind_ortvalue_input(state.input, ort.OrtValue.ortvalue_from_numpy(buffers[parity]))
+                        if any(t.name == state.output for t in stage.outputs):
+                            out = ort.OrtValue.ortvalue_from_numpy(buffers[1 - parity])
+                            io.bind_ortvalue_output(state.output, out)
+                    pair.append(io)
+                levels.append((session, pair))
+            return levels
+
+        prepared.bind = bind
+        if len(self._prepared) >= 2:
+            self._prepared.pop(next(iter(self._prepared)))
+        self._prepared[key] = prepared
+        return prepared
+
     def steps(
         self,
         feeds: dict[str, np.ndarray],
@@ -173,72 +294,43 @@ class CompiledSteps:
         """The ``read`` tensors after each of ``timesteps`` steps of a batch of ``n``. ``feeds``:
         the time-invariant inputs (boundary tensors); ``per_step_inputs`` gives the data inputs
         that change every step (Poisson encoding, a sequence's slices), by name."""
-        stateful = {s.input for s in self.states} | {s.output for s in self.states}
-        buffers = {
-            name: np.zeros((n,) + shape, np.float32)
-            for name, shape in self.shapes.items()
-            if name not in feeds and name not in stateful
-        }
-        value = {name: np.ascontiguousarray(array) for name, array in feeds.items()}
-        for x in self.neurons:  # a blocked layer's current computed before the steps (the prefix)
-            if x.channels and x.current in value:
-                value[x.current] = blocked.to_blocked(value[x.current], self.block)
-        value.update(buffers)
-        pools = [
-            [np.array(np.broadcast_to(s.initial, (n,) + self.shapes[s.output]), np.float32, order="C")]
-            for s in self.states
-        ]
-        for pair in pools:
-            pair.append(np.empty_like(pair[0]))
-        membranes = []
-        steppers = []
-        for x in self.neurons:
-            if x.channels:
-                start = np.broadcast_to(x.state.initial, (n, x.channels, *self.shapes[x.current][1:]))
-                membrane = blocked.to_blocked(start, self.block)
-                step = kernel.BlockedStepper(
-                    value[x.current], value[x.spikes], membrane, x.threshold, self.reset_to_zero, self.block
-                )
+        k = self.chunk(n, timesteps)
+        ready = self._prepare(feeds, n, k)
+        value = ready.value
+        reorder = {}
+        for name, array in feeds.items():
+            if name in self.reordered:
+                reorder[name] = array
+            elif name in ready.constant:
+                blocked_current = any(x.channels and x.current == name for x in self.neurons)
+                value[name][...] = blocked.to_blocked(array, self.block) if blocked_current else array
             else:
-                start = np.broadcast_to(x.state.initial, (n,) + self.shapes[x.current])
-                membrane = np.array(start, np.float32, order="C")
-                step = kernel.Stepper(value[x.current], value[x.spikes], membrane, x.threshold, self.reset_to_zero)
-            membranes.append(membrane)
-            steppers.append(step)
-        orts = {name: ort.OrtValue.ortvalue_from_numpy(array) for name, array in value.items()}
-        runs = []  # per level: its stage (if any) and the layers that fire after it
-        by_level = {stage.level: (session, stage) for session, stage in self.stages}
-        depth = max([x.level for x in self.neurons] + list(by_level)) + 1
-        for level in range(depth):
-            fired = [s for x, s in zip(self.neurons, steppers) if x.level == level + 1]
-            if level not in by_level:
-                runs.append((None, None, fired))
-                continue
-            session, stage = by_level[level]
-            pair = []
-            for parity in (0, 1):
-                io = session.io_binding()
-                for t in stage.inputs:
-                    if t.name in orts:
-                        io.bind_ortvalue_input(t.name, orts[t.name])
-                for t in stage.outputs:
-                    if t.name in orts:
-                        io.bind_ortvalue_output(t.name, orts[t.name])
-                for state, buffers_ in zip(self.states, pools):  # state in from one buffer, out to the other
-                    if any(t.name == state.input for t in stage.inputs):
-                        io.bind_ortvalue_input(state.input, ort.OrtValue.ortvalue_from_numpy(buffers_[parity]))
-                    if any(t.name == state.output for t in stage.outputs):
-                        io.bind_ortvalue_output(state.output, ort.OrtValue.ortvalue_from_numpy(buffers_[1 - parity]))
-                pair.append(io)
-            runs.append((session, pair, fired))
-        for t in range(timesteps):
+                value[name].reshape(k, n, *array.shape[1:])[...] = array
+        if reorder:
+            io = self.reorder.io_binding()
+            for name, array in reorder.items():
+                io.bind_cpu_input(name, np.ascontiguousarray(array, np.float32))
+                io.bind_ortvalue_output(name + "/blocked", ort.OrtValue.ortvalue_from_numpy(value[name]))
+            self.reorder.run_with_iobinding(io)
+        for membrane, start in ready.membranes:
+            np.copyto(membrane, start)
+        for start, pair in ready.pools:
+            np.copyto(pair[0], start)
+        done = 0
+        while done < timesteps:
+            steps = min(k, timesteps - done)
+            if steps not in ready.runs:
+                ready.runs[steps] = ready.bind(steps)
             if per_step_inputs is not None:  # into the buffers the stages that read them are bound to
-                for name, spikes in per_step_inputs().items():
-                    if name in value:
-                        np.copyto(value[name], spikes)
-            for session, pair, fired in runs:
+                for j in range(steps):
+                    for name, spikes in per_step_inputs().items():
+                        if name in value:
+                            value[name][j * n : (j + 1) * n] = spikes
+            for level, (session, pair) in enumerate(ready.runs[steps]):
                 if session is not None:
-                    session.run_with_iobinding(pair[t % 2])
-                for step in fired:
-                    step()
-            yield {name: value[name].copy() for name in self.read}
+                    session.run_with_iobinding(pair[done % 2])
+                for step in ready.fired[level]:
+                    step(steps)
+            for j in range(steps):
+                yield {name: value[name][j * n : (j + 1) * n].copy() for name in self.read}
+            done += steps

@@ -56,33 +56,38 @@ void if_scan(const float *x, float *spikes, float *membrane, const float *theta,
     }
 }
 
-/* One step of an IF layer in onnxruntime's blocked layout (runtime/blocked.py): `rows` rows of
-   `inner` values (H*W positions of `block` channels each, the channel innermost); row r holds
-   channels (r % cblocks) * block onwards, so value j of a row has threshold
-   theta[(r % cblocks) * block + j % block]. Same arithmetic as if_scan. */
-void if_step_blocked(const float *restrict x, float *restrict spikes, float *restrict membrane,
-                     const float *restrict theta, int64_t rows, int64_t cblocks, int64_t inner, int64_t block,
-                     int reset_to_zero) {
+/* An IF layer in onnxruntime's blocked layout (runtime/blocked.py) over `steps` steps, as if_scan
+   does it: a step is `rows` rows of `inner` values (H*W positions of `block` channels each, the
+   channel innermost); row r holds channels (r % cblocks) * block onwards, so value j of a row has
+   threshold theta[(r % cblocks) * block + j % block]. x holds the steps x_stride apart (0: the
+   same current every step), spikes rows * inner apart. Same arithmetic as if_scan. */
+void if_scan_blocked(const float *restrict x, float *restrict spikes, float *restrict membrane,
+                     const float *restrict theta, int64_t steps, int64_t x_stride, int64_t rows, int64_t cblocks,
+                     int64_t inner, int64_t block, int reset_to_zero) {
+    const int64_t m = rows * inner;
     for (int64_t r = 0; r < rows; ++r) {
         const float *th = theta + (r % cblocks) * block;
-        const int64_t start = r * inner;
-        for (int64_t p = 0; p < inner; p += block) {
-            const float *xp = x + start + p;
-            float *sp = spikes + start + p;
-            float *vp = membrane + start + p;
-            if (reset_to_zero) {
-                for (int64_t l = 0; l < block; ++l) {
-                    const float vj = vp[l] + xp[l];
-                    const float fired = (float)(vj >= th[l]);
-                    sp[l] = fired * th[l];
-                    vp[l] = vj - vj * fired;
-                }
-            } else {
-                for (int64_t l = 0; l < block; ++l) {
-                    const float vj = vp[l] + xp[l];
-                    const float sj = (float)(vj >= th[l]) * th[l];
-                    sp[l] = sj;
-                    vp[l] = vj - sj;
+        float *v = membrane + r * inner;
+        for (int64_t t = 0; t < steps; ++t) {
+            const float *xt = x + t * x_stride + r * inner;
+            float *st = spikes + t * m + r * inner;
+            for (int64_t p = 0; p < inner; p += block) {
+                const float *xp = xt + p;
+                float *sp = st + p, *vp = v + p;
+                if (reset_to_zero) {
+                    for (int64_t l = 0; l < block; ++l) {
+                        const float vj = vp[l] + xp[l];
+                        const float fired = (float)(vj >= th[l]);
+                        sp[l] = fired * th[l];
+                        vp[l] = vj - vj * fired;
+                    }
+                } else {
+                    for (int64_t l = 0; l < block; ++l) {
+                        const float vj = vp[l] + xp[l];
+                        const float sj = (float)(vj >= th[l]) * th[l];
+                        sp[l] = sj;
+                        vp[l] = vj - sj;
+                    }
                 }
             }
         }

@@ -28,8 +28,8 @@ def _library() -> ctypes.CDLL | str:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan.restype = None
-    lib.if_step_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, ctypes.c_int]
-    lib.if_step_blocked.restype = None
+    lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_scan_blocked.restype = None
     lib.pack_fired.argtypes = [ptr, ptr, i64]
     lib.pack_fired.restype = None
     lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
@@ -95,30 +95,12 @@ def if_scan(
 
 
 class Stepper:
-    """One IF layer advanced one step at a time on buffers allocated once: ``x`` [n, ...] read,
-    ``spikes`` [n, ...] written, ``membrane`` [n, ...] updated in place."""
-
-    def __init__(
-        self, x: np.ndarray, spikes: np.ndarray, membrane: np.ndarray, threshold: np.ndarray, reset_to_zero: bool
-    ):
-        for array in (x, spikes, membrane):
-            _buffer(array, x.shape)
-        theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
-        rows, channels, inner, mode = _layout(x.shape, theta)
-        self._keep = (x, spikes, membrane, theta)  # the pointers below stay valid while these live
-        self._call = _loaded().if_scan
-        pointers = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
-        self._args = (*pointers, 1, rows * inner, rows, channels, inner, mode, int(reset_to_zero))
-
-    def __call__(self) -> None:
-        self._call(*self._args)
-
-
-class BlockedStepper(Stepper):
-    """A Stepper on tensors in onnxruntime's blocked layout (runtime/blocked.py): ``x``,
-    ``spikes`` and ``membrane`` [n, C', H, W] laid out [n, C'/block, H, W, block];
-    ``threshold`` one value, or one per channel (C of them: the padding channels get 1, so they
-    never fire on their zero currents)."""
+    """One IF layer advanced some steps at a time on buffers allocated once: ``membrane``
+    [n, ...] updated in place, ``spikes`` [k * n, ...] written (k steps one after the other),
+    ``x`` [k * n, ...] read, or with ``constant`` [n, ...], the same current every step.
+    ``block``: the tensors are in onnxruntime's blocked layout (runtime/blocked.py), [n, C', H,
+    W] laid out [n, C'/block, H, W, block], ``threshold`` one value or one per channel (the C'
+    - C padding channels get 1, so they never fire on their zero currents)."""
 
     def __init__(
         self,
@@ -127,27 +109,40 @@ class BlockedStepper(Stepper):
         membrane: np.ndarray,
         threshold: np.ndarray,
         reset_to_zero: bool,
-        block: int,
+        block: int | None = None,
+        constant: bool = False,
     ):
-        for array in (x, spikes, membrane):
-            _buffer(array, x.shape)
-        n, channels = x.shape[0], x.shape[1]
-        if x.ndim != 4 or channels % block:
-            raise ValueError(f"a blocked tensor is [n, C', H, W] with C' a multiple of {block}, got {x.shape}")
-        theta = np.ones(channels, np.float32)
+        n, step_shape = membrane.shape[0], membrane.shape
+        self.capacity = spikes.shape[0] // max(n, 1)  # the most steps one call can take
+        _buffer(membrane, step_shape)
+        _buffer(spikes, (self.capacity * n, *step_shape[1:]))
+        _buffer(x, step_shape if constant else spikes.shape)
         values = np.asarray(threshold, np.float32).reshape(-1)
-        if values.size == 1:
-            theta[:] = values[0]
-        elif values.size <= channels:
-            theta[: values.size] = values
+        if block is None:
+            theta = np.ascontiguousarray(values)
+            rows, channels, inner, mode = _layout(step_shape, theta)
+            self._call = _loaded().if_scan
+            shape_args: tuple[int, ...] = (rows, channels, inner, mode)
         else:
-            raise ValueError(f"threshold of {values.size} values for {channels} blocked channels")
-        self._keep = (x, spikes, membrane, theta)
-        self._call = _loaded().if_step_blocked
-        pointers = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
-        cblocks = channels // block
-        inner = block * x.shape[2] * x.shape[3]
-        self._args = (*pointers, n * cblocks, cblocks, inner, block, int(reset_to_zero))
+            channels = step_shape[1] if len(step_shape) == 4 else 0
+            if not channels or channels % block:
+                raise ValueError(f"a blocked tensor is [n, C', H, W], C' a multiple of {block}: got {step_shape}")
+            if values.size not in range(1, channels + 1):
+                raise ValueError(f"threshold of {values.size} values for {channels} blocked channels")
+            theta = np.ones(channels, np.float32)
+            theta[: values.size if values.size > 1 else channels] = values
+            rows, inner = n * (channels // block), block * step_shape[2] * step_shape[3]
+            self._call = _loaded().if_scan_blocked
+            shape_args = (rows, channels // block, inner, block)
+        self._keep = (x, spikes, membrane, theta)  # the pointers below stay valid while these live
+        self._pointers = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
+        self._stride = 0 if constant else membrane.size
+        self._rest = (*shape_args, int(reset_to_zero))
+
+    def __call__(self, steps: int = 1) -> None:
+        if not 1 <= steps <= self.capacity:
+            raise ValueError(f"{steps} steps: the buffers hold 1 to {self.capacity}")
+        self._call(*self._pointers, steps, self._stride, *self._rest)
 
 
 def pack_fired(spikes: np.ndarray) -> np.ndarray:

@@ -30,8 +30,10 @@ from .unrolled import unrollable
 FORMS = ("auto", "step", "unrolled")
 NEURONS = ("auto", "compiled", "onnx")  # how the step form computes its IF layers
 DEFAULT_MAX_MEMORY = 2 << 30  # bytes, for the unrolled form
-# on CPU, batches up to this size run faster unrolled (benchmarks/results/speed.md, batch 1;
-# 4 and 16 measured side by side): per-step session calls dominate small batches
+# on CPU, batches up to this size run faster unrolled than stepped with ONNX neurons
+# (benchmarks/results/speed.md, batch 1; 4 and 16 measured side by side): per-step session
+# calls dominate small batches. With compiled neurons the step form runs several steps a call
+# (compiled.chunk) and is the faster one: auto takes it wherever the neurons compile.
 SMALL_BATCH = 16
 
 
@@ -58,8 +60,9 @@ class SNNSession:
     onnxruntime's per-node times of the step model (``profile()``). ``form``: ``step`` (one
     ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
     ``max_memory`` bytes) or ``auto``: unrolled on GPUs and, on CPU, for batches of at most
-    ``SMALL_BATCH`` samples (where one run per step costs more than the work in it); step
-    otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed batch).
+    ``SMALL_BATCH`` samples where the neurons do not compile (where one run per step costs
+    more than the work in it); step otherwise, and wherever the unrolled form cannot run
+    (Poisson input, a fixed batch).
     ``threads``: onnxruntime's intra-op threads; ``spin``: whether they spin between operators
     (None: only for batches of at most ``providers.SPIN_MAX_BATCH``). ``record``: more tensors
     of the step model that ``iter_steps`` returns every step (the step form only). ``neurons``:
@@ -125,9 +128,12 @@ class SNNSession:
         self.provider: str = (self._step or self._prefix).get_providers()[0]
         self._device = device_of(self.provider)
         self._auto = form == "auto"  # may fall back to the step form where the unrolled one does not fit
+        steps_first = False  # auto on CPU: small batches step with compiled neurons where they can
         if form == "auto":
             can_unroll = self.encoding == "direct" and self.static_batch is None and unrollable(self.model)
             form = "unrolled" if can_unroll and (self._device == "cuda" or batch_size <= SMALL_BATCH) else "step"
+            if form == "unrolled" and self._device == "cpu" and neurons != "onnx" and not profile:
+                form, steps_first = "step", True
         if form == "unrolled" and self.encoding != "direct":
             raise ConfigError("the unrolled form needs direct encoding", option="form")
         self.form = form
@@ -144,6 +150,8 @@ class SNNSession:
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
         self._compiled = self._compile(neurons, split.step, chosen)
+        if steps_first and self._compiled is None:
+            self.form = "unrolled"
         self.neurons = "compiled" if self._compiled is not None else "onnx"
         # where the compiled neurons meet onnxruntime: its blocked channel layout, or plain NCHW
         self.layout = self._compiled.layout if self._compiled is not None else "plain"

@@ -86,6 +86,21 @@ def test_compiled_session_equals_onnx_on_a_per_channel_mlp_with_poisson_input():
     snn = onnx2snn.convert(mlp(hidden=24), x, "max", per_channel=True, encoding="poisson")
     a, b = _both(snn, x, 30, seed=3)
     np.testing.assert_array_equal(a, b)
+    # batches of 8: 8 steps a run (compiled.chunk), the last run 6, the Poisson spikes of 8 steps laid out at once
+    session = onnx2snn.SNNSession(snn, form="step", batch_size=8, seed=3)
+    assert session._compiled.chunk(8, 30) == 8
+    a, b = _both(snn, x, 30, seed=3, batch_size=8)
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_kernel
+def test_small_batches_run_several_steps_a_call_large_ones_one(digits_cnn, digits):
+    snn = onnx2snn.convert(digits_cnn, digits[0][:100], timesteps=8)
+    compiled = onnx2snn.SNNSession(snn, form="step")._compiled
+    assert compiled.chunk(1, 32) == 16 and compiled.chunk(8, 32) == 8 and compiled.chunk(8, 5) == 5
+    assert compiled.chunk(64, 32) == 1 and compiled.chunk(256, 32) == 1
+    a, b = _both(snn, digits[2][:7], 21, batch_size=3)  # 21 steps: runs of 16 and 5
+    np.testing.assert_array_equal(a, b)
 
 
 @needs_kernel
@@ -151,7 +166,7 @@ def test_blocked_stepper_equals_the_reference(reset, per_channel):
     start = initial_membrane(shape, theta, 0.5)
     xb, membrane = to_blocked(x, block), to_blocked(np.broadcast_to(start, shape), block)
     spikes = np.empty_like(xb)
-    step = kernel.BlockedStepper(xb, spikes, membrane, theta, reset == "zero", block)
+    step = kernel.Stepper(xb, spikes, membrane, theta, reset == "zero", block)
     v = start
     for _ in range(4):
         step()

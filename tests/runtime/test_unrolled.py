@@ -104,11 +104,15 @@ def test_auto_form_unrolls_small_batches_where_it_can():
 
     x = np.random.default_rng(2).normal(size=(10, 8)).astype(np.float32)
     snn = onnx2snn.convert(mlp(), x)
-    assert onnx2snn.SNNSession(snn, batch_size=1).form == "unrolled"  # per-step calls would dominate
+    # with ONNX neurons, per-step calls would dominate; compiled ones take several steps a call
+    assert onnx2snn.SNNSession(snn, batch_size=1, neurons="onnx").form == "unrolled"
+    small = onnx2snn.SNNSession(snn, batch_size=1)
+    assert small.form == ("step" if small.neurons == "compiled" else "unrolled")
     assert onnx2snn.SNNSession(snn, batch_size=256).form == "step"
-    np.testing.assert_allclose(
-        onnx2snn.SNNSession(snn, batch_size=1).run(x, 16), onnx2snn.SNNSession(snn).run(x, 16), atol=1e-5
-    )
+    for options in ({}, {"neurons": "onnx"}):
+        np.testing.assert_allclose(
+            onnx2snn.SNNSession(snn, batch_size=1, **options).run(x, 16), onnx2snn.SNNSession(snn).run(x, 16), atol=1e-5
+        )
     fixed = mlp()
     fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
     fixed.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 1

@@ -174,3 +174,37 @@ def test_blocked_stepper_equals_the_reference(reset, per_channel):
         np.testing.assert_array_equal(from_blocked(spikes, 12, block), expected)
         np.testing.assert_array_equal(from_blocked(membrane, 12, block), np.broadcast_to(v, shape))
         assert not spikes.reshape(2, 2, 3, 5, 8)[:, 1, :, :, 4:].any()  # padding never fires
+
+
+@needs_kernel
+def test_a_blocked_first_layer_takes_its_constant_current_through_onnxruntimes_reorder():
+    """The first IF layer's current is the prefix's, computed once: converted to the blocked
+    layout by onnxruntime's reorder: the outputs are the ONNX neurons' at batch 5 (5 steps a
+    run) and 64."""
+    pytest.importorskip("torch")
+    import torch
+    from torch import nn
+
+    from tests.helpers import export_torch
+
+    if blocked.block_size() is None:
+        pytest.skip("this onnxruntime has no blocked layout")
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 5),
+    )
+    images = np.random.default_rng(0).uniform(0, 1, (80, 1, 8, 8)).astype(np.float32)
+    snn = onnx2snn.convert(export_torch(net, torch.tensor(images[:1])), images[:40], timesteps=8)
+    session = onnx2snn.SNNSession(snn, form="step")
+    assert session.layout == "blocked" and session._compiled.reordered  # the prefix's current, reordered
+    for batch in (5, 64):
+        a, b = _both(snn, images[40:], 13, "blocked", batch_size=batch)
+        np.testing.assert_array_equal(a, b)

@@ -20,7 +20,7 @@ Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, ba
 - ``spikingjelly-multistep``: the same network with every IFNode in multi-step mode: the input
   repeated T times along the batch, the layers run once on all T x N samples, each IFNode
   steps through [T, N, ...] (its outputs equal the single-step loop's).
-After the measurements, onnxruntime's profile of the step form (T = 32, batch 64) says where a
+After the measurements, onnxruntime's profile of the step form with ONNX neurons (T = 32, batch 64; profiling needs them) says where a
 step's time goes, by operator type. The networks are converted once beforehand; each
 measurement runs in its own process that only loads its network (peak memory = its peak
 resident set size while running minus its size after loading) and reports the best of 3
@@ -453,8 +453,8 @@ def profile_table(rows: list[dict]) -> list[str]:
     for r in rows:
         groups[r["group"]] = groups.get(r["group"], 0.0) + r["ms_per_step"]
     lines = [
-        f"Where the step form's time goes (onnxruntime profile, T = {steps}, batch {batch}; "
-        f"operator time {total:.2f} ms a step):",
+        "Where the step form with ONNX neurons spends its time (onnxruntime profile, which needs them; "
+        f"T = {steps}, batch {batch}; operator time {total:.2f} ms a step):",
         "",
         "| share | ms/step | what |",
         "|---|---|---|",

@@ -20,10 +20,11 @@ Per network (reference CNN with BatchNorm, ResNet-style net), T in {32, 128}, ba
 - ``spikingjelly-multistep``: the same network with every IFNode in multi-step mode: the input
   repeated T times along the batch, the layers run once on all T x N samples, each IFNode
   steps through [T, N, ...] (its outputs equal the single-step loop's).
-After the measurements, onnxruntime's profile of the step form with ONNX neurons (T = 32, batch 64; profiling needs them) says where a
-step's time goes, by operator type. The networks are converted once beforehand; each
-measurement runs in its own process that only loads its network (peak memory = its peak
-resident set size while running minus its size after loading) and reports the best of 3
+After the measurements, onnxruntime's profile of the step form with ONNX neurons (T = 32,
+batch 64; profiling needs them) says where a step's time goes, by operator type. The networks
+are converted once beforehand; each measurement runs in its own process that only loads its
+network (peak memory = its peak resident set size while running minus its size after loading)
+and reports the best of 3
 repetitions; the frameworks take turns over 2 rounds (a slow minute of the machine hits them
 all) and each keeps its best. The machine is shared and noisy: only ratios within one run mean
 anything.

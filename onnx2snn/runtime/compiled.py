@@ -46,6 +46,7 @@ class _Prepared:
     fired: list[list[kernel.Stepper]]  # by level: the IF layers that fire after its stage
     runs: dict[int, list]  # by steps a run: each level's session and its two bindings
     constant: set[str]  # the currents the prefix computes, one step's worth
+    whole: set[str]  # the prefix's outputs bound as they are (no copy per step of a run)
     bind: Callable[[int], list] | None = None
 
 
@@ -123,6 +124,8 @@ class CompiledSteps:
         self.shapes = {t.name: _shape(t) for stage in stages for t in stage.inputs + stage.outputs}
         edges = [t for stage in stages for t in stage.inputs + stage.outputs]
         self.fixed_batch = any(t.shape and isinstance(t.shape[0], int) for t in edges)
+        # tensors with a batch axis: a prefix's output without one (a dequantized weight) is read whole
+        self.batched = {t.name for t in edges if t.shape and not isinstance(t.shape[0], int)}
         for neuron in self.neurons:
             self.shapes[neuron.current] = self.shapes[neuron.spikes] = _shape(tensors[neuron.state.input])
         self.block = blocked.block_size() if layout == "auto" else None
@@ -215,12 +218,15 @@ class CompiledSteps:
             return self._prepared[key]
         stateful = {s.input for s in self.states} | {s.output for s in self.states}
         constant = {x.current for x in self.neurons if x.current in feeds}  # the prefix computed it
+        whole = constant | {name for name in feeds if name not in self.batched or k == 1}  # bound as they are
         value: dict[str, np.ndarray] = {}
         for name, array in feeds.items():
             if name in constant:
-                value[name] = np.empty((n, *self.shapes[name]) if name in self.shapes else array.shape, np.float32)
-            else:  # what a stage reads from the prefix: the same at each of k steps
-                value[name] = np.empty((k * n, *array.shape[1:]), np.float32)
+                value[name] = np.empty((n, *self.shapes[name]), np.float32)
+            elif name in whole:
+                value[name] = np.empty(array.shape, array.dtype)
+            else:  # what a stage reads from the prefix, per sample: the same at each of k steps
+                value[name] = np.empty((k * n, *array.shape[1:]), array.dtype)
         for name, shape in self.shapes.items():
             if name not in value and name not in stateful:
                 value[name] = np.zeros((k * n,) + shape, np.float32)
@@ -246,11 +252,11 @@ class CompiledSteps:
         by_level = {stage.level: (session, stage) for session, stage in self.stages}
         depth = max([x.level for x in self.neurons] + list(by_level)) + 1
         fired = [[s for x, s in zip(self.neurons, steppers) if x.level == level + 1] for level in range(depth)]
-        prepared = _Prepared(value, membranes, pools, fired, {}, constant)
+        prepared = _Prepared(value, membranes, pools, fired, {}, constant, whole)
 
         def bind(steps: int) -> list:
             orts = {
-                name: ort.OrtValue.ortvalue_from_numpy(array if name in constant else array[: steps * n])
+                name: ort.OrtValue.ortvalue_from_numpy(array if name in whole else array[: steps * n])
                 for name, array in value.items()
             }
             levels = []
@@ -304,6 +310,8 @@ class CompiledSteps:
             elif name in ready.constant:
                 blocked_current = any(x.channels and x.current == name for x in self.neurons)
                 value[name][...] = blocked.to_blocked(array, self.block) if blocked_current else array
+            elif name in ready.whole:
+                value[name][...] = array
             else:
                 value[name].reshape(k, n, *array.shape[1:])[...] = array
         if reorder:

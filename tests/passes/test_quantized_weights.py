@@ -110,6 +110,8 @@ def test_onnxruntime_weight_only_qdq_converts():
     ann = run_onnx(quantized, {"x": x[200:]})[0]
     out = onnx2snn.SNNSession(snn).run(x[200:], 256)
     assert (out.argmax(1) == ann.argmax(1)).mean() >= 0.97
+    # batches of 4: 16 steps a stage call, the prefix's dequantized weights read whole by each call
+    np.testing.assert_allclose(onnx2snn.SNNSession(snn, batch_size=4).run(x[200:], 256), out, atol=1e-5)
 
 
 def test_pytorch_fake_quantized_weights_become_integers():

@@ -87,6 +87,21 @@ def reorder_model(tensors: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
     return model
 
 
+def sample_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes (past the batch axis) of the tensors of ``model`` that shape inference
+    knows whole."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a model shape inference cannot follow: nothing known
+        return {}
+    shapes = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = v.type.tensor_type.shape.dim
+        if len(dims) >= 2 and all(d.HasField("dim_value") for d in dims[1:]):
+            shapes[v.name] = tuple(d.dim_value for d in dims[1:])
+    return shapes
+
+
 def optimized(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` as onnxruntime's CPU provider optimizes it, blocked layout included."""
     with tempfile.TemporaryDirectory(prefix="onnx2snn-") as folder:
@@ -123,7 +138,8 @@ def unblock(
     """``model`` (as ``optimized`` made it) with the tensors ``inputs`` coming in and ``outputs``
     going out blocked, or None and those of them that cannot (a node reads such an input in
     the plain layout; no blocked form of such an output is computed, or something in the stage
-    reads its plain form). ``shapes``: their plain per-sample shapes [C, H, W]. The conversions at those
+    reads its plain form). ``shapes``: plain per-sample shapes ([C, H, W]) of those tensors and
+    of what else is known. The conversions at those
     edges go; a plain Add of two tensors that are at hand blocked becomes an Add of the blocked
     tensors (elementwise, so the layout changes none of its values), its plain result
     converted back only where something still reads it."""
@@ -155,6 +171,8 @@ def unblock(
             and len(pair) == 2
             and all(x in blocked_of for x in pair)
             and channels_of[pair[0]] == channels_of[pair[1]] > 0
+            and shapes.get(pair[0]) is not None
+            and shapes.get(pair[0]) == shapes.get(pair[1])  # no broadcasting: it would not see the blocks
         ):
             out = node.output[0]
             add = helper.make_node("Add", [blocked_of[x] for x in pair], [out + "/blocked"], name=node.name)

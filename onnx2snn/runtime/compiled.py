@@ -48,6 +48,7 @@ class _Prepared:
     constant: set[str]  # the currents the prefix computes, one step's worth
     whole: set[str]  # the prefix's outputs bound as they are (no copy per step of a run)
     bind: Callable[[int], list] | None = None
+    busy: bool = False  # a run is reading these buffers
 
 
 class NotCompilable(Exception):
@@ -123,9 +124,10 @@ class CompiledSteps:
         stages = split_stages(graph, node_level, wanted, list(step_model.opset_import))
         self.shapes = {t.name: _shape(t) for stage in stages for t in stage.inputs + stage.outputs}
         edges = [t for stage in stages for t in stage.inputs + stage.outputs]
-        self.fixed_batch = any(t.shape and isinstance(t.shape[0], int) for t in edges)
-        # tensors with a batch axis: a prefix's output without one (a dequantized weight) is read whole
-        self.batched = {t.name for t in edges if t.shape and not isinstance(t.shape[0], int)}
+        # a tensor passed between stages without a batch axis (a fixed batch, a dequantized weight,
+        # a shape) may hold the batch size: such a model runs one step a stage call
+        self.unbatched = any(not t.shape or isinstance(t.shape[0], int) for t in edges)
+        self.stage_reads = {t.name for stage in stages for t in stage.inputs}
         for neuron in self.neurons:
             self.shapes[neuron.current] = self.shapes[neuron.spikes] = _shape(tensors[neuron.state.input])
         self.block = blocked.block_size() if layout == "auto" else None
@@ -135,16 +137,17 @@ class CompiledSteps:
             for stage in stages
         ]
         self.layout = "blocked" if models else "plain"
-        # the blocked layers whose current the prefix computes once, converted by onnxruntime's own
-        # reorder (one pass over the tensor; numpy's transposition took 1 ms a MB)
+        # the blocked layers whose current no stage computes (the prefix's, or a data input's that
+        # changes every step), converted by onnxruntime's own reorder where it takes them (one pass
+        # over the tensor; numpy's transposition took 1 ms a MB)
         made = {t.name for stage in stages for t in stage.outputs}
-        self.reordered = {
-            x.current: (x.channels, *self.shapes[x.current][1:])
-            for x in self.neurons
-            if x.channels and x.channels % 4 == 0 and x.current not in made
+        self.from_outside = {x.current: x.channels for x in self.neurons if x.channels and x.current not in made}
+        self.reorders = {
+            name: make_session(blocked.reorder_model({name: (c, *self.shapes[name][1:])}), False)
+            for name, c in self.from_outside.items()
+            if c % 4 == 0
         }
-        self.reorder = make_session(blocked.reorder_model(self.reordered), False) if self.reordered else None
-        self._prepared: dict[tuple, _Prepared] = {}  # buffers and bindings by batch shape, reused
+        self._prepared: dict[tuple, _Prepared] = {}  # the last batch shape's buffers and bindings
 
     def _blocked(self, stages: list[Stage]) -> dict[int, onnx.ModelProto]:
         """The stages whose neuron edges go blocked, by level, as onnxruntime optimized them with
@@ -152,6 +155,7 @@ class CompiledSteps:
         blocked where every stage can take its spikes and give its current so; the rest stay
         plain (a layer feeding a dense layer, a tensor that is read)."""
         optimized = {stage.level: blocked.optimized(stage.model) for stage in stages}
+        known = {stage.level: {**blocked.sample_shapes(stage.model), **self.shapes} for stage in stages}
         reads = {stage.level: {t.name for t in stage.inputs} for stage in stages}
         writes = {stage.level: {t.name for t in stage.outputs} for stage in stages}
         candidates = [
@@ -182,7 +186,7 @@ class CompiledSteps:
                 outs = wanted & writes[stage.level]
                 if not ins and not outs:
                     continue
-                model, missed = blocked.unblock(optimized[stage.level], ins, outs, self.shapes, self.block)
+                model, missed = blocked.unblock(optimized[stage.level], ins, outs, known[stage.level], self.block)
                 failed |= missed
                 if model is not None:
                     models[stage.level] = model
@@ -199,33 +203,43 @@ class CompiledSteps:
             self.shapes[x.current] = self.shapes[x.spikes] = shape
         return models
 
-    def chunk(self, n: int, timesteps: int) -> int:
+    @property
+    def chunks(self) -> bool:
+        """Whether stages can run several steps a call: not where a stage keeps a state of its
+        own from step to step (a max-pool's) or a tensor passed between stages has no batch axis."""
+        return not self.states and not self.unbatched
+
+    def chunk(self, n: int, timesteps: int, max_memory: int | None = None) -> int:
         """How many steps each stage runs at once for a batch of ``n``: their currents and spikes
         laid one step after the other, the stage runs on k x n samples and the kernel carries
-        each row of membranes through the k steps in cache. One where a stage keeps a state of
-        its own from step to step (a max-pool's) or the model has a fixed batch; else up to
-        CHUNK_SAMPLES samples a run, within CHUNK_MEMORY and MAX_CHUNK."""
-        if self.states or self.fixed_batch:
+        each row of membranes through the k steps in cache. One where it cannot (``chunks``);
+        else up to CHUNK_SAMPLES samples a run, within CHUNK_MEMORY (and ``max_memory`` bytes)
+        and MAX_CHUNK."""
+        if not self.chunks:
             return 1
         per_step = 4 * n * sum(int(np.prod(shape)) for shape in self.shapes.values())
-        return int(max(1, min(MAX_CHUNK, timesteps, CHUNK_SAMPLES // n, CHUNK_MEMORY // max(per_step, 1))))
+        memory = min(CHUNK_MEMORY, max_memory or CHUNK_MEMORY)
+        return int(max(1, min(MAX_CHUNK, timesteps, CHUNK_SAMPLES // n, memory // max(per_step, 1))))
 
-    def _prepare(self, feeds: dict[str, np.ndarray], n: int, k: int) -> _Prepared:
+    def _prepare(self, feeds: dict[str, np.ndarray], n: int, k: int, keep: bool = True) -> _Prepared:
         """Buffers, membranes, kernel calls and bindings for batches of ``n`` run ``k`` steps at a
-        time, made once and kept (the last two batch shapes: a run's full batches and its last)."""
+        time, made once and kept for the next batch of the same shape (``keep``)."""
         key = (n, k, tuple((name, a.shape) for name, a in sorted(feeds.items())))
-        if key in self._prepared:
+        if keep and key in self._prepared:
             return self._prepared[key]
         stateful = {s.input for s in self.states} | {s.output for s in self.states}
-        constant = {x.current for x in self.neurons if x.current in feeds}  # the prefix computed it
-        whole = constant | {name for name in feeds if name not in self.batched or k == 1}  # bound as they are
+        needed = self.stage_reads | {x.current for x in self.neurons}
+        feeds = {name: array for name, array in feeds.items() if name in needed}
+        # the currents only the kernel reads, computed before the steps: one step's worth
+        constant = {x.current for x in self.neurons if x.current in feeds and x.current not in self.stage_reads}
+        whole = constant | (set(feeds) if k == 1 else set())  # bound as they are
         value: dict[str, np.ndarray] = {}
         for name, array in feeds.items():
             if name in constant:
                 value[name] = np.empty((n, *self.shapes[name]), np.float32)
             elif name in whole:
                 value[name] = np.empty(array.shape, array.dtype)
-            else:  # what a stage reads from the prefix, per sample: the same at each of k steps
+            else:  # what a stage reads from the prefix: the same at each of k steps
                 value[name] = np.empty((k * n, *array.shape[1:]), array.dtype)
         for name, shape in self.shapes.items():
             if name not in value and name not in stateful:
@@ -285,9 +299,8 @@ class CompiledSteps:
             return levels
 
         prepared.bind = bind
-        if len(self._prepared) >= 2:
-            self._prepared.pop(next(iter(self._prepared)))
-        self._prepared[key] = prepared
+        if keep:
+            self._prepared = {key: prepared}
         return prepared
 
     def steps(
@@ -296,49 +309,64 @@ class CompiledSteps:
         n: int,
         timesteps: int,
         per_step_inputs: Callable[[], dict[str, np.ndarray]] | None,
+        max_memory: int | None = None,
     ) -> Iterator[dict[str, np.ndarray]]:
         """The ``read`` tensors after each of ``timesteps`` steps of a batch of ``n``. ``feeds``:
         the time-invariant inputs (boundary tensors); ``per_step_inputs`` gives the data inputs
-        that change every step (Poisson encoding, a sequence's slices), by name."""
-        k = self.chunk(n, timesteps)
+        that change every step (Poisson encoding, a sequence's slices), by name; ``max_memory``
+        bounds the buffers of several steps a call (chunk)."""
+        k = self.chunk(n, timesteps, max_memory)
         ready = self._prepare(feeds, n, k)
-        value = ready.value
-        reorder = {}
-        for name, array in feeds.items():
-            if name in self.reordered:
-                reorder[name] = array
-            elif name in ready.constant:
-                blocked_current = any(x.channels and x.current == name for x in self.neurons)
-                value[name][...] = blocked.to_blocked(array, self.block) if blocked_current else array
-            elif name in ready.whole:
-                value[name][...] = array
-            else:
-                value[name].reshape(k, n, *array.shape[1:])[...] = array
-        if reorder:
-            io = self.reorder.io_binding()
-            for name, array in reorder.items():
-                io.bind_cpu_input(name, np.ascontiguousarray(array, np.float32))
-                io.bind_ortvalue_output(name + "/blocked", ort.OrtValue.ortvalue_from_numpy(value[name]))
-            self.reorder.run_with_iobinding(io)
-        for membrane, start in ready.membranes:
-            np.copyto(membrane, start)
-        for start, pair in ready.pools:
-            np.copyto(pair[0], start)
-        done = 0
-        while done < timesteps:
-            steps = min(k, timesteps - done)
-            if steps not in ready.runs:
-                ready.runs[steps] = ready.bind(steps)
-            if per_step_inputs is not None:  # into the buffers the stages that read them are bound to
+        if ready.busy:  # another run of the same batch shape is still being read: its own buffers
+            ready = self._prepare(feeds, n, k, keep=False)
+        ready.busy = True
+        try:
+            value = ready.value
+            for name, array in feeds.items():
+                if name not in value:
+                    continue
+                if name in self.from_outside:
+                    self._to_blocked(name, array, value[name])
+                elif name in ready.whole or name in ready.constant:
+                    value[name][...] = array
+                else:
+                    value[name].reshape(k, n, *array.shape[1:])[...] = array
+            for membrane, start in ready.membranes:
+                np.copyto(membrane, start)
+            for start, pair in ready.pools:
+                np.copyto(pair[0], start)
+            done = 0
+            while done < timesteps:
+                steps = min(k, timesteps - done)
+                if steps not in ready.runs:
+                    ready.runs[steps] = ready.bind(steps)
+                if per_step_inputs is not None:  # into the buffers the stages that read them are bound to
+                    for j in range(steps):
+                        for name, spikes in per_step_inputs().items():
+                            if name in self.from_outside:  # a blocked layer's current
+                                self._to_blocked(name, spikes, value[name][j * n : (j + 1) * n])
+                            elif name in value:
+                                value[name][j * n : (j + 1) * n] = spikes
+                for level, (session, pair) in enumerate(ready.runs[steps]):
+                    if session is not None:
+                        session.run_with_iobinding(pair[done % 2])
+                    for step in ready.fired[level]:
+                        step(steps)
                 for j in range(steps):
-                    for name, spikes in per_step_inputs().items():
-                        if name in value:
-                            value[name][j * n : (j + 1) * n] = spikes
-            for level, (session, pair) in enumerate(ready.runs[steps]):
-                if session is not None:
-                    session.run_with_iobinding(pair[done % 2])
-                for step in ready.fired[level]:
-                    step(steps)
-            for j in range(steps):
-                yield {name: value[name][j * n : (j + 1) * n].copy() for name in self.read}
-            done += steps
+                    yield {name: value[name][j * n : (j + 1) * n].copy() for name in self.read}
+                done += steps
+        finally:
+            ready.busy = False
+
+    def _to_blocked(self, name: str, plain: np.ndarray, out: np.ndarray) -> None:
+        """``plain`` [n, C, H, W] into ``out`` in the blocked layout (onnxruntime's reorder where
+        it takes the tensor, numpy's otherwise)."""
+        session = self.reorders.get(name)
+        if session is None:
+            out[...] = blocked.to_blocked(plain, self.block)
+            return
+        source = np.ascontiguousarray(plain, np.float32)  # held until the run is done
+        io = session.io_binding()
+        io.bind_cpu_input(name, source)
+        io.bind_ortvalue_output(name + "/blocked", ort.OrtValue.ortvalue_from_numpy(out))
+        session.run_with_iobinding(io)

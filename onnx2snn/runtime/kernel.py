@@ -100,7 +100,8 @@ class Stepper:
     ``x`` [k * n, ...] read, or with ``constant`` [n, ...], the same current every step.
     ``block``: the tensors are in onnxruntime's blocked layout (runtime/blocked.py), [n, C', H,
     W] laid out [n, C'/block, H, W, block], ``threshold`` one value or one per channel (the C'
-    - C padding channels get 1, so they never fire on their zero currents)."""
+    - C padding channels get the one value, or 1: positive, so they never fire on their zero
+    currents from a zero membrane)."""
 
     def __init__(
         self,

@@ -40,7 +40,8 @@ SMALL_BATCH = 16
 @dataclass
 class StepOutputs:
     """Decoded outputs of one batch: ``decoded[t]`` is the prediction after ``t+1`` steps
-    (only the last step unless per_step), ``seconds[t]`` the time spent up to that step."""
+    (only the last step unless per_step), ``seconds[t]`` the time spent up to that step (up
+    to the end of the call that computed it)."""
 
     start: int
     decoded: np.ndarray  # [steps, n, ...] (steps = T when per_step, else 1); a label head's dtype
@@ -58,11 +59,13 @@ class SNNSession:
     input or, as a dict, by input name. Inputs are an array, or for a model with several data
     inputs a dict of arrays by input name. ``profile`` records
     onnxruntime's per-node times of the step model (``profile()``). ``form``: ``step`` (one
-    ``run`` a step), ``unrolled`` (all steps in one ``run``, batches split to stay under
-    ``max_memory`` bytes) or ``auto``: unrolled on GPUs and, on CPU, for batches of at most
-    ``SMALL_BATCH`` samples where the neurons do not compile (where one run per step costs
-    more than the work in it); step otherwise, and wherever the unrolled form cannot run
-    (Poisson input, a fixed batch).
+    ``run`` a step; with compiled neurons small batches run several steps a call, whose
+    steps then share the call's time in ``StepOutputs.seconds``), ``unrolled`` (all steps in
+    one ``run``, batches split to stay under ``max_memory`` bytes) or ``auto``: unrolled on
+    GPUs and, on CPU, for batches of at most ``SMALL_BATCH`` samples unless the compiled
+    neurons run several steps a call (where one run per step costs more than the work in
+    it); step otherwise, and wherever the unrolled form cannot run (Poisson input, a fixed
+    batch).
     ``threads``: onnxruntime's intra-op threads; ``spin``: whether they spin between operators
     (None: only for batches of at most ``providers.SPIN_MAX_BATCH``). ``record``: more tensors
     of the step model that ``iter_steps`` returns every step (the step form only). ``neurons``:
@@ -150,8 +153,9 @@ class SNNSession:
         step_outputs = self._step.get_outputs() if self._step else []
         self._read = [o.name for o in step_outputs if o.name in self._outputs or o.name in self._record]
         self._compiled = self._compile(neurons, split.step, chosen)
-        if steps_first and self._compiled is None:
-            self.form = "unrolled"
+        if steps_first and (self._compiled is None or not self._compiled.chunks):
+            # one step a call (a max-pool's state, a tensor without a batch axis): unrolled is faster
+            self.form, self._compiled = "unrolled", None
         self.neurons = "compiled" if self._compiled is not None else "onnx"
         # where the compiled neurons meet onnxruntime: its blocked channel layout, or plain NCHW
         self.layout = self._compiled.layout if self._compiled is not None else "plain"
@@ -227,7 +231,7 @@ class SNNSession:
         if self._compiled is not None:
             per_step = encoder.step if encoder.varies else None  # Poisson spikes, sequences' slices
             with onnxruntime_errors(self._what):  # the stages between the compiled neurons
-                for values in self._compiled.steps(feeds, n, timesteps, per_step):
+                for values in self._compiled.steps(feeds, n, timesteps, per_step, self.max_memory):
                     values.update(constant)
                     yield values
             return

@@ -110,7 +110,7 @@ def test_onnxruntime_weight_only_qdq_converts():
     ann = run_onnx(quantized, {"x": x[200:]})[0]
     out = onnx2snn.SNNSession(snn).run(x[200:], 256)
     assert (out.argmax(1) == ann.argmax(1)).mean() >= 0.97
-    # batches of 4: 16 steps a stage call, the prefix's dequantized weights read whole by each call
+    # batches of 4: the prefix's dequantized weights (no batch axis) are bound whole, one step a call
     np.testing.assert_allclose(onnx2snn.SNNSession(snn, batch_size=4).run(x[200:], 256), out, atol=1e-5)
 
 

@@ -204,7 +204,7 @@ def test_a_blocked_first_layer_takes_its_constant_current_through_onnxruntimes_r
     images = np.random.default_rng(0).uniform(0, 1, (80, 1, 8, 8)).astype(np.float32)
     snn = onnx2snn.convert(export_torch(net, torch.tensor(images[:1])), images[:40], timesteps=8)
     session = onnx2snn.SNNSession(snn, form="step")
-    assert session.layout == "blocked" and session._compiled.reordered  # the prefix's current, reordered
+    assert session.layout == "blocked" and session._compiled.reorders  # the prefix's current, reordered
     for batch in (5, 64):
         a, b = _both(snn, images[40:], 13, "blocked", batch_size=batch)
         np.testing.assert_array_equal(a, b)

@@ -20,11 +20,11 @@ import onnx
 import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
+import onnx2snn.runtime.blocked as blocked
 import onnx2snn.runtime.kernel as kernel
 
 from ..artifact import SNNModel, State
 from ..neuron import OP_TYPE
-from . import blocked
 from .stages import Stage, levels, split_stages
 
 # steps a stage runs at once (chunk()): a run of k x n samples costs less than k runs of n
@@ -85,7 +85,6 @@ class CompiledSteps:
         states: list[State],
         read: list[str],
         make_session: Callable[..., ort.InferenceSession],
-        layout: str = "auto",
     ):
         if not kernel.available():
             raise NotCompilable(kernel.why_unavailable())
@@ -130,7 +129,7 @@ class CompiledSteps:
         self.stage_reads = {t.name for stage in stages for t in stage.inputs}
         for neuron in self.neurons:
             self.shapes[neuron.current] = self.shapes[neuron.spikes] = _shape(tensors[neuron.state.input])
-        self.block = blocked.block_size() if layout == "auto" else None
+        self.block = blocked.block_size()
         models = self._blocked(stages) if self.block else {}
         self.stages = [
             (make_session(models[stage.level], False) if stage.level in models else make_session(stage.model), stage)

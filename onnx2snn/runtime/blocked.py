@@ -30,22 +30,29 @@ from onnx import helper
 NCHWC = "com.microsoft.nchwc"
 
 
+def _reorders(tensors: dict[str, tuple]) -> onnx.ModelProto:
+    """A model of one ReorderInput (plain -> blocked) per tensor: name -> (its input's dims, its
+    output's dims), the output named ``name + "/blocked"``."""
+    nodes, inputs, outputs = [], [], []
+    for name, (dims, blocked_dims) in tensors.items():
+        nodes.append(helper.make_node("ReorderInput", [name], [name + "/blocked"], domain=NCHWC, channels_last=0))
+        inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
+        outputs.append(helper.make_tensor_value_info(name + "/blocked", onnx.TensorProto.FLOAT, blocked_dims))
+    graph = helper.make_graph(nodes, "reorder", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(NCHWC, 1)])
+    model.ir_version = 8  # what every onnxruntime release since 1.15 reads
+    return model
+
+
 @functools.cache
 def block_size() -> int | None:
     """onnxruntime's channel block on this processor (8 or 16), or None where it has none."""
-    graph = helper.make_graph(
-        [helper.make_node("ReorderInput", ["x"], ["y"], domain=NCHWC)],
-        "probe",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 1, 1])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(NCHWC, 1)])
-    model.ir_version = 8
+    model = _reorders({"x": ([1, 4, 1, 1], None)})
     options = ort.SessionOptions()
     options.log_severity_level = 4
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        (y,) = session.run(None, {"x": np.ones((1, 4, 1, 1), np.float32)})
+        (y,) = session.run(None, {"x": np.ones((1, 4, 1, 1), np.float32)})  # 4 channels, padded to a block
     except Exception:  # an onnxruntime build without the blocked operators
         return None
     return int(y.shape[1]) if y.ndim == 4 and y.shape[1] > 1 else None
@@ -75,16 +82,9 @@ def reorder_model(tensors: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
     """A model that converts each of ``tensors`` (name -> plain per-sample shape [C, H, W], C a
     multiple of 4) into the blocked layout, as ``name + "/blocked"``."""
     block = block_size() or 1
-    nodes, inputs, outputs = [], [], []
-    for name, (c, *rest) in tensors.items():
-        nodes.append(helper.make_node("ReorderInput", [name], [name + "/blocked"], domain=NCHWC, channels_last=0))
-        inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", c, *rest]))
-        blocked_dims = ["batch", padded(c, block), *rest]
-        outputs.append(helper.make_tensor_value_info(name + "/blocked", onnx.TensorProto.FLOAT, blocked_dims))
-    graph = helper.make_graph(nodes, "reorder", inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(NCHWC, 1)])
-    model.ir_version = 8
-    return model
+    return _reorders(
+        {name: (["batch", c, *rest], ["batch", padded(c, block), *rest]) for name, (c, *rest) in tensors.items()}
+    )
 
 
 def sample_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
@@ -179,13 +179,16 @@ def unblock(
             made.append(add)
             nodes.append(add)
             blocked_of[out], channels_of[out] = add.output[0], channels_of[pair[0]]
-            back = helper.make_node("ReorderOutput", add.output, [out], domain=NCHWC, channels=channels_of[out])
-            back.attribute.append(helper.make_attribute("channels_last", 0))
-            nodes.append(back)
+            nodes.append(
+                helper.make_node(
+                    "ReorderOutput", add.output, [out], domain=NCHWC, channels=channels_of[out], channels_last=0
+                )
+            )
             continue
         nodes.append(node)
     nodes = _unread_conversions(nodes, graph_outputs)
-    failed = {x for x in inputs if any(x in n.input for n in plain_readers if any(n is m for m in nodes))}
+    kept = {id(n) for n in nodes}
+    failed = {x for x in inputs if any(x in n.input for n in plain_readers if id(n) in kept)}
     for name in outputs:
         if name not in blocked_of or name in inputs or any(name in n.input for n in nodes):
             failed.add(name)

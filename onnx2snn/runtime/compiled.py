@@ -196,10 +196,8 @@ class CompiledSteps:
         for name in passed:
             self.shapes[name] = (blocked.padded(self.shapes[name][0], self.block), *self.shapes[name][1:])
         for x in candidates:
-            x.channels = self.shapes[x.current][0]
-        for x in candidates:
-            shape = (blocked.padded(x.channels, self.block), *self.shapes[x.current][1:])
-            self.shapes[x.current] = self.shapes[x.spikes] = shape
+            x.channels, *rest = self.shapes[x.current]
+            self.shapes[x.current] = self.shapes[x.spikes] = (blocked.padded(x.channels, self.block), *rest)
         return models
 
     @property
@@ -326,7 +324,7 @@ class CompiledSteps:
                     continue
                 if name in self.from_outside:
                     self._to_blocked(name, array, value[name])
-                elif name in ready.whole or name in ready.constant:
+                elif name in ready.whole:  # the constant currents among them
                     value[name][...] = array
                 else:
                     value[name].reshape(k, n, *array.shape[1:])[...] = array

@@ -14,6 +14,7 @@
    wait for it (two OpenMP threads took 19 ms a step for 1.6 M neurons, one took 2.3 ms).
    Built with -fno-trapping-math so that the comparison vectorizes; it changes no value. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void row_subtract(const float *restrict x, float *restrict s, float *restrict v, const float *restrict th,
@@ -140,22 +141,55 @@ void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const f
 /* Calibration's histogram of positive activations (calibration/statistics.py, row_counts):
    a holds n samples of `channels` x `inner` values; a row is a channel (per_channel) or the
    whole layer; counts[row][bin] += 1 for every v > 0, bin = min(trunc(v * (bins / max_row)),
-   bins - 1), in float32 as numpy computes it there. One pass, no temporaries. */
+   bins - 1), in float32 as numpy computes it there. A row at a time over all samples (sample
+   by sample, every channel's row of 4,096 int64 would be touched in turn: MobileNetV2's 960
+   channels' 31 MB out of the caches at every sample); the bins of a block of values first, in
+   vector instructions, then counted (2-3x faster than a branch on every value). */
+#define HISTOGRAM_BLOCK 1024
+
+/* bins of x[0..size) into idx: v <= 0 to one of 4 idle slots past the bins, in turn (so that
+   a run of zeros is no chain of increments of one counter); written to vectorize */
+static void bin_indices(const float *restrict x, int64_t size, float scale, int32_t bins, int32_t *restrict idx) {
+    for (int64_t j = 0; j < size; ++j) {
+        const float v = x[j] > 0.0f ? x[j] * scale : 0.0f;
+        const float last = (float)(bins - 1); /* clamped before the conversion: no overflow */
+        idx[j] = x[j] > 0.0f ? (int32_t)(v < last ? v : last) : bins + (int32_t)(j & 3);
+    }
+}
+
 void histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inner, int per_channel,
                const float *restrict maxima, int64_t *restrict counts, int64_t bins) {
-    for (int64_t s = 0; s < n; ++s) {
-        for (int64_t c = 0; c < channels; ++c) {
-            const int64_t row = per_channel ? c : 0;
-            const float top = maxima[row];
-            const float scale = top > 0.0f ? (float)bins / top : 0.0f;
-            const float *v = a + (s * channels + c) * inner;
-            int64_t *h = counts + row * bins;
-            for (int64_t j = 0; j < inner; ++j) {
-                if (v[j] > 0.0f) {
-                    int64_t b = (int64_t)(v[j] * scale);
-                    h[b < bins - 1 ? b : bins - 1] += 1;
+    const int64_t rows = per_channel ? channels : 1;
+    const int64_t size = per_channel ? inner : channels * inner; /* a row's values in one sample */
+    int32_t idx[HISTOGRAM_BLOCK];
+    int64_t *acc = malloc((size_t)(bins + 4) * sizeof(int64_t));
+    if (acc == NULL) return;
+    for (int64_t row = 0; row < rows; ++row) {
+        const float top = maxima[row];
+        const float scale = top > 0.0f ? (float)bins / top : 0.0f;
+        int64_t *h = counts + row * bins;
+        if (n * size < bins) { /* a few values: straight into the row */
+            for (int64_t s = 0; s < n; ++s) {
+                const float *v = a + (s * channels + (per_channel ? row : 0)) * inner;
+                for (int64_t j = 0; j < size; ++j) {
+                    if (v[j] > 0.0f) {
+                        const float f = v[j] * scale;
+                        h[f < (float)(bins - 1) ? (int64_t)f : bins - 1] += 1;
+                    }
                 }
             }
+            continue;
         }
+        memcpy(acc, h, (size_t)bins * sizeof(int64_t));
+        for (int64_t s = 0; s < n; ++s) {
+            const float *v = a + (s * channels + (per_channel ? row : 0)) * inner;
+            for (int64_t start = 0; start < size; start += HISTOGRAM_BLOCK) {
+                const int64_t m = size - start < HISTOGRAM_BLOCK ? size - start : HISTOGRAM_BLOCK;
+                bin_indices(v + start, m, scale, (int32_t)bins, idx);
+                for (int64_t j = 0; j < m; ++j) acc[idx[j]] += 1;
+            }
+        }
+        memcpy(h, acc, (size_t)bins * sizeof(int64_t));
     }
+    free(acc);
 }

@@ -58,13 +58,14 @@ class Method:
         return self.name == "spike-norm" and self.percentile is not None
 
 
-def _histogram_values(pick: Callable[[Histograms, str, Method, Neurons], np.ndarray]) -> Values:
-    """A method that reads the ANN's activation statistics (one streaming pass, or two)."""
+def _histogram_values(pick: Callable[[Histograms, str, Method, Neurons], np.ndarray], counts: bool = True) -> Values:
+    """A method that reads the ANN's activation statistics (one streaming pass); ``counts``:
+    it reads the histograms, not only the maxima."""
 
     def values(graph, x, method, per_channel, neurons, batch_size, workers):
         nodes = activation_nodes(graph)
         names = [n.outputs[0].name for n in nodes]
-        hist = Histograms(workers, names, per_channel)
+        hist = Histograms(workers, names, per_channel, counts)
         return {node.name: pick(hist, name, method, neurons) for node, name in zip(nodes, names)}
 
     return values
@@ -102,7 +103,7 @@ METHODS: dict[str, MethodSpec] = {
         ("max",),
         "the largest activation (data-based normalization, Diehl et al. 2015)",
         _no_argument,
-        _histogram_values(lambda hist, name, method, neurons: hist.maxima[name]),
+        _histogram_values(lambda hist, name, method, neurons: hist.maxima[name], counts=False),
     ),
     "percentile": MethodSpec(
         ("percentile:P",),

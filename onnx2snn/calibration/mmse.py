@@ -31,25 +31,26 @@ WORKING = 64 << 20  # bytes of the candidate arrays
 
 def mmse_thresholds(hist: Histograms, name: str, timesteps: int, v_init: float) -> np.ndarray:
     """Per row (layer or channel) of ``hist``: the candidate threshold of least error."""
-    counts, top32 = hist.counts[name], hist.maxima[name]
+    counts, top32, grid32 = hist.counts[name], hist.maxima[name], hist.tops[name]
     best = np.empty(len(top32))
     # every candidate at once for a few rows: [rows, candidates, T] arrays within WORKING bytes
     step = int(max(1, min(ROWS, WORKING // (64 * CANDIDATES * (timesteps + 2)))))
     for start in range(0, len(top32), step):
         part = slice(start, start + step)
-        best[part] = _rows(counts[part], top32[part], timesteps, v_init)
+        best[part] = _rows(counts[part], top32[part], grid32[part], timesteps, v_init)
     return best
 
 
-def _rows(counts: np.ndarray, top32: np.ndarray, timesteps: int, v_init: float) -> np.ndarray:
-    """mmse_thresholds for some rows: ``counts`` [rows, bins], ``top32`` [rows] their maxima.
+def _rows(counts: np.ndarray, top32: np.ndarray, grid32: np.ndarray, timesteps: int, v_init: float) -> np.ndarray:
+    """mmse_thresholds for some rows: ``counts`` [rows, bins] on the ranges ``grid32`` [rows],
+    ``top32`` [rows] their maxima (the candidates are fractions of it).
     Arrays are [rows, candidates, T]; each value is computed as the one-candidate-at-a-time
     formulas computed it (the same thresholds, bit for bit)."""
     counts = counts.astype(np.float64)
     top = top32.astype(np.float64)
     rows, bins = counts.shape
-    centers = (np.arange(bins)[None, :] + 0.5) * (top32[:, None] / bins)  # as Histograms.centers
-    width = (top32[:, None] / bins)[:, 0].astype(np.float64)  # as centers() rounds it
+    centers = (np.arange(bins)[None, :] + 0.5) * (grid32[:, None] / bins)  # as Histograms.centers
+    width = (grid32[:, None] / bins)[:, 0].astype(np.float64)  # as centers() rounds it
     zero = np.zeros((rows, 1))
     s0 = np.concatenate([zero, np.cumsum(counts, axis=1)], axis=1)  # sums over bins [0, b)
     s1 = np.concatenate([zero, np.cumsum(counts * centers, axis=1)], axis=1)

@@ -22,7 +22,7 @@ from ..data import WHOLE, Inputs, Shard, num_samples, take
 from ..neuron import Neurons
 from .reduce import ExactSum, Peak, channel_sums
 from .simulate import simulation_subset
-from .statistics import AnnOutputs, check_finite, row_counts, row_maxima
+from .statistics import CACHE_BUDGET, AnnOutputs, RunningCounts, check_finite, row_counts, row_maxima
 
 
 class CalibrationShard:
@@ -42,39 +42,73 @@ class CalibrationShard:
         self.neurons, self.batch_size, self.shard = neurons, batch_size, shard
         start, stop = shard.bounds(num_samples(x), batch_size)
         self.x = take(x, slice(start, stop))
+        self.total = num_samples(x)
+        self._held: tuple | None = None  # what statistics() keeps for counts()
+        self._ann: AnnOutputs | None = None  # the statistics pass's session, for ann_sums
         self.simulated = simulation_subset(x, neurons.seed, self.graph)  # every worker draws the same subset
         self.sim: levelwise.Levelwise | None = None
 
     # --- the ANN ---------------------------------------------------------------------------
-    def maxima(self, names: list[str], per_channel: bool) -> dict[str, np.ndarray]:
+    def statistics(self, names: list[str], per_channel: bool, counts: bool) -> tuple[dict[str, np.ndarray], bool]:
+        """One pass of the ANN over this shard: the maxima of ``names`` per row and, where
+        ``counts``, what their histograms need (statistics.py): the activations themselves
+        where every shard's fit CACHE_BUDGET together (then True), else counts on power-of-two
+        ranges. Both are kept for ``counts``."""
+        self._held = None
+        ann = self._ann_outputs(names)
+        whole = ann.sample_bytes * self.total <= CACHE_BUDGET  # decided by the whole data: alike on every shard
+        kept: list[dict[str, np.ndarray]] = []
+        running = {name: RunningCounts(per_channel) for name in names}
         peaks: dict[str, np.ndarray] = {}
         if num_samples(self.x):
-            for acts in AnnOutputs(self.graph, names).stream(self.x, self.batch_size):
+            for acts in ann.stream(self.x, self.batch_size):
                 for name, a in acts.items():
                     check_finite(name, a)
                     peak = row_maxima(a, per_channel)
                     peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
-        return peaks
+                    if counts and not whole:
+                        running[name].add(a, peaks[name])
+                if counts and whole:
+                    kept.append(acts)
+        if counts:
+            self._held = (names, per_channel, kept if whole else running)
+        return peaks, whole
 
-    def counts(self, names: list[str], per_channel: bool, maxima: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def counts(self, names: list[str], per_channel: bool, tops: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Histogram counts on the ranges ``tops`` from what ``statistics`` kept (the ANN run
+        again where nothing is kept: an actor that was replaced)."""
+        held, self._held = self._held, None
+        if held is not None and held[:2] == (names, per_channel):
+            if isinstance(held[2], dict):
+                return {name: held[2][name].on(tops[name]) for name in names}
+            stream = iter(held[2])
+        else:
+            stream = self._ann_outputs(names).stream(self.x, self.batch_size) if num_samples(self.x) else iter(())
         counts: dict[str, np.ndarray] = {}
-        if num_samples(self.x):
-            for acts in AnnOutputs(self.graph, names).stream(self.x, self.batch_size):
-                for name, a in acts.items():
-                    counts[name] = row_counts(a, per_channel, maxima[name], counts.get(name))
+        for acts in stream:
+            for name, a in acts.items():
+                counts[name] = row_counts(a, per_channel, tops[name], counts.get(name))
         return counts
 
     def ann_sums(self, outputs: list[str]) -> dict[str, ExactSum]:
         """Per-channel sums of the ANN's activations on this shard's simulated samples (for the
         corrections' means), on the chunks the level-wise simulation uses."""
         sums = {name: ExactSum() for name in outputs}
-        ann = AnnOutputs(self.graph, outputs)
+        ann = self._ann_outputs(outputs)
         for chunk in self._ann_chunks():
             for acts in ann.stream(chunk, num_samples(chunk)):
                 for name, a in acts.items():
                     per_sample, positions = channel_sums(a)
                     sums[name].add(per_sample, positions)
+        self._ann = None  # the simulation comes next: its memory, not the ANN's
         return sums
+
+    def _ann_outputs(self, names: list[str]) -> AnnOutputs:
+        """The ANN run for ``names``: one session for the statistics and the corrections' means
+        (VGG-16's took 12 s to make)."""
+        if self._ann is None or self._ann.names != names:
+            self._ann = AnnOutputs(self.graph, names)
+        return self._ann
 
     def _ann_chunks(self) -> list[Inputs]:
         """This shard's simulated samples, in the chunks the level-wise simulation cuts; for

@@ -1,6 +1,22 @@
 """One statistics collector for every calibration method: the ANN's activations streamed
-batch by batch (never the whole data set in memory), reduced per layer or per channel to a
-running maximum and a fixed histogram over [0, max] of the positive values."""
+batch by batch, reduced per layer or per channel to a running maximum and a histogram of the
+positive values, in one pass of the network over the data.
+
+The histogram's range (its ``top``: BINS bins of width top/BINS) is known only once the
+maximum is:
+
+- where the activations of all calibration images fit CACHE_BUDGET (the 28x28 networks), the
+  pass keeps them and counts them on [0, max] once the maximum is known: a second pass with no
+  second network run;
+- past it (224x224 networks: ResNet-18's 256 images hold 2.4 GB of activations), the range is
+  the power of two just above the running maximum, and where a later batch passes it the counts
+  so far merge pairwise into the doubled range, exactly as if they had been counted on it (a
+  power of two scales a float exactly). Counts of shards merge the same way, so the result does
+  not depend on the order of batches or the number of workers; the bins are at most twice as
+  wide as on [0, max].
+
+Which of the two is decided by the size of the data, never by the machine, so thresholds are
+reproducible."""
 
 from __future__ import annotations
 
@@ -21,6 +37,10 @@ BINS = 4096
 # is an output of that pass (36 MB a sample for ResNet-50 at 224x224), so the batch shrinks to fit
 # and the pass's memory stays the same whatever the number of calibration images
 STATISTICS_BUDGET = 256 << 20
+# bytes of activations the statistics pass may keep to count them exactly on [0, max] (above)
+CACHE_BUDGET = 512 << 20
+# the smallest and largest power-of-two ranges: BINS / top stays a normal float32
+_EXPONENTS = (-100, 127)
 
 
 def channel_rows(a: np.ndarray, per_channel: bool) -> np.ndarray:
@@ -94,16 +114,17 @@ def row_maxima(a: np.ndarray, per_channel: bool) -> np.ndarray:
     return a.max(keepdims=False).reshape(1)
 
 
-def row_counts(a: np.ndarray, per_channel: bool, maxima: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """[rows, BINS] counts of the positive values of ``a`` in bins of width max/BINS per row
-    (the compiled kernel's one pass where it is built; the same counts), added into ``out``
-    where given (no array of counts per batch: ResNet-50's are 740 MB)."""
+def row_counts(a: np.ndarray, per_channel: bool, tops: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """[rows, BINS] counts of the positive values of ``a`` in bins of width top/BINS per row
+    (values at or above a row's top in its last bin; the compiled kernel's one pass where it is
+    built, the same counts), added into ``out`` where given (no array of counts per batch:
+    ResNet-50's are 740 MB)."""
     if kernel.available():
-        return kernel.histogram(a, per_channel and a.ndim >= 2, maxima, BINS, out)
+        return kernel.histogram(a, per_channel and a.ndim >= 2, tops, BINS, out)
     rows = channel_rows(a, per_channel)
-    top = maxima[:, None]
+    top = tops[:, None]
     scale = np.where(top > 0, BINS / np.where(top > 0, top, 1.0), 0.0)
-    bins = np.minimum((rows * scale).astype(np.int64), BINS - 1)
+    bins = np.minimum(rows * scale, BINS - 1).astype(np.int64)  # clamped before the cast: no overflow
     flat = (np.arange(rows.shape[0])[:, None] * BINS + bins)[rows > 0]
     counts = np.bincount(flat, minlength=rows.shape[0] * BINS).reshape(rows.shape[0], BINS)
     if out is None:
@@ -112,40 +133,92 @@ def row_counts(a: np.ndarray, per_channel: bool, maxima: np.ndarray, out: np.nda
     return out
 
 
-class Histograms:
-    """Per layer (or channel) maxima and histograms of the positive activations, two passes,
-    over the calibration workers' shards: maxima merge by maximum, counts by sum (exact)."""
+def power_tops(maxima: np.ndarray) -> np.ndarray:
+    """Per row the power of two strictly above its maximum (0 where the maximum is 0): the
+    range of the one-pass histograms."""
+    m = np.asarray(maxima, np.float32)
+    exponent = np.clip(np.frexp(m)[1], *_EXPONENTS)  # m = f 2^e with f in [0.5, 1): m < 2^e
+    return np.where(m > 0, np.ldexp(np.float32(1.0), exponent), 0.0).astype(np.float32)
 
-    def __init__(self, workers, names: list[str], per_channel: bool):
+
+def rebin(counts: np.ndarray, tops: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``counts`` [rows, BINS] on ranges ``tops`` moved in place onto the ranges ``new``, each a
+    power of two times its old one (or any, where a row's old range is 0: it has no counts):
+    2^k neighbouring bins make one, which is where row_counts puts each value on the new range."""
+    grown = (new > tops) & (tops > 0)
+    shifts = np.where(grown, np.frexp(new)[1] - np.frexp(np.where(tops > 0, tops, 1.0))[1], 0)
+    for shift in np.unique(shifts[grown]):
+        rows = np.nonzero(shifts == shift)[0]
+        width = min(1 << int(shift), BINS)
+        merged = counts[rows].reshape(len(rows), BINS // width, width).sum(axis=2)
+        counts[rows] = 0
+        counts[rows, : BINS // width] = merged
+    return counts
+
+
+class RunningCounts:
+    """One layer's counts over a stream of batches on power-of-two ranges that grow with the
+    running maximum (module docstring)."""
+
+    def __init__(self, per_channel: bool):
+        self.per_channel = per_channel
+        self.tops: np.ndarray | None = None
+        self.counts: np.ndarray | None = None
+
+    def add(self, a: np.ndarray, maxima: np.ndarray) -> None:
+        """Count batch ``a``; ``maxima``: the running maxima with ``a`` in them."""
+        tops = power_tops(maxima)
+        if self.counts is not None:
+            rebin(self.counts, self.tops, tops)
+        self.counts, self.tops = row_counts(a, self.per_channel, tops, self.counts), tops
+
+    def on(self, tops: np.ndarray) -> np.ndarray:
+        """The counts on the (larger or equal) power-of-two ranges ``tops``."""
+        if self.counts is None:
+            return np.zeros((len(tops), BINS), np.int64)
+        self.counts, self.tops = rebin(self.counts, self.tops, tops), tops
+        return self.counts
+
+
+class Histograms:
+    """Per layer (or channel) maxima and, where ``counts``, histograms of the positive
+    activations, over the calibration workers' shards: maxima merge by maximum, counts by sum
+    (exact). ``tops``: each row's histogram range, its maximum where the pass could keep the
+    activations, else the power of two above it (module docstring)."""
+
+    def __init__(self, workers, names: list[str], per_channel: bool, counts: bool = True):
         self.names = names
         self.maxima: dict[str, np.ndarray] = {}
-        for part in workers.call("maxima", names, per_channel):
+        kept = True
+        for part, whole in workers.call("statistics", names, per_channel, counts):
+            kept = kept and whole
             for name, peak in part.items():
                 self.maxima[name] = np.maximum(self.maxima[name], peak) if name in self.maxima else peak
         if not self.maxima:
             raise CalibrationError("calibration data is empty")
+        self.tops = self.maxima if kept else {name: power_tops(m) for name, m in self.maxima.items()}
         self._workers, self._per_channel = workers, per_channel
         self._counts: dict[str, np.ndarray] | None = None
 
     @property
     def counts(self) -> dict[str, np.ndarray]:
-        """name -> [rows, BINS] counts of positive values in bins of width max/BINS (second pass, on demand)."""
+        """name -> [rows, BINS] counts of positive values in bins of width top/BINS (merged on demand)."""
         if self._counts is None:
             counts: dict[str, np.ndarray] = {}
-            for part in self._workers.call("counts", self.names, self._per_channel, self.maxima):
+            for part in self._workers.call("counts", self.names, self._per_channel, self.tops):
                 for name, c in part.items():
                     if name in counts:
                         counts[name] += c
                     else:  # the first part's own array: no second copy of every count (unless read-only, from Ray)
                         counts[name] = c if c.flags.writeable else c.copy()
             for name in self.names:
-                counts.setdefault(name, np.zeros((len(self.maxima[name]), BINS), dtype=np.int64))
+                counts.setdefault(name, np.zeros((len(self.tops[name]), BINS), dtype=np.int64))
             self._counts = counts
         return self._counts
 
     def centers(self, name: str) -> np.ndarray:
         """[rows, BINS] bin centres."""
-        width = self.maxima[name][:, None] / BINS
+        width = self.tops[name][:, None] / BINS
         return (np.arange(BINS)[None, :] + 0.5) * width
 
     def percentile(self, name: str, p: float) -> np.ndarray:
@@ -158,5 +231,5 @@ class Histograms:
         below = np.where(idx > 0, np.take_along_axis(cum, np.maximum(idx - 1, 0)[:, None], 1)[:, 0], 0)
         in_bin = np.take_along_axis(h, idx[:, None], 1)[:, 0]
         frac = np.where(in_bin > 0, (target - below) / np.maximum(in_bin, 1), 1.0)
-        width = self.maxima[name] / BINS
+        width = self.tops[name] / BINS
         return np.where(total > 0, (idx + np.clip(frac, 0, 1)) * width, 0.0)

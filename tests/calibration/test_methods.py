@@ -138,7 +138,7 @@ def test_mmse_by_running_sums_picks_the_per_bin_formulas_threshold(timesteps, v_
 
     class Hist:
         def __init__(self):
-            self.counts, self.maxima = {"a": counts}, {"a": maxima}
+            self.counts, self.maxima, self.tops = {"a": counts}, {"a": maxima}, {"a": maxima}
 
         def centers(self, name):
             return (np.arange(BINS)[None, :] + 0.5) * (maxima[:, None] / BINS)
@@ -172,3 +172,25 @@ def test_counts_added_batch_by_batch_are_the_counts_of_all_the_data(per_channel,
     monkeypatch.setattr(kernel, "available", lambda: False)
     out = statistics.row_counts(a[:7], per_channel, top)
     assert np.array_equal(statistics.row_counts(a[7:], per_channel, top, out), whole)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_compiled_histogram_counts_as_numpy_does_on_large_rows(per_channel, monkeypatch):
+    """The kernel bins blocks of a row's values at once where a row has more values than bins:
+    the same counts as numpy's definition, values at and far above a row's top included (they
+    go to its last bin), zeros and negatives left out."""
+    from onnx2snn.calibration import statistics
+    from onnx2snn.runtime import kernel
+
+    if not kernel.available():
+        pytest.skip("the compiled kernel is not built")
+    rng = np.random.default_rng(3)
+    a = (rng.normal(size=(3, 2, 40, 50)) * 10.0 ** rng.integers(-2, 3, (3, 2, 40, 50))).astype(np.float32)
+    a[0, 0, :5] = 0.0
+    a[1, 1, 0, :3] = 3e38  # far above the top
+    top = np.float32(0.5) * statistics.row_maxima(np.where(a < 1e30, a, 0), per_channel)
+    top[-1] = statistics.row_maxima(a, per_channel)[-1]  # a value exactly at the top
+    compiled = statistics.row_counts(a, per_channel, top)
+    monkeypatch.setattr(kernel, "available", lambda: False)
+    np.testing.assert_array_equal(compiled, statistics.row_counts(a, per_channel, top))
+    assert compiled.sum() == (a > 0).sum()

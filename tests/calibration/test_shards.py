@@ -73,3 +73,54 @@ def test_conversion_uses_one_local_shard_by_default(digits_cnn, digits):
     thresholds = calibrate(graph, digits[0][:100], "max", True, Neurons(), 128)
     for name, theta in snn.thresholds.items():
         np.testing.assert_array_equal(theta, thresholds[name])
+
+
+@pytest.mark.parametrize("method", ["mmse", "percentile:99.9"])
+def test_histograms_on_power_of_two_ranges_merge_exactly_across_shards(digits_cnn, digits, method, monkeypatch):
+    """Where the activations do not fit the statistics pass's cache, histograms count on
+    power-of-two ranges that grow batch by batch: the thresholds do not depend on the number of
+    shards (nor on where the running maximum grew), and they stay near the exact histograms'."""
+    from onnx2snn.calibration import statistics
+
+    graph = canonicalize(import_graph(digits_cnn))
+    x = digits[0][:230]
+    neurons = Neurons(timesteps=6)
+    exact = calibrate(graph, x, method, True, neurons, 32, _workers(graph, x, neurons, 32, 1))
+    monkeypatch.setattr(statistics, "CACHE_BUDGET", 0)
+    monkeypatch.setattr("onnx2snn.calibration.shards.CACHE_BUDGET", 0)
+    results = [calibrate(graph, x, method, True, neurons, 32, _workers(graph, x, neurons, 32, n)) for n in (1, 2, 3)]
+    for thresholds in results[1:]:
+        for name, theta in results[0].items():
+            np.testing.assert_array_equal(thresholds[name], theta)
+    # bins at most twice as wide: mmse's candidates are 1% apart, a percentile moves within a bin
+    for name, theta in exact.items():
+        np.testing.assert_allclose(results[0][name], theta, rtol=0.011)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_running_counts_are_the_counts_on_the_final_power_of_two_range(per_channel, compiled, monkeypatch):
+    """Counts kept on a range that doubles as the maximum grows (values spanning decades, a row
+    that stays empty, a row that starts empty) equal counting all the data at once on the power
+    of two above its maximum, in any batch order."""
+    from onnx2snn.calibration import statistics
+
+    if not compiled:
+        monkeypatch.setattr(kernel, "available", lambda: False)
+    rng = np.random.default_rng(1)
+    a = (rng.normal(size=(40, 6, 3, 3)) * 10.0 ** rng.integers(-3, 4, (40, 1, 1, 1))).astype(np.float32)
+    a[:, 2] = -1.0  # never positive
+    a[:25, 4] = 0.0  # positive only in late batches
+    a[37, 1, 0, 0] = 4.0  # a maximum that is a power of two: counted below its range's top
+    for order in (np.arange(40), np.arange(40)[::-1], rng.permutation(40)):
+        running = statistics.RunningCounts(per_channel)
+        peak = None
+        for chunk in np.array_split(a[order], 7):
+            m = statistics.row_maxima(chunk, per_channel)
+            peak = m if peak is None else np.maximum(peak, m)
+            running.add(chunk, peak)
+        tops = statistics.power_tops(statistics.row_maxima(a, per_channel))
+        assert np.all(tops > statistics.row_maxima(a, per_channel))
+        np.testing.assert_array_equal(running.on(tops), statistics.row_counts(a, per_channel, tops))
+        wider = tops * np.float32(8)  # a larger range, as another shard's maximum may ask for
+        np.testing.assert_array_equal(running.on(wider), statistics.row_counts(a, per_channel, wider))

@@ -124,3 +124,26 @@ def test_running_counts_are_the_counts_on_the_final_power_of_two_range(per_chann
         np.testing.assert_array_equal(running.on(tops), statistics.row_counts(a, per_channel, tops))
         wider = tops * np.float32(8)  # a larger range, as another shard's maximum may ask for
         np.testing.assert_array_equal(running.on(wider), statistics.row_counts(a, per_channel, wider))
+
+
+@pytest.mark.parametrize("budget", [None, 0])
+def test_counts_from_the_one_pass_equal_a_second_pass(digits_cnn, digits, budget, monkeypatch):
+    """What the statistics pass keeps (the activations, or counts on power-of-two ranges) gives
+    the counts a second run of the ANN over the data gives (what a replaced worker does)."""
+    from onnx2snn.calibration import statistics
+    from onnx2snn.passes import activation_nodes
+
+    if budget is not None:
+        monkeypatch.setattr("onnx2snn.calibration.shards.CACHE_BUDGET", budget)
+    graph = canonicalize(import_graph(digits_cnn))
+    names = [n.outputs[0].name for n in activation_nodes(graph)]
+    x = digits[0][:150]
+    shard = CalibrationShard(graph, x, Neurons(), 32)
+    maxima, whole = shard.statistics(names, True, True)
+    assert whole == (budget is None)
+    tops = maxima if whole else {name: statistics.power_tops(m) for name, m in maxima.items()}
+    kept = shard.counts(names, True, tops)
+    again = CalibrationShard(graph, x, Neurons(), 32).counts(names, True, tops)
+    for name in names:
+        np.testing.assert_array_equal(kept[name], again[name])
+        assert kept[name].sum() > 0

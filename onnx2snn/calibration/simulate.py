@@ -13,16 +13,26 @@ from ..data import Inputs, num_samples, take
 from ..neuron import Corrections, Neurons
 from ..passes import activation_nodes
 from ..runtime import SNNSession
+from ..runtime.activity import macs_per_sample
 
 # methods that simulate the SNN (spike-norm, corrections) use at most this many samples: their
-# cost is samples x T x neurons. What they measure are per-channel means, and the default's
+# cost is samples x T x the network. What they measure are per-channel means, and the default's
 # accuracy hardly moves with the number simulated (benchmarks/simulation_samples.py: T = 16 within
-# 0.1 pp from 1,024 samples down to 16 on cnn_bn and resnet_small). So a network with bigger
-# layers simulates fewer samples: at most SIMULATION_NEURONS neuron-samples in its largest layer
-# (1,024 samples of 32 channels at 28x28), at least SIMULATION_MIN samples (ResNet-50 at 224x224: 32)
+# 0.2 pp from 1,024 samples down to 8 on cnn_bn and resnet_small). So a bigger network simulates
+# fewer samples, at most what 1,024 samples of the 28x28 reference networks cost, in each of:
+# - memory: SIMULATION_NEURONS neuron-samples in its largest layer (1,024 samples of 32 channels
+#   at 28x28), the stored spikes and the stage of a chunk growing with it;
+# - arithmetic: SIMULATION_MACS multiply-accumulates a step (1,024 samples of resnet_small's
+#   9.35 M), the stages' convolutions;
+# - neuron updates: SIMULATION_STATE neurons a step (1,024 samples of resnet_small's 56,448),
+#   the kernel and the spikes' packing;
+# and at least SIMULATION_MIN. At 224x224 (ResNet-18/50, MobileNetV2, VGG-16) that is 8, so the
+# default's simulation costs about half of its one pass of the ANN over 256 images.
 SIMULATION_SAMPLES = 1024
 SIMULATION_NEURONS = 1024 * 32 * 28 * 28
-SIMULATION_MIN = 16
+SIMULATION_MACS = 1024 * 9_400_000
+SIMULATION_STATE = 1024 * 57_000
+SIMULATION_MIN = 8
 
 
 def simulation_samples(graph: gs.Graph) -> int:
@@ -32,8 +42,13 @@ def simulation_samples(graph: gs.Graph) -> int:
         for node in activation_nodes(graph)
         if (shape := node.outputs[0].shape) and all(isinstance(d, int) for d in shape[1:])
     ]
-    largest = max(sizes, default=1)
-    return max(SIMULATION_MIN, min(SIMULATION_SAMPLES, SIMULATION_NEURONS // largest))
+    caps = [
+        SIMULATION_SAMPLES,
+        SIMULATION_NEURONS // max(sizes, default=1),
+        SIMULATION_MACS // max(macs_per_sample(graph), 1),
+        SIMULATION_STATE // max(sum(sizes), 1),
+    ]
+    return max(SIMULATION_MIN, min(caps))
 
 
 def simulation_subset(x: Inputs, seed: int, graph: gs.Graph | None = None) -> Inputs:

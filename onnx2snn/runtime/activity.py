@@ -63,6 +63,11 @@ def _weighted_layers(graph: gs.Graph, varying: set[str]) -> list[tuple[gs.Node, 
     return weighted
 
 
+def macs_per_sample(graph: gs.Graph) -> int:
+    """The ANN's multiply-accumulates for one sample (weighted layers of known shape)."""
+    return sum(macs for _, macs, _ in _weighted_layers(graph, set()))
+
+
 def _count(session: SNNSession, x: np.ndarray, steps: int, spikes: dict[str, str], inputs: dict[str, str], bar):
     """Over all samples and steps: spikes fired per IF layer, neurons that never fired, and the
     nonzero share of each spiking weighted layer's input summed per sample."""

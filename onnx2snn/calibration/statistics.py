@@ -39,6 +39,8 @@ BINS = 4096
 STATISTICS_BUDGET = 256 << 20
 # bytes of activations the statistics pass may keep to count them exactly on [0, max] (above)
 CACHE_BUDGET = 512 << 20
+# values a row that the one-pass histograms count at a time (RunningCounts)
+GROUP = 4096
 # the smallest and largest power-of-two ranges: BINS / top stays a normal float32
 _EXPONENTS = (-100, 127)
 
@@ -158,22 +160,41 @@ def rebin(counts: np.ndarray, tops: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 class RunningCounts:
     """One layer's counts over a stream of batches on power-of-two ranges that grow with the
-    running maximum (module docstring)."""
+    running maximum (module docstring). A batch with fewer than GROUP values a row waits for
+    the next ones: counting a few values into each of thousands of 32 kB rows misses the caches
+    on every value (ResNet-50's 7x7 layers: 343 values a row a batch, 2,048 rows), and where the
+    bins go does not depend on when they are counted (the running maximum's ranges cover every
+    waiting value)."""
 
     def __init__(self, per_channel: bool):
         self.per_channel = per_channel
         self.tops: np.ndarray | None = None
         self.counts: np.ndarray | None = None
+        self._waiting: list[np.ndarray] = []
+        self._maxima: np.ndarray | None = None
 
     def add(self, a: np.ndarray, maxima: np.ndarray) -> None:
-        """Count batch ``a``; ``maxima``: the running maxima with ``a`` in them."""
-        tops = power_tops(maxima)
+        """Count batch ``a`` (now or with the next ones); ``maxima``: the running maxima with
+        ``a`` in them."""
+        self._waiting.append(a)
+        self._maxima = maxima
+        rows = a.shape[1] if self.per_channel and a.ndim >= 2 else 1
+        if sum(w.size for w in self._waiting) >= GROUP * rows:
+            self._count()
+
+    def _count(self) -> None:
+        if not self._waiting:
+            return
+        tops = power_tops(self._maxima)
         if self.counts is not None:
             rebin(self.counts, self.tops, tops)
+        a = self._waiting[0] if len(self._waiting) == 1 else np.concatenate(self._waiting)
+        self._waiting = []
         self.counts, self.tops = row_counts(a, self.per_channel, tops, self.counts), tops
 
     def on(self, tops: np.ndarray) -> np.ndarray:
         """The counts on the (larger or equal) power-of-two ranges ``tops``."""
+        self._count()
         if self.counts is None:
             return np.zeros((len(tops), BINS), np.int64)
         self.counts, self.tops = rebin(self.counts, self.tops, tops), tops

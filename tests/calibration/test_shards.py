@@ -99,12 +99,16 @@ def test_histograms_on_power_of_two_ranges_merge_exactly_across_shards(digits_cn
 
 @pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("compiled", [True, False])
-def test_running_counts_are_the_counts_on_the_final_power_of_two_range(per_channel, compiled, monkeypatch):
+@pytest.mark.parametrize("group", [1, 100, None])
+def test_running_counts_are_the_counts_on_the_final_power_of_two_range(per_channel, compiled, group, monkeypatch):
     """Counts kept on a range that doubles as the maximum grows (values spanning decades, a row
     that stays empty, a row that starts empty) equal counting all the data at once on the power
-    of two above its maximum, in any batch order."""
+    of two above its maximum, in any batch order, whether batches are counted at once or wait
+    for the next ones (``group`` values a row)."""
     from onnx2snn.calibration import statistics
 
+    if group is not None:
+        monkeypatch.setattr(statistics, "GROUP", group)
     if not compiled:
         monkeypatch.setattr(kernel, "available", lambda: False)
     rng = np.random.default_rng(1)

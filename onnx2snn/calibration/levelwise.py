@@ -40,6 +40,7 @@ from ..passes import activation_nodes
 from ..runtime import kernel
 from ..runtime.cut import Cut, cut_at_neurons
 from ..runtime.providers import session_options
+from .reduce import channel_sums
 
 DEFAULT_BUDGET = 1 << 30  # bytes for one chunk's stage
 # bytes of stored spikes (and one sample's stage) past which calibration simulates up to each layer
@@ -299,6 +300,17 @@ class Levelwise:
         cut = self.cuts[layer]
         steps = self.neurons.timesteps if cut.constant else None
         return kernel.if_scan(current, setting.threshold, setting.start, self.reset_to_zero, steps)
+
+    def rates(self, layer: str, current: np.ndarray, setting: LayerSetting) -> tuple[np.ndarray, int]:
+        """Per sample the sum of each channel's spikes over T steps, [n, C] float64, and how many
+        values each sum holds: what the spikes of ``spikes`` sum to (each spike is its channel's
+        threshold, the sums exact), counted without them."""
+        cut = self.cuts[layer]
+        steps = self.neurons.timesteps if cut.constant else None
+        counts = kernel.if_counts(current, setting.threshold, setting.start, self.reset_to_zero, steps)
+        fired, positions = channel_sums(counts)
+        theta = np.asarray(setting.threshold, np.float32).reshape(-1).astype(np.float64)
+        return fired * theta, positions * self.neurons.timesteps
 
     def fire(self, level: int, settings: dict[str, LayerSetting]) -> None:
         """Set the layers at ``level``: their spikes, stored as bits for the levels after."""

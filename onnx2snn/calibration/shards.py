@@ -155,9 +155,7 @@ class CalibrationShard:
         sums = {layer: ExactSum() for layer in settings}
         for _, currents in sim.currents(level):
             for layer, current in currents.items():
-                spikes = sim.spikes(layer, current, settings[layer])
-                per_sample, positions = channel_sums(spikes.sum(axis=0, dtype=np.float64))
-                sums[layer].add(per_sample, positions * len(spikes))
+                sums[layer].add(*sim.rates(layer, current, settings[layer]))
         return sums
 
     def set_shifts(self, shifts: dict[str, np.ndarray]) -> None:

@@ -57,6 +57,31 @@ void if_scan(const float *x, float *spikes, float *membrane, const float *theta,
     }
 }
 
+/* As if_scan, but no spikes written: counts[r * inner + j] += the number of steps the neuron
+   fired (calibration's rates need only those, not the T x N spikes; runtime/kernel.py,
+   if_counts). */
+void if_counts(const float *x, int32_t *counts, float *membrane, const float *theta, int64_t steps,
+               int64_t x_stride, int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode,
+               int reset_to_zero) {
+    float *st = malloc((size_t)(inner > 0 ? inner : 1) * sizeof(float));
+    if (st == NULL) return;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *th = theta_mode == 1 ? theta + r % channels : theta;
+        const int64_t th_step = theta_mode == 2 ? 1 : 0;
+        float *v = membrane + r * inner;
+        int32_t *c = counts + r * inner;
+        for (int64_t t = 0; t < steps; ++t) {
+            const float *xt = x + t * x_stride + r * inner;
+            if (reset_to_zero)
+                row_zero(xt, st, v, th, th_step, inner);
+            else
+                row_subtract(xt, st, v, th, th_step, inner);
+            for (int64_t j = 0; j < inner; ++j) c[j] += st[j] != 0.0f;
+        }
+    }
+    free(st);
+}
+
 /* An IF layer in onnxruntime's blocked layout (runtime/blocked.py) over `steps` steps, as if_scan
    does it: a step is `rows` rows of `inner` values (H*W positions of `block` channels each, the
    channel innermost); row r holds channels (r % cblocks) * block onwards, so value j of a row has

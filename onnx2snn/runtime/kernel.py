@@ -28,6 +28,8 @@ def _library() -> ctypes.CDLL | str:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan.restype = None
+    lib.if_counts.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_counts.restype = None
     lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan_blocked.restype = None
     lib.pack_fired.argtypes = [ptr, ptr, i64]
@@ -92,6 +94,25 @@ def if_scan(
     args = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
     lib.if_scan(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
     return spikes
+
+
+def if_counts(
+    x: np.ndarray, threshold: np.ndarray, start: np.ndarray, reset_to_zero: bool, steps: int | None = None
+) -> np.ndarray:
+    """How many of the steps each neuron of if_scan's layer fires, [N, ...] int32: its spikes
+    summed over the steps (each is its threshold), without them."""
+    lib = _loaded()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    step_shape = x.shape if steps is not None else x.shape[1:]
+    theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
+    rows, channels, inner, mode = _layout(step_shape, theta)
+    membrane = np.array(np.broadcast_to(np.asarray(start, np.float32), step_shape), np.float32, order="C")
+    counts = np.zeros(step_shape, np.int32)
+    stride = 0 if steps is not None else rows * inner
+    steps = x.shape[0] if steps is None else steps
+    args = (x.ctypes.data, counts.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
+    lib.if_counts(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
+    return counts
 
 
 class Stepper:

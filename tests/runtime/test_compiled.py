@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import onnx2snn
-from onnx2snn.neuron import if_step, initial_membrane
+from onnx2snn.neuron import Neurons, if_step, initial_membrane
 from onnx2snn.runtime import blocked, kernel
 from tests.helpers import mlp
 
@@ -46,6 +46,46 @@ def test_kernel_equals_reference(shape, per_channel, reset, steps, seed):
     for t in range(steps):
         expected, v = if_step(x[t], v, theta, reset)
         np.testing.assert_array_equal(spikes[t], expected)
+
+
+@needs_kernel
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    per_channel=st.booleans(),
+    reset=st.sampled_from(["subtract", "zero"]),
+    steps=st.integers(1, 12),
+    constant=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_spike_counts_and_rates_are_the_spikes_summed(shape, per_channel, reset, steps, constant, seed):
+    """if_counts counts what if_scan fires, and the level-wise rates built on it are the
+    spikes' per-channel sums bit for bit (what calibration's corrections compared before)."""
+    from onnx2snn.calibration.levelwise import LayerSetting, Levelwise
+    from onnx2snn.calibration.reduce import channel_sums
+
+    rng = np.random.default_rng(seed)
+    if per_channel and len(shape) >= 2:
+        theta = rng.uniform(0.05, 3.0, (shape[1],) + (1,) * (len(shape) - 2)).astype(np.float32)
+    else:
+        theta = np.float32(rng.uniform(0.05, 3.0))
+    x = rng.normal(0.3, 1.0, (shape if constant else (steps, *shape))).astype(np.float32)
+    start = initial_membrane(tuple(shape), theta, 0.5)
+    spikes = kernel.if_scan(x, theta, start, reset == "zero", steps if constant else None)
+    counts = kernel.if_counts(x, theta, start, reset == "zero", steps if constant else None)
+    np.testing.assert_array_equal(counts, (spikes > 0).sum(axis=0))
+
+    class Cut:  # the one attribute Levelwise.rates reads of a layer's cut
+        pass
+
+    sim = Levelwise.__new__(Levelwise)
+    sim.cuts, sim.reset_to_zero = {"a": Cut()}, reset == "zero"
+    sim.cuts["a"].constant = constant
+    sim.neurons = Neurons(timesteps=steps)
+    got, positions = sim.rates("a", x, LayerSetting(theta, start))
+    expected, per = channel_sums(spikes.sum(axis=0, dtype=np.float64))
+    np.testing.assert_array_equal(got, expected)
+    assert positions == per * steps
 
 
 @needs_kernel

@@ -82,10 +82,8 @@ def _rows(counts: np.ndarray, top32: np.ndarray, grid32: np.ndarray, timesteps: 
     shape = (rows, CANDIDATES, 1)
     edges = np.concatenate([np.zeros(shape, np.int64), first, np.full(shape, bins)], axis=2)
     q = theta[:, :, None] / timesteps * np.arange(timesteps + 1)[None, None, :]  # level k's value (T: clipped)
-    lo, hi = edges[:, :, :-1], edges[:, :, 1:]
-    w = s0[index, hi] - s0[index, lo]
-    wa = s1[index, hi] - s1[index, lo]
-    wa2 = s2[index, hi] - s2[index, lo]
+    # each sum at every edge once; a level's part is the difference of its two edges'
+    w, wa, wa2 = (np.diff(s[index, edges], axis=2) for s in (s0, s1, s2))
     error = (wa2 - 2.0 * q * wa + q * q * w).sum(axis=2)  # [rows, candidates]
     best = theta[np.arange(rows), np.argmin(error, axis=1)]  # the first of equal errors, as before
     return np.where(top > 0, best, 0.0)

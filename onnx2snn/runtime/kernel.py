@@ -75,6 +75,28 @@ def _buffer(array: np.ndarray, shape: tuple[int, ...], dtype: type = np.float32)
         raise ValueError(f"the kernel's buffers must be C-contiguous {name} arrays of shape {shape}")
 
 
+def _scan(
+    kind: str, x: np.ndarray, threshold: np.ndarray, start: np.ndarray, reset_to_zero: bool, steps: int | None
+) -> np.ndarray:
+    """if_scan's layer run by the kernel's function ``kind``: "if_scan" writes the spikes
+    [T, N, ...], "if_counts" counts each neuron's firings [N, ...]."""
+    lib = _loaded()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    step_shape = x.shape if steps is not None else x.shape[1:]
+    theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
+    rows, channels, inner, mode = _layout(step_shape, theta)
+    membrane = np.array(np.broadcast_to(np.asarray(start, np.float32), step_shape), np.float32, order="C")
+    stride = 0 if steps is not None else rows * inner  # one current for every step, or one a step
+    steps = x.shape[0] if steps is None else steps
+    if kind == "if_scan":
+        out = np.empty((steps, *step_shape), np.float32)
+    else:
+        out = np.zeros(step_shape, np.int32)
+    args = (x.ctypes.data, out.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
+    getattr(lib, kind)(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
+    return out
+
+
 def if_scan(
     x: np.ndarray, threshold: np.ndarray, start: np.ndarray, reset_to_zero: bool, steps: int | None = None
 ) -> np.ndarray:
@@ -82,18 +104,7 @@ def if_scan(
     ``steps``, by the one current ``x`` [N, ...] at each of ``steps`` steps), its membranes
     starting at ``start`` (broadcastable to [N, ...]); ``threshold`` a scalar or one per
     channel (axis 1 of [N, ...])."""
-    lib = _loaded()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    step_shape = x.shape if steps is not None else x.shape[1:]
-    theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
-    rows, channels, inner, mode = _layout(step_shape, theta)
-    membrane = np.array(np.broadcast_to(np.asarray(start, np.float32), step_shape), np.float32, order="C")
-    steps = x.shape[0] if steps is None else steps
-    spikes = np.empty((steps, *step_shape), np.float32)
-    stride = 0 if spikes.ndim != x.ndim else rows * inner
-    args = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
-    lib.if_scan(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
-    return spikes
+    return _scan("if_scan", x, threshold, start, reset_to_zero, steps)
 
 
 def if_counts(
@@ -101,18 +112,7 @@ def if_counts(
 ) -> np.ndarray:
     """How many of the steps each neuron of if_scan's layer fires, [N, ...] int32: its spikes
     summed over the steps (each is its threshold), without them."""
-    lib = _loaded()
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    step_shape = x.shape if steps is not None else x.shape[1:]
-    theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
-    rows, channels, inner, mode = _layout(step_shape, theta)
-    membrane = np.array(np.broadcast_to(np.asarray(start, np.float32), step_shape), np.float32, order="C")
-    counts = np.zeros(step_shape, np.int32)
-    stride = 0 if steps is not None else rows * inner
-    steps = x.shape[0] if steps is None else steps
-    args = (x.ctypes.data, counts.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
-    lib.if_counts(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
-    return counts
+    return _scan("if_counts", x, threshold, start, reset_to_zero, steps)
 
 
 class Stepper:

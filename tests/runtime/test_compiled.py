@@ -24,6 +24,18 @@ def test_the_kernel_is_built_in_ci():
         assert kernel.available(), kernel.why_unavailable()
 
 
+def _layer(shape, per_channel, currents, seed):
+    """A random IF layer of ``shape``: its threshold(s), currents of shape ``currents``, and its
+    membranes' start."""
+    rng = np.random.default_rng(seed)
+    if per_channel and len(shape) >= 2:
+        theta = rng.uniform(0.05, 3.0, (shape[1],) + (1,) * (len(shape) - 2)).astype(np.float32)
+    else:
+        theta = np.float32(rng.uniform(0.05, 3.0))
+    x = rng.normal(0.3, 1.0, currents).astype(np.float32)
+    return theta, x, initial_membrane(tuple(shape), theta, 0.5)
+
+
 @needs_kernel
 @settings(max_examples=60, deadline=None)
 @given(
@@ -34,13 +46,7 @@ def test_the_kernel_is_built_in_ci():
     seed=st.integers(0, 2**31 - 1),
 )
 def test_kernel_equals_reference(shape, per_channel, reset, steps, seed):
-    rng = np.random.default_rng(seed)
-    if per_channel and len(shape) >= 2:
-        theta = rng.uniform(0.05, 3.0, (shape[1],) + (1,) * (len(shape) - 2)).astype(np.float32)
-    else:
-        theta = np.float32(rng.uniform(0.05, 3.0))
-    x = rng.normal(0.3, 1.0, (steps, *shape)).astype(np.float32)
-    start = initial_membrane(tuple(shape), theta, 0.5)
+    theta, x, start = _layer(shape, per_channel, (steps, *shape), seed)
     spikes = kernel.if_scan(x, theta, start, reset == "zero")
     v = start
     for t in range(steps):
@@ -64,13 +70,7 @@ def test_spike_counts_and_rates_are_the_spikes_summed(shape, per_channel, reset,
     from onnx2snn.calibration.levelwise import LayerSetting, Levelwise
     from onnx2snn.calibration.reduce import channel_sums
 
-    rng = np.random.default_rng(seed)
-    if per_channel and len(shape) >= 2:
-        theta = rng.uniform(0.05, 3.0, (shape[1],) + (1,) * (len(shape) - 2)).astype(np.float32)
-    else:
-        theta = np.float32(rng.uniform(0.05, 3.0))
-    x = rng.normal(0.3, 1.0, (shape if constant else (steps, *shape))).astype(np.float32)
-    start = initial_membrane(tuple(shape), theta, 0.5)
+    theta, x, start = _layer(shape, per_channel, shape if constant else (steps, *shape), seed)
     spikes = kernel.if_scan(x, theta, start, reset == "zero", steps if constant else None)
     counts = kernel.if_counts(x, theta, start, reset == "zero", steps if constant else None)
     np.testing.assert_array_equal(counts, (spikes > 0).sum(axis=0))

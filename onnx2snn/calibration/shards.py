@@ -53,15 +53,19 @@ class CalibrationShard:
         """One pass of the ANN over this shard: the maxima of ``names`` per row and, where
         ``counts``, what their histograms need (statistics.py): the activations themselves
         where every shard's fit CACHE_BUDGET together (then True), else counts on power-of-two
-        ranges. Both are kept for ``counts``."""
+        ranges. Both are kept for ``counts``; the session is kept for ``ann_sums``."""
         self._held = None
-        ann = self._ann_outputs(names)
-        whole = ann.sample_bytes * self.total <= CACHE_BUDGET  # decided by the whole data: alike on every shard
+        # kept where all the data's activations fit, as the first batch measures them (declared
+        # shapes may hold unknown sizes): alike on every shard; a shard without data agrees
+        whole = True
         kept: list[dict[str, np.ndarray]] = []
         running = {name: RunningCounts(per_channel) for name in names}
         peaks: dict[str, np.ndarray] = {}
         if num_samples(self.x):
-            for acts in ann.stream(self.x, self.batch_size):
+            for acts in self._ann_outputs(names).stream(self.x, self.batch_size):
+                if not peaks:
+                    sample_bytes = sum(a.nbytes for a in acts.values()) / max(len(next(iter(acts.values()))), 1)
+                    whole = sample_bytes * self.total <= CACHE_BUDGET
                 for name, a in acts.items():
                     check_finite(name, a)
                     peak = row_maxima(a, per_channel)

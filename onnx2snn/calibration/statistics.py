@@ -35,9 +35,9 @@ from ..runtime.inputs import batches
 BINS = 4096
 # bytes of activations one batch of the statistics pass may return: every activation of a sample
 # is an output of that pass (36 MB a sample for ResNet-50 at 224x224), so the batch shrinks to fit
-# and the pass's memory stays the same whatever the number of calibration images
 STATISTICS_BUDGET = 256 << 20
-# bytes of activations the statistics pass may keep to count them exactly on [0, max] (above)
+# bytes of activations the statistics pass may keep to count them exactly on [0, max] (above):
+# with the batch, what bounds the pass's memory whatever the number of calibration images
 CACHE_BUDGET = 512 << 20
 # values a row that the one-pass histograms count at a time (RunningCounts)
 GROUP = 4096
@@ -253,4 +253,7 @@ class Histograms:
         in_bin = np.take_along_axis(h, idx[:, None], 1)[:, 0]
         frac = np.where(in_bin > 0, (target - below) / np.maximum(in_bin, 1), 1.0)
         width = self.tops[name] / BINS
-        return np.where(total > 0, (idx + np.clip(frac, 0, 1)) * width, 0.0)
+        value = np.where(total > 0, (idx + np.clip(frac, 0, 1)) * width, 0.0)
+        if self.tops is not self.maxima:  # a power-of-two range: its last bin reaches past the maximum
+            value = np.minimum(value, self.maxima[name])
+        return value

@@ -2,8 +2,9 @@
 its part of the level-wise simulation between rounds; the driver merges what they return
 (calibration/shards.py: maxima, counts, exact sums), so thresholds and corrections are
 bit-identical to one process's. Spike-Norm and the corrections take one round of actors per
-level. An actor that dies is replaced on its shard, its state rebuilt by replaying the calls
-that made it."""
+level. An actor that dies is replaced on its shard, its simulation's state rebuilt by replaying
+the calls that made it (what the statistics pass keeps for the histograms is not replayed: the
+new actor's ``counts`` runs the ANN over its shard again, to the same counts)."""
 
 from __future__ import annotations
 

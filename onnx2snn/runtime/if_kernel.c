@@ -60,11 +60,11 @@ void if_scan(const float *x, float *spikes, float *membrane, const float *theta,
 /* As if_scan, but no spikes written: counts[r * inner + j] += the number of steps the neuron
    fired (calibration's rates need only those, not the T x N spikes; runtime/kernel.py,
    if_counts). */
-void if_counts(const float *x, int32_t *counts, float *membrane, const float *theta, int64_t steps,
-               int64_t x_stride, int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode,
-               int reset_to_zero) {
+int if_counts(const float *x, int32_t *counts, float *membrane, const float *theta, int64_t steps,
+              int64_t x_stride, int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode,
+              int reset_to_zero) {
     float *st = malloc((size_t)(inner > 0 ? inner : 1) * sizeof(float));
-    if (st == NULL) return;
+    if (st == NULL) return -1; /* no memory: the wrapper raises */
     for (int64_t r = 0; r < rows; ++r) {
         const float *th = theta_mode == 1 ? theta + r % channels : theta;
         const int64_t th_step = theta_mode == 2 ? 1 : 0;
@@ -80,6 +80,7 @@ void if_counts(const float *x, int32_t *counts, float *membrane, const float *th
         }
     }
     free(st);
+    return 0;
 }
 
 /* An IF layer in onnxruntime's blocked layout (runtime/blocked.py) over `steps` steps, as if_scan
@@ -165,7 +166,7 @@ void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const f
 
 /* Calibration's histogram of positive activations (calibration/statistics.py, row_counts):
    a holds n samples of `channels` x `inner` values; a row is a channel (per_channel) or the
-   whole layer; counts[row][bin] += 1 for every v > 0, bin = min(trunc(v * (bins / max_row)),
+   whole layer; counts[row][bin] += 1 for every v > 0, bin = min(trunc(v * (bins / top_row)),
    bins - 1), in float32 as numpy computes it there. A row at a time over all samples (sample
    by sample, every channel's row of 4,096 int64 would be touched in turn: MobileNetV2's 960
    channels' 31 MB out of the caches at every sample); the bins of a block of values first, in
@@ -181,8 +182,9 @@ static void bin_indices(const float *restrict x, int64_t size, float scale, int3
     }
 }
 
-void histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inner, int per_channel,
-               const float *restrict maxima, int64_t *restrict counts, int64_t bins) {
+int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inner, int per_channel,
+              const float *restrict tops, int64_t *restrict counts, int64_t bins) {
+    if (bins < 1) return -2; /* the wrapper raises */
     const int64_t rows = per_channel ? channels : 1;
     const int64_t size = per_channel ? inner : channels * inner; /* a row's values in one sample */
     int32_t idx[HISTOGRAM_BLOCK];
@@ -191,9 +193,9 @@ void histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inn
        not one (a batch holds at most a few 10^7 values: no copy overflows) */
     const int64_t stride = bins + 4;
     uint32_t *acc = malloc((size_t)(4 * stride) * sizeof(uint32_t));
-    if (acc == NULL) return;
+    if (acc == NULL) return -1; /* no memory: the wrapper raises */
     for (int64_t row = 0; row < rows; ++row) {
-        const float top = maxima[row];
+        const float top = tops[row];
         const float scale = top > 0.0f ? (float)bins / top : 0.0f;
         int64_t *h = counts + row * bins;
         if (n * size < bins) { /* a few values: straight into the row */
@@ -228,4 +230,5 @@ void histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inn
             h[b] += (int64_t)acc[b] + acc[stride + b] + acc[2 * stride + b] + acc[3 * stride + b];
     }
     free(acc);
+    return 0;
 }

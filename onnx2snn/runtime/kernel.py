@@ -29,7 +29,7 @@ def _library() -> ctypes.CDLL | str:
     lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan.restype = None
     lib.if_counts.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
-    lib.if_counts.restype = None
+    lib.if_counts.restype = ctypes.c_int
     lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan_blocked.restype = None
     lib.pack_fired.argtypes = [ptr, ptr, i64]
@@ -37,7 +37,7 @@ def _library() -> ctypes.CDLL | str:
     lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
     lib.unpack_spikes.restype = None
     lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, i64]
-    lib.histogram.restype = None
+    lib.histogram.restype = ctypes.c_int
     return lib
 
 
@@ -93,7 +93,9 @@ def _scan(
     else:
         out = np.zeros(step_shape, np.int32)
     args = (x.ctypes.data, out.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
-    getattr(lib, kind)(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
+    status = getattr(lib, kind)(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
+    if kind == "if_counts":  # if_scan allocates nothing and returns nothing
+        _check(status, kind)
     return out
 
 
@@ -189,17 +191,35 @@ def unpack_spikes(bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarra
 
 
 def histogram(
-    a: np.ndarray, per_channel: bool, maxima: np.ndarray, bins: int, out: np.ndarray | None = None
+    a: np.ndarray, per_channel: bool, tops: np.ndarray, bins: int, out: np.ndarray | None = None
 ) -> np.ndarray:
     """[rows, bins] counts of the positive values of ``a`` [n, C, ...] per channel (or for the
-    whole layer) in bins of width max/bins, as calibration/statistics.py's row_counts defines
-    them; added into ``out`` (int64, C-contiguous) where given."""
+    whole layer) in bins of width top/bins (values at or above a row's top in its last bin), as
+    calibration/statistics.py's row_counts defines them; added into ``out`` (int64,
+    C-contiguous) where given."""
+    if bins < 1:
+        raise ValueError(f"a histogram needs at least one bin, got {bins}")
     a = np.ascontiguousarray(a, dtype=np.float32)
     n = len(a)
     channels = a.shape[1] if per_channel and a.ndim >= 2 else 1
     inner = a.size // max(n * channels, 1)
-    top = np.ascontiguousarray(maxima, dtype=np.float32)
+    top = np.ascontiguousarray(tops, dtype=np.float32)
     counts = np.zeros((len(top), bins), np.int64) if out is None else out
     _buffer(counts, (len(top), bins), np.int64)
-    _loaded().histogram(a.ctypes.data, n, channels, inner, int(per_channel), top.ctypes.data, counts.ctypes.data, bins)
+    # the kernel counts a call's values of a row in 32-bit counters: at most 2^31 values a call
+    step = max(1, (1 << 31) // max(a.size // max(n, 1), 1))
+    for start in range(0, n, step):
+        part = a[start : start + step]
+        status = _loaded().histogram(
+            part.ctypes.data, len(part), channels, inner, int(per_channel), top.ctypes.data, counts.ctypes.data, bins
+        )
+        _check(status, "histogram")
     return counts
+
+
+def _check(status: int, what: str) -> None:
+    """The kernel's status: 0, or -1 where it could not allocate its working memory."""
+    if status == -1:
+        raise MemoryError(f"the compiled kernel's {what} could not allocate its working memory")
+    if status != 0:
+        raise ValueError(f"the compiled kernel's {what} refused its arguments (status {status})")

@@ -151,3 +151,64 @@ def test_counts_from_the_one_pass_equal_a_second_pass(digits_cnn, digits, budget
     for name in names:
         np.testing.assert_array_equal(kept[name], again[name])
         assert kept[name].sum() > 0
+
+
+def _relu_graph(shape, hidden=None):
+    """x [N, *shape] -> (a 3x3 convolution to ``hidden`` channels ->) Relu, shapes as declared."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, name = [], [], "x"
+    if hidden:
+        weight = np.random.default_rng(0).normal(size=(hidden, shape[0], 3, 3)).astype(np.float32)
+        inits.append(numpy_helper.from_array(weight, "w"))
+        nodes.append(helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"))
+        name = "c"
+    nodes.append(helper.make_node("Relu", [name], ["y"], name="r"))
+    i = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])
+    o = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, "g", [i], [o], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return canonicalize(import_graph(model))
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_percentile_on_power_of_two_ranges_stays_at_or_below_the_maximum(per_channel, monkeypatch):
+    """The last bin of a power-of-two range reaches past the maximum: percentile:100 is still
+    the maximum, as with exact histograms."""
+    graph = _relu_graph([2, 4, 4])
+    x = np.random.default_rng(0).random((64, 2, 4, 4), dtype=np.float32)
+    x[:, 0] *= 3.0
+    x[5, 0, 0, 0] = 3.0
+    x[:, 1] *= 5.0
+    x[7, 1, 0, 0] = 5.0
+    top = calibrate(graph, x, "max", per_channel, Neurons(), 16)["r"]
+    for budget in (None, 0):
+        if budget is not None:
+            monkeypatch.setattr("onnx2snn.calibration.shards.CACHE_BUDGET", budget)
+        np.testing.assert_array_equal(calibrate(graph, x, "percentile:100", per_channel, Neurons(), 16)["r"], top)
+        assert np.all(calibrate(graph, x, "percentile:99.9", per_channel, Neurons(), 16)["r"] <= top)
+
+
+def test_the_pass_keeps_activations_by_their_measured_size():
+    """Declared shapes with unknown sizes (a graph calibrated without convert's shape
+    resolution) do not make the pass keep more than CACHE_BUDGET: the first batch measures a
+    sample's activations (here 1 MB, declared as 64 bytes)."""
+    from onnx2snn.calibration import statistics
+    from onnx2snn.passes import activation_nodes
+
+    graph = _relu_graph([1, "H", "W"], hidden=16)
+    names = [n.outputs[0].name for n in activation_nodes(graph)]
+    x = np.random.default_rng(0).random((600, 1, 128, 128), dtype=np.float32)
+    shard = CalibrationShard(graph, x, Neurons(), 16)
+    _, whole = shard.statistics(names, True, True)
+    assert not whole and isinstance(shard._held[2], dict)  # 600 MB of activations: counted, not kept
+    assert 600 * 16 * 128 * 128 * 4 > statistics.CACHE_BUDGET
+    small = CalibrationShard(graph, x[:100], Neurons(), 16)
+    assert small.statistics(names, True, True)[1]  # 100 MB: kept
+
+
+def test_the_kernel_refuses_a_histogram_without_bins():
+    if not kernel.available():
+        pytest.skip("the compiled kernel is not built")
+    with pytest.raises(ValueError, match="at least one bin"):
+        kernel.histogram(np.ones((2, 3), np.float32), True, np.ones(3, np.float32), 0)

@@ -24,6 +24,16 @@ def test_the_kernel_is_built_in_ci():
         assert kernel.available(), kernel.why_unavailable()
 
 
+# a random IF layer's description (hypothesis strategies), made by _layer
+LAYERS = dict(
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    per_channel=st.booleans(),
+    reset=st.sampled_from(["subtract", "zero"]),
+    steps=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+)
+
+
 def _layer(shape, per_channel, currents, seed):
     """A random IF layer of ``shape``: its threshold(s), currents of shape ``currents``, and its
     membranes' start."""
@@ -38,13 +48,7 @@ def _layer(shape, per_channel, currents, seed):
 
 @needs_kernel
 @settings(max_examples=60, deadline=None)
-@given(
-    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
-    per_channel=st.booleans(),
-    reset=st.sampled_from(["subtract", "zero"]),
-    steps=st.integers(1, 12),
-    seed=st.integers(0, 2**31 - 1),
-)
+@given(**LAYERS)
 def test_kernel_equals_reference(shape, per_channel, reset, steps, seed):
     theta, x, start = _layer(shape, per_channel, (steps, *shape), seed)
     spikes = kernel.if_scan(x, theta, start, reset == "zero")
@@ -56,14 +60,7 @@ def test_kernel_equals_reference(shape, per_channel, reset, steps, seed):
 
 @needs_kernel
 @settings(max_examples=60, deadline=None)
-@given(
-    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
-    per_channel=st.booleans(),
-    reset=st.sampled_from(["subtract", "zero"]),
-    steps=st.integers(1, 12),
-    constant=st.booleans(),
-    seed=st.integers(0, 2**31 - 1),
-)
+@given(constant=st.booleans(), **LAYERS)
 def test_spike_counts_and_rates_are_the_spikes_summed(shape, per_channel, reset, steps, constant, seed):
     """if_counts counts what if_scan fires, and the level-wise rates built on it are the
     spikes' per-channel sums bit for bit (what calibration's corrections compared before)."""

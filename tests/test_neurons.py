@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
@@ -120,6 +120,7 @@ def test_lif_reference_follows_the_differential_equation():
     multi_spike=st.sampled_from([0, 1]),
     reset_to_zero=st.sampled_from([0, 1]),
 )
+@example(shape=[3, 3, 4], seed=12569, multi_spike=1, reset_to_zero=0)  # 1.2e-6 apart after a reset, in CI
 def test_cuba_lif_equals_reference(shape, seed, multi_spike, reset_to_zero):
     rng = np.random.default_rng(seed)
     params = _params(rng, shape, ["threshold", "r", "w_in"], 0.2, 2.0)
@@ -133,8 +134,10 @@ def test_cuba_lif_equals_reference(shape, seed, multi_spike, reset_to_zero):
         spikes, v, i = session.run(None, {"x": x, "membrane": v, "current": i})
         ref_spikes, rv, ri = cuba_lif_step(x, rv, ri, **params, **attrs)
         np.testing.assert_array_equal(spikes, ref_spikes)
-        np.testing.assert_allclose(v, rv, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(i, ri, rtol=1e-6, atol=1e-6)
+        # a reset subtracts a threshold from a membrane of its size: the difference keeps the
+        # rounding of the larger values (currents reach 10-20), a few ulps of them absolute
+        np.testing.assert_allclose(v, rv, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(i, ri, rtol=1e-6, atol=1e-5)
 
 
 def test_firing_rule_at_the_threshold():

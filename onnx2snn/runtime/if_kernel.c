@@ -188,17 +188,18 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
     const int64_t rows = per_channel ? channels : 1;
     const int64_t size = per_channel ? inner : channels * inner; /* a row's values in one sample */
     int32_t idx[HISTOGRAM_BLOCK];
-    /* four 32-bit copies of the row, a value's copy by its position: a run of values in one
-       bin (most values are small, a few bins near 0 take them) is four chains of increments,
-       not one (a batch holds at most a few 10^7 values: no copy overflows) */
-    const int64_t stride = bins + 4;
+    /* four 32-bit copies of the row and its idle slot, a value's copy by its position: a run of
+       values in one bin (most values are small, a few bins near 0 take them) is four chains of
+       increments, not one (kernel.py gives a call at most 2^31 values: no copy overflows) */
+    const int64_t stride = bins + 1;
     uint32_t *acc = malloc((size_t)(4 * stride) * sizeof(uint32_t));
     if (acc == NULL) return -1; /* no memory: the wrapper raises */
     for (int64_t row = 0; row < rows; ++row) {
         const float top = tops[row];
         const float scale = top > 0.0f ? (float)bins / top : 0.0f;
         int64_t *h = counts + row * bins;
-        if (n * size < bins) { /* a few values: straight into the row */
+        if (n * size < bins) { /* a few values, a few at a time (dense layers: one a sample): no
+                                  block of bins first, straight into the row */
             for (int64_t s = 0; s < n; ++s) {
                 const float *v = a + (s * channels + (per_channel ? row : 0)) * inner;
                 for (int64_t j = 0; j < size; ++j) {

@@ -8,7 +8,8 @@ setup(
         Extension(
             "onnx2snn.runtime._if_kernel",
             ["onnx2snn/runtime/if_kernel.c"],
-            extra_compile_args=["-O3", "-fno-trapping-math"],
+            extra_compile_args=["-O3", "-fno-trapping-math", "-ffp-contract=off"],
+            libraries=["m"],  # floor and ceil (the MMSE thresholds)
             optional=True,
         )
     ]

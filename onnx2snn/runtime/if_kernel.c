@@ -13,6 +13,7 @@
    One thread: on a loaded machine a second thread that the scheduler parks makes a shared loop
    wait for it (two OpenMP threads took 19 ms a step for 1.6 M neurons, one took 2.3 ms).
    Built with -fno-trapping-math so that the comparison vectorizes; it changes no value. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,5 +232,120 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
             h[b] += (int64_t)acc[b] + acc[stride + b] + acc[2 * stride + b] + acc[3 * stride + b];
     }
     free(acc);
+    return 0;
+}
+
+/* MMSE thresholds (calibration/mmse.py, whose _rows defines them): per row of histogram
+   counts, the candidate threshold of least T-step quantization error. Each value is computed
+   as numpy computes it there, operation by operation and in the same order (the build turns
+   off contraction into fused multiply-adds), so that the thresholds are the same bit for bit:
+   the bins' running sums, the first bin of every level found from a guess and two steps back
+   or ahead, a level's sums differenced at its edges, and a candidate's error summed over the
+   levels in numpy's pairwise order. */
+static double pairwise_sum(const double *a, int64_t n) {
+    if (n < 8) {
+        double res = 0.0;
+        for (int64_t i = 0; i < n; ++i) res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; ++j) r[j] = a[j];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; ++j) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i) res += a[i];
+        return res;
+    }
+    int64_t half = n / 2;
+    half -= half % 8;
+    return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
+}
+
+/* floor and ceil without a library call (x86-64's baseline has no rounding instruction): the
+   same values, but for the sign of a zero, which only meets comparisons here */
+static inline double floor_inline(double x) {
+    if (!(fabs(x) < 4503599627370496.0)) return x; /* 2^52 and above, inf, nan: integral already */
+    const double t = (double)(int64_t)x;
+    return t > x ? t - 1.0 : t;
+}
+
+static inline double ceil_inline(double x) {
+    if (!(fabs(x) < 4503599627370496.0)) return x;
+    const double t = (double)(int64_t)x;
+    return t < x ? t + 1.0 : t;
+}
+
+int mmse(const int64_t *restrict counts, int64_t rows, int64_t bins, const float *restrict tops,
+         const float *restrict grids, const float *restrict factors, int64_t candidates, int64_t steps,
+         double v_init, double *restrict best) {
+    if (bins < 1 || steps < 1 || candidates < 1) return -2;
+    /* the running sums s0, s1, s2 [bins + 1], the bins' centres times T [bins]; a candidate's
+       edges [steps + 2] and errors [steps + 1] */
+    double *work = malloc((size_t)(4 * (bins + 1) + (steps + 1)) * sizeof(double));
+    int64_t *edges = malloc((size_t)(steps + 2) * sizeof(int64_t));
+    if (work == NULL || edges == NULL) {
+        free(work);
+        free(edges);
+        return -1;
+    }
+    double *s0 = work, *s1 = s0 + bins + 1, *s2 = s1 + bins + 1, *scaled = s2 + bins + 1;
+    double *terms = scaled + bins + 1;
+    const double t = (double)steps;
+    for (int64_t row = 0; row < rows; ++row) {
+        const float top32 = tops[row];
+        if (!((double)top32 > 0.0)) {
+            best[row] = 0.0;
+            continue;
+        }
+        const float width32 = grids[row] / (float)bins;
+        const double width = (double)width32;
+        const double safe = width > 0.0 ? width : 1.0;
+        const int64_t *c = counts + row * bins;
+        s0[0] = s1[0] = s2[0] = 0.0;
+        for (int64_t b = 0; b < bins; ++b) {
+            const double w = (double)c[b], center = ((double)b + 0.5) * width;
+            const double wa = w * center;
+            s0[b + 1] = s0[b] + w; /* 0 + x is x: numpy's cumsum, which starts at x */
+            s1[b + 1] = s1[b] + wa;
+            s2[b + 1] = s2[b] + wa * center;
+            scaled[b] = center * t;
+        }
+        double least = 0.0, chosen = 0.0;
+        for (int64_t i = 0; i < candidates; ++i) {
+            const double theta = (double)(float)(top32 * factors[i]);
+#define LEVEL(b) floor_inline(scaled[b] / theta + v_init)
+            edges[0] = 0;
+            edges[steps + 1] = bins;
+            for (int64_t k = 1; k <= steps; ++k) {
+                const double level = (double)k;
+                const double guess = ceil_inline((level - v_init) * theta / t / safe - 0.5);
+                int64_t first = guess < 0.0 ? 0 : guess > (double)bins ? bins : (int64_t)guess;
+                for (int pass = 0; pass < 2; ++pass) {
+                    const int64_t was = first, below = first - 1;
+                    if (below >= 0 && LEVEL(below) >= level) first = below;
+                    if (first < bins && LEVEL(first) < level) first += 1;
+                    if (first == was) break; /* a second pass from the same bin moves it no more */
+                }
+                edges[k] = first > edges[k - 1] ? first : edges[k - 1]; /* first >= 0 = edges[0] */
+            }
+#undef LEVEL
+            for (int64_t k = 0; k <= steps; ++k) {
+                const int64_t lo = edges[k], hi = edges[k + 1];
+                const double q = theta / t * (double)k;
+                const double w = s0[hi] - s0[lo], wa = s1[hi] - s1[lo], wa2 = s2[hi] - s2[lo];
+                terms[k] = wa2 - 2.0 * q * wa + q * q * w;
+            }
+            const double error = pairwise_sum(terms, steps + 1);
+            if (i == 0 || error < least || (isnan(error) && !isnan(least))) {
+                least = error;
+                chosen = theta;
+            }
+        }
+        best[row] = chosen;
+    }
+    free(work);
+    free(edges);
     return 0;
 }

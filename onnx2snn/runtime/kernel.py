@@ -38,6 +38,8 @@ def _library() -> ctypes.CDLL | str:
     lib.unpack_spikes.restype = None
     lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, i64]
     lib.histogram.restype = ctypes.c_int
+    lib.mmse.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i64, i64, ctypes.c_double, ptr]
+    lib.mmse.restype = ctypes.c_int
     return lib
 
 
@@ -215,6 +217,34 @@ def histogram(
         )
         _check(status, "histogram")
     return counts
+
+
+def mmse(
+    counts: np.ndarray, tops: np.ndarray, grids: np.ndarray, factors: np.ndarray, timesteps: int, v_init: float
+) -> np.ndarray:
+    """Per row of ``counts`` [rows, bins] (bins of width grid/bins): the threshold among
+    ``top * factor`` (float32) of least T-step quantization error, as calibration/mmse.py's
+    ``_rows`` computes it, bit for bit; 0 where the top is not positive."""
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    rows, bins = counts.shape
+    top = np.ascontiguousarray(tops, dtype=np.float32).reshape(rows)
+    grid = np.ascontiguousarray(grids, dtype=np.float32).reshape(rows)
+    factors = np.ascontiguousarray(factors, dtype=np.float32)
+    best = np.empty(rows, np.float64)
+    status = _loaded().mmse(
+        counts.ctypes.data,
+        rows,
+        bins,
+        top.ctypes.data,
+        grid.ctypes.data,
+        factors.ctypes.data,
+        len(factors),
+        timesteps,
+        float(v_init),
+        best.ctypes.data,
+    )
+    _check(status, "MMSE")
+    return best
 
 
 def _check(status: int, what: str) -> None:

@@ -156,6 +156,32 @@ def test_mmse_by_running_sums_picks_the_per_bin_formulas_threshold(timesteps, v_
     assert np.array_equal(got.astype(np.float32), expected.astype(np.float32))
 
 
+@pytest.mark.parametrize("timesteps, v_init", [(1, 0.0), (7, 0.25), (16, 0.5), (32, 1.0), (300, 0.5)])
+def test_compiled_mmse_picks_numpys_thresholds_bit_for_bit(timesteps, v_init):
+    """The kernel's MMSE repeats numpy's arithmetic (mmse._rows) value by value: the same
+    thresholds bit for bit, on ranges above the maxima (power-of-two tops) and at them, with
+    empty rows, dense, sparse and few-bin histograms, and more levels than numpy sums in one block (300)."""
+    from onnx2snn.calibration import mmse
+    from onnx2snn.runtime import kernel
+
+    if not kernel.available():
+        pytest.skip("the compiled kernel is not built")
+    rng = np.random.default_rng(timesteps)
+    for bins in (1, 64, 4096):
+        rows = 30
+        dense = rng.integers(0, 1000, (rows, bins))
+        sparse = (rng.exponential(1.0, (rows, bins)) ** 3 * 100).astype(np.int64) * (rng.random((rows, bins)) < 0.3)
+        few = np.zeros((rows, bins), np.int64)  # a few full bins: which level each falls in decides
+        few[np.arange(rows)[:, None], rng.integers(0, bins, (rows, 4))] = rng.integers(1, 10**6, (rows, 4))
+        for counts in (dense, sparse, few):
+            top = (rng.random(rows) * 10).astype(np.float32)
+            top[:3] = 0.0
+            for grid in (top, (2.0 ** np.ceil(np.log2(np.maximum(top, 1e-3)))).astype(np.float32)):
+                expected = mmse._rows(counts, top, grid, timesteps, v_init)
+                got = kernel.mmse(counts, top, grid, mmse.FACTORS, timesteps, v_init)
+                assert np.array_equal(got.view(np.int64), expected.view(np.int64))
+
+
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_counts_added_batch_by_batch_are_the_counts_of_all_the_data(per_channel, monkeypatch):
     """The statistics pass adds each batch's counts into one array (kernel or numpy): the same

@@ -280,8 +280,11 @@ class Levelwise:
                         chunk.stored[name] = values[name]  # read by a later stage
             currents = {}
             for layer in names:
-                current = self.cuts[layer].current
-                currents[layer] = values[current] if current in values else self._value(chunk, current)
+                cut = self.cuts[layer]
+                current = values[cut.current] if cut.current in values else self._value(chunk, cut.current)
+                if not cut.constant:  # [T*n, ...] as computed -> [T, n, ...], a view
+                    current = current.reshape((self.neurons.timesteps, -1) + current.shape[1:])
+                currents[layer] = current
             kept = sum(c.nbytes for k in self._kept.values() for c in k.values())
             if stage is not None and kept + sum(c.nbytes for c in currents.values()) <= CURRENTS_BUDGET:
                 self._kept[level, i] = currents

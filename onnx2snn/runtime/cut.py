@@ -19,9 +19,10 @@ from .unrolled import _Unroller
 
 @dataclass
 class Cut:
-    """One IF layer cut out: its input ``current`` ([T, N, ...], or [N, ...] when it is the same
-    every step) leaves the stage before; its ``spikes`` [T, N, ...] enter the stages after, at
-    ``level``."""
+    """One IF layer cut out: its input ``current`` ([T*N, ...], or [N, ...] when it is the same
+    every step) leaves the stage before, time-folded as computed (onnxruntime would copy a graph
+    output reshaped to [T, N, ...]; numpy reshapes it for free); its ``spikes`` [T, N, ...] enter
+    the stages after, at ``level``."""
 
     layer: dict[str, Any]
     current: str
@@ -40,10 +41,10 @@ class _Cutter(_Unroller):
             raise ValueError(f"layer '{node.name}' is a {node.op}: the cut form takes {OP_TYPE} neurons only")
         current = node.inputs[0]
         constant = current.name not in self.varying  # the same current every step: not tiled T times
-        x = current if constant else self.b.time_major(current, node.name)
         spikes_t = gs.Variable(f"{node.name}.spikes_over_time", dtype=np.float32)
-        self.cuts.append(Cut(layer, x.name, spikes_t.name, constant))
-        self.extra_outputs.append(x)
+        self.cuts.append(Cut(layer, current.name, spikes_t.name, constant))
+        if current not in self.extra_outputs:  # two layers of one current: one output
+            self.extra_outputs.append(current)
         self.extra_inputs.append(spikes_t)
         spikes = node.outputs[0]
         node.outputs.clear()

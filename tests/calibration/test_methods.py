@@ -201,17 +201,20 @@ def test_counts_added_batch_by_batch_are_the_counts_of_all_the_data(per_channel,
 
 
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_compiled_histogram_counts_as_numpy_does_on_large_rows(per_channel, monkeypatch):
-    """The kernel bins blocks of a row's values at once where a row has more values than bins:
-    the same counts as numpy's definition, values at and far above a row's top included (they
-    go to its last bin), zeros and negatives left out."""
+@pytest.mark.parametrize("size", [(40, 50), (100, 90)])
+def test_compiled_histogram_counts_as_numpy_does_on_large_rows(per_channel, size, monkeypatch):
+    """The kernel bins blocks of a row's values at once where a row has more values than bins
+    (in one copy of the row, or in four from 8 x bins values: both sizes here): the same counts
+    as numpy's definition, values at and far above a row's top included (they go to its last
+    bin), zeros and negatives left out."""
     from onnx2snn.calibration import statistics
     from onnx2snn.runtime import kernel
 
     if not kernel.available():
         pytest.skip("the compiled kernel is not built")
     rng = np.random.default_rng(3)
-    a = (rng.normal(size=(3, 2, 40, 50)) * 10.0 ** rng.integers(-2, 3, (3, 2, 40, 50))).astype(np.float32)
+    shape = (3, 2, *size)
+    a = (rng.normal(size=shape) * 10.0 ** rng.integers(-2, 3, shape)).astype(np.float32)
     a[0, 0, :5] = 0.0
     a[1, 1, 0, :3] = 3e38  # far above the top
     top = np.float32(0.5) * statistics.row_maxima(np.where(a < 1e30, a, 0), per_channel)

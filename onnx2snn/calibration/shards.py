@@ -59,7 +59,7 @@ class CalibrationShard:
         # shapes may hold unknown sizes): alike on every shard; a shard without data agrees
         whole = True
         kept: list[dict[str, np.ndarray]] = []
-        running = {name: RunningCounts(per_channel) for name in names}
+        running = {name: RunningCounts(per_channel, num_samples(self.x)) for name in names}
         peaks: dict[str, np.ndarray] = {}
         if num_samples(self.x):
             for acts in self._ann_outputs(names).stream(self.x, self.batch_size):

@@ -185,8 +185,16 @@ static void bin_indices(const float *restrict x, int64_t size, float scale, int3
     }
 }
 
+/* counts are int64, or uint32 where ``wide`` is 0 (kernel.py checks that they cannot overflow) */
+static inline void add_count(void *counts, int wide, int64_t i, int64_t value) {
+    if (wide)
+        ((int64_t *)counts)[i] += value;
+    else
+        ((uint32_t *)counts)[i] += (uint32_t)value;
+}
+
 int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inner, int per_channel,
-              const float *restrict tops, int64_t *restrict counts, int64_t bins) {
+              const float *restrict tops, void *counts, int wide, int64_t bins) {
     if (bins < 1) return -2; /* the wrapper raises */
     const int64_t rows = per_channel ? channels : 1;
     const int64_t size = per_channel ? inner : channels * inner; /* a row's values in one sample */
@@ -201,7 +209,7 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
     for (int64_t row = 0; row < rows; ++row) {
         const float top = tops[row];
         const float scale = top > 0.0f ? (float)bins / top : 0.0f;
-        int64_t *h = counts + row * bins;
+        const int64_t h = row * bins; /* the row's first count */
         if (n * size < bins) { /* a few values, a few at a time (dense layers: one a sample): no
                                   block of bins first, straight into the row */
             for (int64_t s = 0; s < n; ++s) {
@@ -209,7 +217,7 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
                 for (int64_t j = 0; j < size; ++j) {
                     if (v[j] > 0.0f) {
                         const float f = v[j] * scale;
-                        h[f < (float)(bins - 1) ? (int64_t)f : bins - 1] += 1;
+                        add_count(counts, wide, h + (f < (float)(bins - 1) ? (int64_t)f : bins - 1), 1);
                     }
                 }
             }
@@ -245,9 +253,10 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
         }
         if (copies == 4)
             for (int64_t b = 0; b < bins; ++b)
-                h[b] += (int64_t)acc[b] + acc[stride + b] + acc[2 * stride + b] + acc[3 * stride + b];
+                add_count(counts, wide, h + b,
+                          (int64_t)acc[b] + acc[stride + b] + acc[2 * stride + b] + acc[3 * stride + b]);
         else
-            for (int64_t b = 0; b < bins; ++b) h[b] += acc[b];
+            for (int64_t b = 0; b < bins; ++b) add_count(counts, wide, h + b, acc[b]);
     }
     free(acc);
     return 0;
@@ -295,7 +304,7 @@ static inline double ceil_inline(double x) {
     return t < x ? t + 1.0 : t;
 }
 
-int mmse(const int64_t *restrict counts, int64_t rows, int64_t bins, const float *restrict tops,
+int mmse(const void *counts, int wide, int64_t rows, int64_t bins, const float *restrict tops,
          const float *restrict grids, const float *restrict factors, int64_t candidates, int64_t steps,
          double v_init, double *restrict best) {
     if (bins < 1 || steps < 1 || candidates < 1) return -2;
@@ -320,10 +329,11 @@ int mmse(const int64_t *restrict counts, int64_t rows, int64_t bins, const float
         const float width32 = grids[row] / (float)bins;
         const double width = (double)width32;
         const double safe = width > 0.0 ? width : 1.0;
-        const int64_t *c = counts + row * bins;
+        const int64_t *c64 = (const int64_t *)counts + row * bins;
+        const uint32_t *c32 = (const uint32_t *)counts + row * bins;
         s0[0] = s1[0] = s2[0] = 0.0;
         for (int64_t b = 0; b < bins; ++b) {
-            const double w = (double)c[b], center = ((double)b + 0.5) * width;
+            const double w = wide ? (double)c64[b] : (double)c32[b], center = ((double)b + 0.5) * width;
             const double wa = w * center;
             s0[b + 1] = s0[b] + w; /* 0 + x is x: numpy's cumsum, which starts at x */
             s1[b + 1] = s1[b] + wa;

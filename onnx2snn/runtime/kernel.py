@@ -36,9 +36,9 @@ def _library() -> ctypes.CDLL | str:
     lib.pack_fired.restype = None
     lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
     lib.unpack_spikes.restype = None
-    lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, i64]
+    lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ctypes.c_int, i64]
     lib.histogram.restype = ctypes.c_int
-    lib.mmse.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i64, i64, ctypes.c_double, ptr]
+    lib.mmse.argtypes = [ptr, ctypes.c_int, i64, i64, ptr, ptr, ptr, i64, i64, ctypes.c_double, ptr]
     lib.mmse.restype = ctypes.c_int
     return lib
 
@@ -197,8 +197,8 @@ def histogram(
 ) -> np.ndarray:
     """[rows, bins] counts of the positive values of ``a`` [n, C, ...] per channel (or for the
     whole layer) in bins of width top/bins (values at or above a row's top in its last bin), as
-    calibration/statistics.py's row_counts defines them; added into ``out`` (int64,
-    C-contiguous) where given."""
+    calibration/statistics.py's row_counts defines them; added into ``out`` (C-contiguous
+    int64, or uint32 where the caller knows that no count can pass 2^32 - 1) where given."""
     if bins < 1:
         raise ValueError(f"a histogram needs at least one bin, got {bins}")
     a = np.ascontiguousarray(a, dtype=np.float32)
@@ -207,13 +207,22 @@ def histogram(
     inner = a.size // max(n * channels, 1)
     top = np.ascontiguousarray(tops, dtype=np.float32)
     counts = np.zeros((len(top), bins), np.int64) if out is None else out
-    _buffer(counts, (len(top), bins), np.int64)
+    wide = counts.dtype == np.int64
+    _buffer(counts, (len(top), bins), np.int64 if wide else np.uint32)
     # the kernel counts a call's values of a row in 32-bit counters: at most 2^31 values a call
     step = max(1, (1 << 31) // max(a.size // max(n, 1), 1))
     for start in range(0, n, step):
         part = a[start : start + step]
         status = _loaded().histogram(
-            part.ctypes.data, len(part), channels, inner, int(per_channel), top.ctypes.data, counts.ctypes.data, bins
+            part.ctypes.data,
+            len(part),
+            channels,
+            inner,
+            int(per_channel),
+            top.ctypes.data,
+            counts.ctypes.data,
+            int(wide),
+            bins,
         )
         _check(status, "histogram")
     return counts
@@ -224,8 +233,11 @@ def mmse(
 ) -> np.ndarray:
     """Per row of ``counts`` [rows, bins] (bins of width grid/bins): the threshold among
     ``top * factor`` (float32) of least T-step quantization error, as calibration/mmse.py's
-    ``_rows`` computes it, bit for bit; 0 where the top is not positive."""
-    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    ``_rows`` computes it, bit for bit; 0 where the top is not positive. ``counts``: int64 or
+    uint32."""
+    if counts.dtype != np.uint32:
+        counts = np.ascontiguousarray(counts, dtype=np.int64)
+    counts = np.ascontiguousarray(counts)
     rows, bins = counts.shape
     top = np.ascontiguousarray(tops, dtype=np.float32).reshape(rows)
     grid = np.ascontiguousarray(grids, dtype=np.float32).reshape(rows)
@@ -233,6 +245,7 @@ def mmse(
     best = np.empty(rows, np.float64)
     status = _loaded().mmse(
         counts.ctypes.data,
+        int(counts.dtype == np.int64),
         rows,
         bins,
         top.ctypes.data,

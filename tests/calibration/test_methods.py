@@ -178,8 +178,9 @@ def test_compiled_mmse_picks_numpys_thresholds_bit_for_bit(timesteps, v_init):
             top[:3] = 0.0
             for grid in (top, (2.0 ** np.ceil(np.log2(np.maximum(top, 1e-3)))).astype(np.float32)):
                 expected = mmse._rows(counts, top, grid, timesteps, v_init)
-                got = kernel.mmse(counts, top, grid, mmse.FACTORS, timesteps, v_init)
-                assert np.array_equal(got.view(np.int64), expected.view(np.int64))
+                for kept in (counts, counts.astype(np.uint32)):  # 64- or 32-bit counts
+                    got = kernel.mmse(kept, top, grid, mmse.FACTORS, timesteps, v_init)
+                    assert np.array_equal(got.view(np.int64), expected.view(np.int64))
 
 
 @pytest.mark.parametrize("per_channel", [True, False])

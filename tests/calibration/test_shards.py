@@ -100,11 +100,15 @@ def test_histograms_on_power_of_two_ranges_merge_exactly_across_shards(digits_cn
 @pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("group", [1, 100, None])
-def test_running_counts_are_the_counts_on_the_final_power_of_two_range(per_channel, compiled, group, monkeypatch):
+@pytest.mark.parametrize("samples", [None, 40, 1 << 40])
+def test_running_counts_are_the_counts_on_the_final_power_of_two_range(
+    per_channel, compiled, group, samples, monkeypatch
+):
     """Counts kept on a range that doubles as the maximum grows (values spanning decades, a row
     that stays empty, a row that starts empty) equal counting all the data at once on the power
     of two above its maximum, in any batch order, whether batches are counted at once or wait
-    for the next ones (``group`` values a row)."""
+    for the next ones (``group`` values a row), and in 32 bits where the number of samples
+    says that they fit."""
     from onnx2snn.calibration import statistics
 
     if group is not None:
@@ -117,7 +121,7 @@ def test_running_counts_are_the_counts_on_the_final_power_of_two_range(per_chann
     a[:25, 4] = 0.0  # positive only in late batches
     a[37, 1, 0, 0] = 4.0  # a maximum that is a power of two: counted below its range's top
     for order in (np.arange(40), np.arange(40)[::-1], rng.permutation(40)):
-        running = statistics.RunningCounts(per_channel)
+        running = statistics.RunningCounts(per_channel, samples)
         peak = None
         for chunk in np.array_split(a[order], 7):
             m = statistics.row_maxima(chunk, per_channel)
@@ -126,6 +130,7 @@ def test_running_counts_are_the_counts_on_the_final_power_of_two_range(per_chann
         tops = statistics.power_tops(statistics.row_maxima(a, per_channel))
         assert np.all(tops > statistics.row_maxima(a, per_channel))
         np.testing.assert_array_equal(running.on(tops), statistics.row_counts(a, per_channel, tops))
+        assert running.counts.dtype == (np.uint32 if samples == 40 else np.int64)
         wider = tops * np.float32(8)  # a larger range, as another shard's maximum may ask for
         np.testing.assert_array_equal(running.on(wider), statistics.row_counts(a, per_channel, wider))
 

@@ -164,3 +164,40 @@ def test_level_wise_calibration_falls_back_where_its_stored_spikes_would_not_fit
     layer_by_layer = onnx2snn.convert(mlp(), X, "spike-norm", corrections=("bias", "potential"), timesteps=64)
     for name in ("act1.threshold", "act1.current_shift", "act1.membrane_init"):  # membrane_init: a constant output
         np.testing.assert_allclose(level_wise.constant(name), layer_by_layer.constant(name), rtol=1e-5, atol=1e-6)
+
+
+def test_reused_memory_keeps_freed_blocks_and_gives_them_back_after():
+    """Inside ``reused_memory`` a large block freed and asked for again costs no new pages; on
+    leaving, the free memory goes back to the system."""
+    import resource
+
+    import numpy as np
+
+    from onnx2snn import limits
+
+    if limits._glibc() is None:
+        pytest.skip("glibc only")
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray
+    hugepages = multiarray._set_madvise_hugepage(False)  # pages of 4 kB: one fault each, counted
+    size = 64 << 20
+
+    def faults_of_a_block() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = np.ones(size // 4, np.float32)
+        del block
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    def rss() -> int:
+        status = open("/proc/self/status").read()
+        return next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+
+    try:
+        assert faults_of_a_block() > size // 4096 // 2  # outside: new pages every time
+        with limits.reused_memory():
+            faults_of_a_block()
+            assert faults_of_a_block() < size // 4096 // 10  # the freed block again
+            held = rss()
+        assert rss() < held - size // 2
+        assert faults_of_a_block() > size // 4096 // 2
+    finally:
+        multiarray._set_madvise_hugepage(hugepages)

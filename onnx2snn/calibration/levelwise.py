@@ -175,6 +175,7 @@ class Levelwise:
             _Chunk(start, {k: v[start : start + size] for k, v in feeds.items()}) for start in range(first, last, size)
         ]
         self._kept: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (level, chunk) -> currents
+        self.started = False  # whether anything has run: a level's currents, shifts, spikes stored
 
     def _stage(self, level: int) -> _Stage | None:
         """The onnxruntime session of the nodes at ``level`` (None when nothing later reads them)."""
@@ -210,6 +211,7 @@ class Levelwise:
     def set_shifts(self, shifts: dict[str, np.ndarray]) -> None:
         """Bias corrections of layers (node -> per-channel shift) into the stages that compute
         their input currents."""
+        self.started = True
         nodes = {n.name: n for n in self._graph.nodes}
         levels = set()
         for layer, shift in shifts.items():
@@ -265,6 +267,7 @@ class Levelwise:
     def currents(self, level: int) -> Iterator[tuple[_Chunk, dict[str, np.ndarray]]]:
         """Chunk by chunk, the input currents of the layers at ``level``: [T, n, ...], or [n, ...]
         for a current that is the same every step."""
+        self.started = True
         names = self.layers_at(level)
         stage = self.stages.get(level - 1)
         for i, chunk in enumerate(self.chunks):
@@ -317,6 +320,7 @@ class Levelwise:
 
     def fire(self, level: int, settings: dict[str, LayerSetting]) -> None:
         """Set the layers at ``level``: their spikes, stored as bits for the levels after."""
+        self.started = True
         for chunk, currents in self.currents(level):
             for layer, current in currents.items():
                 spikes = self.spikes(layer, current, settings[layer])

@@ -38,7 +38,7 @@ from .calibration.shards import LocalWorkers
 from .data import Dataset, Inputs, as_dataset, check_inputs, num_samples, take
 from .errors import CalibrationError, ConfigError, ConversionError, DataError
 from .graph import MIN_OPSET, default_opset, import_graph, shape_of
-from .limits import as_float, as_int, as_timesteps, reused_memory
+from .limits import as_float, as_int, as_timesteps
 from .neuron import DEFAULT_V_INIT, Corrections, Neurons
 from .passes import (
     CANONICALIZE,
@@ -337,9 +337,8 @@ def convert(
     except DataError as e:
         raise CalibrationError(f"calibration data: {e}") from e
     conversion = Conversion(_input_model(model, calibration), opts, calibration, make_workers=calibration_workers)
-    with reused_memory():  # calibration frees and asks again for gigabytes
-        for step in PIPELINE:
-            step.run(conversion)
+    for step in PIPELINE:
+        step.run(conversion)
     return conversion.snn
 
 

@@ -301,15 +301,9 @@ class Levelwise:
         else:
             yield from current
 
-    def spikes(self, layer: str, current: np.ndarray, setting: LayerSetting) -> np.ndarray:
-        """The layer's spikes [T, n, ...] for ``current`` with ``setting``."""
-        cut = self.cuts[layer]
-        steps = self.neurons.timesteps if cut.constant else None
-        return kernel.if_scan(current, setting.threshold, setting.start, self.reset_to_zero, steps)
-
     def rates(self, layer: str, current: np.ndarray, setting: LayerSetting) -> tuple[np.ndarray, int]:
         """Per sample the sum of each channel's spikes over T steps, [n, C] float64, and how many
-        values each sum holds: what the spikes of ``spikes`` sum to (each spike is its channel's
+        values each sum holds: what the spikes of kernel.if_scan sum to (each spike is its channel's
         threshold, the sums exact), counted without them."""
         cut = self.cuts[layer]
         steps = self.neurons.timesteps if cut.constant else None
@@ -323,9 +317,11 @@ class Levelwise:
         self.started = True
         for chunk, currents in self.currents(level):
             for layer, current in currents.items():
-                spikes = self.spikes(layer, current, settings[layer])
-                theta = np.asarray(settings[layer].threshold, np.float32)
-                chunk.stored[self.cuts[layer].spikes] = _Bits(kernel.pack_fired(spikes), spikes.shape, theta)
+                cut, setting = self.cuts[layer], settings[layer]
+                steps = self.neurons.timesteps if cut.constant else None
+                bits = kernel.if_bits(current, setting.threshold, setting.start, self.reset_to_zero, steps)
+                shape = (self.neurons.timesteps, *(current.shape if cut.constant else current.shape[1:]))
+                chunk.stored[cut.spikes] = _Bits(bits, shape, np.asarray(setting.threshold, np.float32))
             for name in [n for n in chunk.stored if self.last_read.get(n, -1) < level]:
                 del chunk.stored[name]  # no stage after this level reads it
         self._kept.clear()

@@ -18,6 +18,7 @@ import onnx2snn.calibration.levelwise as levelwise
 
 from ..data import Inputs
 from ..errors import CalibrationError
+from ..limits import reused_memory
 from ..neuron import Neurons, start_membrane
 from ..passes import activation_nodes
 from .reduce import Peak
@@ -55,19 +56,10 @@ def spike_norm_thresholds(
     per_channel = per_channel and percentile is None
     nodes = {node.name: node for node in activation_nodes(graph)}
     workers = workers or LocalWorkers.of(graph, x, neurons, batch_size)
-    values: dict[str, np.ndarray] = {}
     if levelwise_ok(workers, graph, neurons):  # each layer simulated once, level by level
-        for level in workers.call("start", False)[0]:
-            parts = workers.call("peaks", level, per_channel, percentile)
-            settings = {}
-            for layer, peak in parts[0].items():
-                for part in parts[1:]:
-                    peak.merge(part[layer])
-                values[layer] = _value(peak, nodes[layer])
-                theta = _threshold(nodes[layer], values[layer], per_channel)
-                settings[layer] = levelwise.LayerSetting(theta, start_membrane(theta, neurons.v_init))
-            workers.call("fire", level, settings)
-        return values
+        with reused_memory():  # the simulation frees and asks again for gigabytes
+            return _levelwise_values(workers, nodes, neurons, per_channel, percentile)
+    values: dict[str, np.ndarray] = {}
     x = simulation_subset(workers.local_inputs, neurons.seed, graph)
     thresholds: dict[str, np.ndarray] = {}  # the network up to each layer, simulated again
     for node in nodes.values():
@@ -76,4 +68,22 @@ def spike_norm_thresholds(
             peak.add(step)
         values[node.name] = _value(peak, node)
         thresholds[node.name] = _threshold(node, values[node.name], per_channel)
+    return values
+
+
+def _levelwise_values(
+    workers, nodes: dict[str, gs.Node], neurons: Neurons, per_channel: bool, percentile: float | None
+) -> dict[str, np.ndarray]:
+    """spike_norm_thresholds' values, each layer simulated once, level by level."""
+    values: dict[str, np.ndarray] = {}
+    for level in workers.call("start", False)[0]:
+        parts = workers.call("peaks", level, per_channel, percentile)
+        settings = {}
+        for layer, peak in parts[0].items():
+            for part in parts[1:]:
+                peak.merge(part[layer])
+            values[layer] = _value(peak, nodes[layer])
+            theta = _threshold(nodes[layer], values[layer], per_channel)
+            settings[layer] = levelwise.LayerSetting(theta, start_membrane(theta, neurons.v_init))
+        workers.call("fire", level, settings)
     return values

@@ -124,18 +124,53 @@ void if_scan_blocked(const float *restrict x, float *restrict spikes, float *res
 
 /* Spikes stored as bits (calibration keeps the spike trains of earlier layers): bit i of
    bits[i / 8] (least significant first) is spikes[i] > 0. */
-void pack_fired(const float *restrict spikes, uint8_t *restrict bits, int64_t count) {
-    const int64_t full = count / 8;
-    for (int64_t b = 0; b < full; ++b) {
-        const float *s = spikes + 8 * b;
-        bits[b] = (uint8_t)((s[0] > 0.0f) | (s[1] > 0.0f) << 1 | (s[2] > 0.0f) << 2 | (s[3] > 0.0f) << 3 |
-                            (s[4] > 0.0f) << 4 | (s[5] > 0.0f) << 5 | (s[6] > 0.0f) << 6 | (s[7] > 0.0f) << 7);
+/* the n values s[0..n) as bits from bit ``offset`` of ``bits`` (fired: > 0; bit k of
+   a byte is value k of its eight, numpy's packbits with bitorder 'little'): whole bytes stored, the at most two bytes shared with the neighbouring runs OR-ed in
+   (``bits`` starts zeroed). The flags go to ``f`` (n bytes) first, in vector instructions; eight
+   of them make a byte in one multiplication: flag i at bit 8i times 2^(56-7i) lands on bit 56+i,
+   and no two products meet */
+static void put_bits(uint8_t *restrict bits, int64_t offset, const float *restrict s, uint8_t *restrict f, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) f[j] = s[j] > 0.0f;
+    int64_t i = 0;
+    for (; i < n && ((offset + i) & 7); ++i) bits[(offset + i) >> 3] |= (uint8_t)(f[i] << ((offset + i) & 7));
+    uint8_t *out = bits + ((offset + i) >> 3);
+    for (; i + 8 <= n; i += 8) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t w;
+        memcpy(&w, f + i, 8); /* flag i + k in byte k */
+        *out++ = (uint8_t)((w * 0x0102040810204080ULL) >> 56);
+#else
+        uint8_t byte = 0;
+        for (int k = 0; k < 8; ++k) byte |= (uint8_t)(f[i + k] << k);
+        *out++ = byte;
+#endif
     }
-    if (count % 8) {
-        uint8_t last = 0;
-        for (int64_t i = 8 * full; i < count; ++i) last |= (uint8_t)((spikes[i] > 0.0f) << (i - 8 * full));
-        bits[full] = last;
+    for (; i < n; ++i) bits[(offset + i) >> 3] |= (uint8_t)(f[i] << ((offset + i) & 7));
+}
+
+/* if_scan's spikes as bits (put_bits), without writing them as floats first: a row's step
+   into a scratch row, its bits put in place (``bits`` zeroed, T * rows * inner bits) */
+int if_bits(const float *x, uint8_t *bits, float *membrane, const float *theta, int64_t steps, int64_t x_stride,
+            int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int reset_to_zero) {
+    float *st = malloc((size_t)(inner > 0 ? inner : 1) * (sizeof(float) + 1));
+    if (st == NULL) return -1; /* no memory: the wrapper raises */
+    uint8_t *flags = (uint8_t *)(st + (inner > 0 ? inner : 1));
+    const int64_t m = rows * inner;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *th = theta_mode == 1 ? theta + r % channels : theta;
+        const int64_t th_step = theta_mode == 2 ? 1 : 0;
+        float *v = membrane + r * inner;
+        for (int64_t t = 0; t < steps; ++t) {
+            const float *xt = x + t * x_stride + r * inner;
+            if (reset_to_zero)
+                row_zero(xt, st, v, th, th_step, inner);
+            else
+                row_subtract(xt, st, v, th, th_step, inner);
+            put_bits(bits, t * m + r * inner, st, flags, inner);
+        }
     }
+    free(st);
+    return 0;
 }
 
 /* The spikes back: steps x rows x inner values, each 0 or its threshold (theta_mode as in if_scan).

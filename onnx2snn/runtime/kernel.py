@@ -30,10 +30,10 @@ def _library() -> ctypes.CDLL | str:
     lib.if_scan.restype = None
     lib.if_counts.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_counts.restype = ctypes.c_int
+    lib.if_bits.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_bits.restype = ctypes.c_int
     lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan_blocked.restype = None
-    lib.pack_fired.argtypes = [ptr, ptr, i64]
-    lib.pack_fired.restype = None
     lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
     lib.unpack_spikes.restype = None
     lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ctypes.c_int, i64]
@@ -81,7 +81,8 @@ def _scan(
     kind: str, x: np.ndarray, threshold: np.ndarray, start: np.ndarray, reset_to_zero: bool, steps: int | None
 ) -> np.ndarray:
     """if_scan's layer run by the kernel's function ``kind``: "if_scan" writes the spikes
-    [T, N, ...], "if_counts" counts each neuron's firings [N, ...]."""
+    [T, N, ...], "if_counts" counts each neuron's firings [N, ...], "if_bits" packs the spikes
+    into bits (if_bits)."""
     lib = _loaded()
     x = np.ascontiguousarray(x, dtype=np.float32)
     step_shape = x.shape if steps is not None else x.shape[1:]
@@ -92,11 +93,13 @@ def _scan(
     steps = x.shape[0] if steps is None else steps
     if kind == "if_scan":
         out = np.empty((steps, *step_shape), np.float32)
+    elif kind == "if_bits":
+        out = np.zeros(-(-steps * rows * inner // 8), np.uint8)
     else:
         out = np.zeros(step_shape, np.int32)
     args = (x.ctypes.data, out.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
     status = getattr(lib, kind)(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
-    if kind == "if_counts":  # if_scan allocates nothing and returns nothing
+    if kind != "if_scan":  # if_scan allocates nothing and returns nothing
         _check(status, kind)
     return out
 
@@ -109,6 +112,15 @@ def if_scan(
     starting at ``start`` (broadcastable to [N, ...]); ``threshold`` a scalar or one per
     channel (axis 1 of [N, ...])."""
     return _scan("if_scan", x, threshold, start, reset_to_zero, steps)
+
+
+def if_bits(
+    x: np.ndarray, threshold: np.ndarray, start: np.ndarray, reset_to_zero: bool, steps: int | None = None
+) -> np.ndarray:
+    """if_scan's spikes [T, N, ...] as bits, without the float spikes in between: bit i of the
+    flattened spikes set where it fired, as ``np.packbits(spikes > 0, bitorder="little")``
+    packs them (unpack_spikes' input)."""
+    return _scan("if_bits", x, threshold, start, reset_to_zero, steps)
 
 
 def if_counts(
@@ -171,16 +183,8 @@ class Stepper:
         self._call(*self._pointers, steps, self._stride, *self._rest)
 
 
-def pack_fired(spikes: np.ndarray) -> np.ndarray:
-    """One bit per value of ``spikes``: whether it fired (> 0)."""
-    spikes = np.ascontiguousarray(spikes, dtype=np.float32)
-    bits = np.empty(-(-spikes.size // 8), np.uint8)
-    _loaded().pack_fired(spikes.ctypes.data, bits.ctypes.data, spikes.size)
-    return bits
-
-
 def unpack_spikes(bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarray) -> np.ndarray:
-    """Spikes [T, N, ...] of ``shape`` from ``pack_fired``'s bits: 0, or the threshold (a scalar
+    """Spikes [T, N, ...] of ``shape`` from ``if_bits``' bits: 0, or the threshold (a scalar
     or one per channel, axis 1 of [N, ...]) where it fired."""
     theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
     rows, channels, inner, mode = _layout(tuple(shape[1:]), theta)

@@ -139,8 +139,8 @@ def _mlp(depth: int):
 def test_the_cost_of_corrections_is_linear_in_depth(monkeypatch):
     """Neuron passes of the potential correction: two per layer (its gap, then its spikes)."""
     calls = []
-    scan, count = kernel.if_scan, kernel.if_counts  # the gap counts spikes, the firing writes them
-    monkeypatch.setattr(kernel, "if_scan", lambda *a, **k: calls.append(1) or scan(*a, **k))
+    fire, count = kernel.if_bits, kernel.if_counts  # the gap counts spikes, the firing packs them
+    monkeypatch.setattr(kernel, "if_bits", lambda *a, **k: calls.append(1) or fire(*a, **k))
     monkeypatch.setattr(kernel, "if_counts", lambda *a, **k: calls.append(1) or count(*a, **k))
     x = np.random.default_rng(0).uniform(0, 1, (40, 8)).astype(np.float32)
     counts = {}
@@ -157,8 +157,8 @@ def test_multi_spike_conversions_are_calibrated_in_their_own_neurons(monkeypatch
     neurons. Its thresholds and corrections are those of the per-layer path, and differ from a
     single-spike conversion's (so an IF simulation would have shown)."""
     calls = []
-    scan, count = kernel.if_scan, kernel.if_counts  # the gap counts spikes, the firing writes them
-    monkeypatch.setattr(kernel, "if_scan", lambda *a, **k: calls.append(1) or scan(*a, **k))
+    fire, count = kernel.if_bits, kernel.if_counts  # the gap counts spikes, the firing packs them
+    monkeypatch.setattr(kernel, "if_bits", lambda *a, **k: calls.append(1) or fire(*a, **k))
     monkeypatch.setattr(kernel, "if_counts", lambda *a, **k: calls.append(1) or count(*a, **k))
     x = np.random.default_rng(0).uniform(0, 1, (60, 8)).astype(np.float32)
     options = {"method": "spike-norm:seed", "corrections": ("bias", "potential"), "timesteps": 4}

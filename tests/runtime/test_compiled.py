@@ -86,6 +86,19 @@ def test_spike_counts_and_rates_are_the_spikes_summed(shape, per_channel, reset,
 
 
 @needs_kernel
+@settings(max_examples=60, deadline=None)
+@given(constant=st.booleans(), **LAYERS)
+def test_spikes_packed_as_fired_are_the_spikes_packed(shape, per_channel, reset, steps, constant, seed):
+    """if_bits writes if_scan's spikes packed as bits, whatever the rows' lengths (runs of bits
+    that start and end inside bytes), and unpack_spikes makes them the spikes again."""
+    theta, x, start = _layer(shape, per_channel, shape if constant else (steps, *shape), seed)
+    spikes = kernel.if_scan(x, theta, start, reset == "zero", steps if constant else None)
+    bits = kernel.if_bits(x, theta, start, reset == "zero", steps if constant else None)
+    np.testing.assert_array_equal(bits, np.packbits(spikes.reshape(-1) > 0, bitorder="little"))
+    np.testing.assert_array_equal(kernel.unpack_spikes(bits, spikes.shape, theta), spikes)
+
+
+@needs_kernel
 def test_stepper_carries_the_membrane_between_calls():
     rng = np.random.default_rng(0)
     theta = rng.uniform(0.5, 1.5, (3, 1)).astype(np.float32)

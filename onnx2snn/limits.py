@@ -12,13 +12,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
 import numbers
-import platform
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 try:
@@ -115,52 +110,3 @@ def require_memory(needed: int, what: str, change: str, budget: int | None = Non
             f"still get: {change}",
             option="max_memory",
         )
-
-
-# glibc's mallopt parameters and defaults (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_TRIM_DEFAULT, _MMAP_MAX_DEFAULT = 128 * 1024, 65536
-_KEEP = (1 << 31) - 1  # the largest trim threshold mallopt takes: 2 GiB of free memory kept
-_reuse_lock = threading.Lock()
-_reusing = 0
-
-
-def _glibc() -> ctypes.CDLL | None:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        libc = ctypes.CDLL(None)
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-@contextlib.contextmanager
-def reused_memory() -> Iterator[None]:
-    """Inside, large blocks freed by this process (onnxruntime's tensors, numpy's arrays) stay
-    with it and are handed out again, instead of going back to the system and coming back as
-    new pages, each cleared by the kernel on first touch; on leaving, the free memory goes back
-    (malloc_trim) and allocation is as before. Calibration's level-wise simulation frees and asks
-    again for gigabytes (ResNet-50's corrections: 3.7 million page faults, about 9 s of system
-    time, nearly all gone). It costs peak memory (freed blocks are kept where they do not fit
-    what comes next), so it is used around the simulation only. glibc only; elsewhere it does
-    nothing."""
-    global _reusing
-    libc = _glibc()
-    if libc is None:
-        yield
-        return
-    with _reuse_lock:
-        _reusing += 1
-        if _reusing == 1:
-            libc.mallopt(_M_MMAP_MAX, 0)  # no block of its own mapping, unmapped when freed
-            libc.mallopt(_M_TRIM_THRESHOLD, _KEEP)
-    try:
-        yield
-    finally:
-        with _reuse_lock:
-            _reusing -= 1
-            if _reusing == 0:
-                libc.mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
-                libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_DEFAULT)
-                libc.malloc_trim(0)

@@ -25,7 +25,6 @@ import onnx2snn.calibration.levelwise as levelwise
 
 from ..data import Inputs
 from ..errors import ConfigError
-from ..limits import reused_memory
 from ..neuron import Corrections, Neurons, start_membrane
 from ..passes import activation_nodes
 from .reduce import ExactSum, channel_sums
@@ -80,22 +79,9 @@ def correct_layers(
     """The corrections of ``kinds`` (a subset of CORRECTIONS), layer by layer. ``workers`` hold
     the calibration data in shards (shards.py; all of ``x`` in this process by default)."""
     kinds = check_corrections(kinds)
-    if not kinds:
-        return Corrections()
-    with reused_memory():  # the simulation frees and asks again for gigabytes
-        return _correct(graph, thresholds, x, neurons, kinds, batch_size, workers)
-
-
-def _correct(
-    graph: gs.Graph,
-    thresholds: dict[str, np.ndarray],
-    x: Inputs,
-    neurons: Neurons,
-    kinds: tuple[str, ...],
-    batch_size: int,
-    workers,
-) -> Corrections:
     corrections = Corrections()
+    if not kinds:
+        return corrections
     nodes = {node.name: node for node in activation_nodes(graph)}
     workers = workers or LocalWorkers.of(graph, x, neurons, batch_size)
     outs = {node.outputs[0].name: name for name, node in nodes.items()}
@@ -128,6 +114,7 @@ def _correct(
                 v0 = settings[layer].start + np.float32(neurons.timesteps) * gap.reshape(_shape(nodes[layer]))
                 corrections.membrane_init[layer] = settings[layer].start = np.asarray(v0, np.float32)
         workers.call("fire", level, settings)
+    workers.call("finish")
     return corrections
 
 

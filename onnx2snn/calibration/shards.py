@@ -164,6 +164,10 @@ class CalibrationShard:
                 sums[layer].add(*sim.rates(layer, current, settings[layer]))
         return sums
 
+    def finish(self) -> None:
+        """The level-wise simulation is done: its stored spikes and stages go."""
+        self.sim = None
+
     def set_shifts(self, shifts: dict[str, np.ndarray]) -> None:
         self._open().set_shifts(shifts)
 

@@ -18,7 +18,6 @@ import onnx2snn.calibration.levelwise as levelwise
 
 from ..data import Inputs
 from ..errors import CalibrationError
-from ..limits import reused_memory
 from ..neuron import Neurons, start_membrane
 from ..passes import activation_nodes
 from .reduce import Peak
@@ -57,8 +56,7 @@ def spike_norm_thresholds(
     nodes = {node.name: node for node in activation_nodes(graph)}
     workers = workers or LocalWorkers.of(graph, x, neurons, batch_size)
     if levelwise_ok(workers, graph, neurons):  # each layer simulated once, level by level
-        with reused_memory():  # the simulation frees and asks again for gigabytes
-            return _levelwise_values(workers, nodes, neurons, per_channel, percentile)
+        return _levelwise_values(workers, nodes, neurons, per_channel, percentile)
     values: dict[str, np.ndarray] = {}
     x = simulation_subset(workers.local_inputs, neurons.seed, graph)
     thresholds: dict[str, np.ndarray] = {}  # the network up to each layer, simulated again
@@ -86,4 +84,5 @@ def _levelwise_values(
             theta = _threshold(nodes[layer], values[layer], per_channel)
             settings[layer] = levelwise.LayerSetting(theta, start_membrane(theta, neurons.v_init))
         workers.call("fire", level, settings)
+    workers.call("finish")
     return values

@@ -19,7 +19,7 @@ from ..graph import export_model
 from ..neuron import Neurons
 from .cluster import ray_module, where
 
-STATEFUL = ("start", "set_shifts", "fire")  # calls that change an actor's state, replayed after a death
+STATEFUL = ("start", "set_shifts", "fire", "finish")  # calls that change an actor's state, replayed after a death
 
 
 class _ShardActor:
@@ -92,8 +92,9 @@ class RayWorkers:
                     self._replace(index)
                     ref = self.actors[index].call.remote(method, *args)
         if method in STATEFUL:
-            self.history = [] if method == "start" else self.history
-            self.history.append((method, args))
+            self.history = [] if method in ("start", "finish") else self.history
+            if method != "finish":  # after it an actor holds no simulation, as a fresh one
+                self.history.append((method, args))
         self.rounds += 1
         return results
 

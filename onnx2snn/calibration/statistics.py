@@ -116,13 +116,18 @@ def row_maxima(a: np.ndarray, per_channel: bool) -> np.ndarray:
     return a.max(keepdims=False).reshape(1)
 
 
-def row_counts(a: np.ndarray, per_channel: bool, tops: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """[rows, BINS] counts of the positive values of ``a`` in bins of width top/BINS per row
-    (values at or above a row's top in its last bin; the compiled kernel's one pass where it is
-    built, the same counts), added into ``out`` where given (no array of counts per batch:
-    ResNet-50's are 740 MB)."""
+def row_counts(
+    a: np.ndarray | list[np.ndarray], per_channel: bool, tops: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """[rows, BINS] counts of the positive values of ``a`` (or of batches ``a`` together) in bins
+    of width top/BINS per row (values at or above a row's top in its last bin; the compiled
+    kernel's one pass where it is built, the same counts), added into ``out`` where given (no
+    array of counts per batch: ResNet-50's are 740 MB)."""
     if kernel.available():
-        return kernel.histogram(a, per_channel and a.ndim >= 2, tops, BINS, out)
+        ndim = (a if isinstance(a, np.ndarray) else a[0]).ndim
+        return kernel.histogram(a, per_channel and ndim >= 2, tops, BINS, out)
+    if not isinstance(a, np.ndarray):
+        a = np.concatenate(a)
     rows = channel_rows(a, per_channel)
     top = tops[:, None]
     scale = np.where(top > 0, BINS / np.where(top > 0, top, 1.0), 0.0)
@@ -190,11 +195,11 @@ class RunningCounts:
         tops = power_tops(self._maxima)
         if self.counts is not None:
             rebin(self.counts, self.tops, tops)
-        a = self._waiting[0] if len(self._waiting) == 1 else np.concatenate(self._waiting)
-        self._waiting = []
+        a, self._waiting = self._waiting, []  # counted together, not copied into one array
         if self.counts is None and self.samples is not None:
             rows = len(tops)
-            narrow = self.samples * (a.size // max(len(a), 1) // rows) < 1 << 32  # a row's values, at most
+            sample = a[0][0].size if len(a[0]) else 0
+            narrow = self.samples * (sample // rows) < 1 << 32  # a row's values, at most
             self.counts = np.zeros((rows, BINS), np.uint32 if narrow else np.int64)
         self.counts, self.tops = row_counts(a, self.per_channel, tops, self.counts), tops
 

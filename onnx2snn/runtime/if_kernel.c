@@ -201,7 +201,8 @@ void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const f
 }
 
 /* Calibration's histogram of positive activations (calibration/statistics.py, row_counts):
-   a holds n samples of `channels` x `inner` values; a row is a channel (per_channel) or the
+   samples[s] points at sample s's `channels` x `inner` values (the samples of several batches:
+   no copy of them into one array); a row is a channel (per_channel) or the
    whole layer; counts[row][bin] += 1 for every v > 0, bin = min(trunc(v * (bins / top_row)),
    bins - 1), in float32 as numpy computes it there. A row at a time over all samples (sample
    by sample, every channel's row of 4,096 int64 would be touched in turn: MobileNetV2's 960
@@ -228,7 +229,7 @@ static inline void add_count(void *counts, int wide, int64_t i, int64_t value) {
         ((uint32_t *)counts)[i] += (uint32_t)value;
 }
 
-int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inner, int per_channel,
+int histogram(const float *const *samples, int64_t n, int64_t channels, int64_t inner, int per_channel,
               const float *restrict tops, void *counts, int wide, int64_t bins) {
     if (bins < 1) return -2; /* the wrapper raises */
     const int64_t rows = per_channel ? channels : 1;
@@ -248,7 +249,7 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
         if (n * size < bins) { /* a few values, a few at a time (dense layers: one a sample): no
                                   block of bins first, straight into the row */
             for (int64_t s = 0; s < n; ++s) {
-                const float *v = a + (s * channels + (per_channel ? row : 0)) * inner;
+                const float *v = samples[s] + (per_channel ? row : 0) * inner;
                 for (int64_t j = 0; j < size; ++j) {
                     if (v[j] > 0.0f) {
                         const float f = v[j] * scale;
@@ -263,7 +264,7 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
         const int copies = n * size >= COPIES_FROM * bins ? 4 : 1;
         memset(acc, 0, (size_t)(copies * stride) * sizeof(uint32_t));
         for (int64_t s = 0; s < n; ++s) {
-            const float *v = a + (s * channels + (per_channel ? row : 0)) * inner;
+            const float *v = samples[s] + (per_channel ? row : 0) * inner;
             for (int64_t start = 0; start < size; start += HISTOGRAM_BLOCK) {
                 const int64_t m = size - start < HISTOGRAM_BLOCK ? size - start : HISTOGRAM_BLOCK;
                 bin_indices(v + start, m, scale, (int32_t)bins, idx);
@@ -271,7 +272,7 @@ int histogram(const float *restrict a, int64_t n, int64_t channels, int64_t inne
                    stops at every 4 kB page and at every jump to the next sample (a large
                    layer's batch, read from memory: 2.1 -> 0.9 ns a value) */
                 const float *next = start + HISTOGRAM_BLOCK < size ? v + start + HISTOGRAM_BLOCK
-                                    : s + 1 < n ? v + channels * inner : NULL;
+                                    : s + 1 < n ? samples[s + 1] + (per_channel ? row : 0) * inner : NULL;
                 const int64_t ahead = start + HISTOGRAM_BLOCK < size ? size - start - HISTOGRAM_BLOCK : size;
                 for (int64_t p = 0; next != NULL && p < ahead && p < HISTOGRAM_BLOCK; p += 16)
                     __builtin_prefetch(next + p);

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -197,29 +198,42 @@ def unpack_spikes(bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarra
 
 
 def histogram(
-    a: np.ndarray, per_channel: bool, tops: np.ndarray, bins: int, out: np.ndarray | None = None
+    a: np.ndarray | Sequence[np.ndarray],
+    per_channel: bool,
+    tops: np.ndarray,
+    bins: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """[rows, bins] counts of the positive values of ``a`` [n, C, ...] per channel (or for the
-    whole layer) in bins of width top/bins (values at or above a row's top in its last bin), as
-    calibration/statistics.py's row_counts defines them; added into ``out`` (C-contiguous
-    int64, or uint32 where the caller knows that no count can pass 2^32 - 1) where given."""
+    """[rows, bins] counts of the positive values of ``a`` [n, C, ...] (or of several such
+    batches together, not copied into one) per channel (or for the whole layer) in bins of width
+    top/bins (values at or above a row's top in its last bin), as calibration/statistics.py's
+    row_counts defines them; added into ``out`` (C-contiguous int64, or uint32 where the caller
+    knows that no count can pass 2^32 - 1) where given."""
     if bins < 1:
         raise ValueError(f"a histogram needs at least one bin, got {bins}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    n = len(a)
-    channels = a.shape[1] if per_channel and a.ndim >= 2 else 1
-    inner = a.size // max(n * channels, 1)
+    parts = [np.ascontiguousarray(p, dtype=np.float32) for p in ([a] if isinstance(a, np.ndarray) else a)]
+    first = parts[0]
+    if any(p.shape[1:] != first.shape[1:] for p in parts):
+        raise ValueError("a histogram's batches must hold samples of one shape")
+    channels = first.shape[1] if per_channel and first.ndim >= 2 else 1
+    sample = first[0].size if len(first) else 0  # values a sample, alike in every part
+    inner = sample // channels
+    # each sample's address, batch after batch
+    samples = np.concatenate(
+        [p.ctypes.data + np.arange(len(p), dtype=np.int64) * (sample * 4) for p in parts if len(p)]
+        or [np.zeros(0, np.int64)]
+    ).astype(np.int64)
     top = np.ascontiguousarray(tops, dtype=np.float32)
     counts = np.zeros((len(top), bins), np.int64) if out is None else out
     wide = counts.dtype == np.int64
     _buffer(counts, (len(top), bins), np.int64 if wide else np.uint32)
     # the kernel counts a call's values of a row in 32-bit counters: at most 2^31 values a call
-    step = max(1, (1 << 31) // max(a.size // max(n, 1), 1))
-    for start in range(0, n, step):
-        part = a[start : start + step]
+    step = max(1, (1 << 31) // max(sample, 1))
+    for start in range(0, len(samples), step):
+        chunk = samples[start : start + step]
         status = _loaded().histogram(
-            part.ctypes.data,
-            len(part),
+            chunk.ctypes.data,
+            len(chunk),
             channels,
             inner,
             int(per_channel),

@@ -1,6 +1,6 @@
 """Conversion and simulation at real size: ResNet-18, ResNet-50, MobileNetV2 and VGG-16 at
-3x224x224 (benchmarks/realsize.py: random weights, BatchNorm statistics from the data, the head
-re-centred), each measured in processes of its own.
+3x224x224, and a wide MLP on the same images (benchmarks/realsize.py: random weights, BatchNorm
+statistics from the data, the head re-centred), each measured in processes of its own.
 
     python benchmarks/scale.py                      # every model and measurement
     python benchmarks/scale.py --models resnet18 --only convert
@@ -32,7 +32,7 @@ import numpy as np
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 WORK = Path(os.environ.get("ONNX2SNN_SCALE_DIR", "/tmp/onnx2snn-scale"))
-MODELS = ("resnet18", "resnet50", "mobilenet_v2", "vgg16")
+MODELS = ("resnet18", "resnet50", "mobilenet_v2", "vgg16", "mlp")
 METHODS = ("default", "max", "percentile:99.99", "mmse", "spike-norm", "spike-norm:seed")
 CALIBRATION = 256
 AGREEMENT = (256, 64)  # T, test images
@@ -171,7 +171,7 @@ def table(results: dict) -> str:
         "",
         f"3x224x224 inputs, random weights (benchmarks/realsize.py), {CALIBRATION} calibration images; CPU, 2 cores, "
         "a shared machine (one run each: times are indicative). A conversion's time depends much on what runs "
-        "beside it (the ANN's pass is bound by memory bandwidth: ResNet-50's `max` took 15.5-17 s alone, 32 s with "
+        "beside it (the ANN's pass is bound by memory bandwidth: ResNet-50's `max` took 14-17 s alone, 32 s with "
         "another conversion on the other core): `default` and `max` of a model are measured in the same conditions, "
         "one after the other.",
         "",

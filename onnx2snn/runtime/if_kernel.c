@@ -40,8 +40,46 @@ static void row_zero(const float *restrict x, float *restrict s, float *restrict
     }
 }
 
-void if_scan(const float *x, float *spikes, float *membrane, const float *theta, int64_t steps, int64_t x_stride,
-             int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int reset_to_zero) {
+/* Spikes stored as bits (calibration keeps the spike trains of earlier layers): bit i of
+   bits[i / 8] (least significant first, numpy's packbits with bitorder 'little') is spikes[i] > 0.
+   put_bits writes the n values s[0..n) from bit ``offset``: whole bytes stored, the at most two
+   bytes shared with the neighbouring runs OR-ed in (``bits`` starts zeroed). The flags go to
+   ``f`` (n bytes) first, in vector instructions; eight of them make a byte in one
+   multiplication: flag i at bit 8i times 2^(56-7i) lands on bit 56+i, and no two products meet */
+static void put_bits(uint8_t *restrict bits, int64_t offset, const float *restrict s, uint8_t *restrict f, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) f[j] = s[j] > 0.0f;
+    int64_t i = 0;
+    for (; i < n && ((offset + i) & 7); ++i) bits[(offset + i) >> 3] |= (uint8_t)(f[i] << ((offset + i) & 7));
+    uint8_t *out = bits + ((offset + i) >> 3);
+    for (; i + 8 <= n; i += 8) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t w;
+        memcpy(&w, f + i, 8); /* flag i + k in byte k */
+        *out++ = (uint8_t)((w * 0x0102040810204080ULL) >> 56);
+#else
+        uint8_t byte = 0;
+        for (int k = 0; k < 8; ++k) byte |= (uint8_t)(f[i + k] << k);
+        *out++ = byte;
+#endif
+    }
+    for (; i < n; ++i) bits[(offset + i) >> 3] |= (uint8_t)(f[i] << ((offset + i) & 7));
+}
+
+enum { WRITE_SPIKES, COUNT_FIRINGS, PUT_BITS };
+
+/* One IF layer over ``steps`` steps, row by row, its membrane in place; each step of a row
+   goes, as ``what`` says, to the spikes [T, rows * inner] (``out``, floats), to a count of
+   firings per neuron (int32, added), or to bits (put_bits; ``out`` zeroed) */
+static int scan(int what, const float *x, void *out, float *membrane, const float *theta, int64_t steps,
+                int64_t x_stride, int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode,
+                int reset_to_zero) {
+    float *st = NULL; /* a scratch row where the spikes are not kept */
+    uint8_t *flags = NULL;
+    if (what != WRITE_SPIKES) {
+        st = malloc((size_t)(inner > 0 ? inner : 1) * (sizeof(float) + 1));
+        if (st == NULL) return -1; /* no memory: the wrapper raises */
+        flags = (uint8_t *)(st + (inner > 0 ? inner : 1));
+    }
     const int64_t m = rows * inner;
     for (int64_t r = 0; r < rows; ++r) {
         const float *th = theta_mode == 1 ? theta + r % channels : theta;
@@ -49,13 +87,26 @@ void if_scan(const float *x, float *spikes, float *membrane, const float *theta,
         float *v = membrane + r * inner;
         for (int64_t t = 0; t < steps; ++t) {
             const float *xt = x + t * x_stride + r * inner;
-            float *st = spikes + t * m + r * inner;
+            float *s = what == WRITE_SPIKES ? (float *)out + t * m + r * inner : st;
             if (reset_to_zero)
-                row_zero(xt, st, v, th, th_step, inner);
+                row_zero(xt, s, v, th, th_step, inner);
             else
-                row_subtract(xt, st, v, th, th_step, inner);
+                row_subtract(xt, s, v, th, th_step, inner);
+            if (what == COUNT_FIRINGS) {
+                int32_t *c = (int32_t *)out + r * inner;
+                for (int64_t j = 0; j < inner; ++j) c[j] += s[j] != 0.0f;
+            } else if (what == PUT_BITS) {
+                put_bits((uint8_t *)out, t * m + r * inner, s, flags, inner);
+            }
         }
     }
+    free(st);
+    return 0;
+}
+
+void if_scan(const float *x, float *spikes, float *membrane, const float *theta, int64_t steps, int64_t x_stride,
+             int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int reset_to_zero) {
+    scan(WRITE_SPIKES, x, spikes, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode, reset_to_zero);
 }
 
 /* As if_scan, but no spikes written: counts[r * inner + j] += the number of steps the neuron
@@ -64,24 +115,8 @@ void if_scan(const float *x, float *spikes, float *membrane, const float *theta,
 int if_counts(const float *x, int32_t *counts, float *membrane, const float *theta, int64_t steps,
               int64_t x_stride, int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode,
               int reset_to_zero) {
-    float *st = malloc((size_t)(inner > 0 ? inner : 1) * sizeof(float));
-    if (st == NULL) return -1; /* no memory: the wrapper raises */
-    for (int64_t r = 0; r < rows; ++r) {
-        const float *th = theta_mode == 1 ? theta + r % channels : theta;
-        const int64_t th_step = theta_mode == 2 ? 1 : 0;
-        float *v = membrane + r * inner;
-        int32_t *c = counts + r * inner;
-        for (int64_t t = 0; t < steps; ++t) {
-            const float *xt = x + t * x_stride + r * inner;
-            if (reset_to_zero)
-                row_zero(xt, st, v, th, th_step, inner);
-            else
-                row_subtract(xt, st, v, th, th_step, inner);
-            for (int64_t j = 0; j < inner; ++j) c[j] += st[j] != 0.0f;
-        }
-    }
-    free(st);
-    return 0;
+    return scan(COUNT_FIRINGS, x, counts, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode,
+                reset_to_zero);
 }
 
 /* An IF layer in onnxruntime's blocked layout (runtime/blocked.py) over `steps` steps, as if_scan
@@ -122,55 +157,11 @@ void if_scan_blocked(const float *restrict x, float *restrict spikes, float *res
     }
 }
 
-/* Spikes stored as bits (calibration keeps the spike trains of earlier layers): bit i of
-   bits[i / 8] (least significant first) is spikes[i] > 0. */
-/* the n values s[0..n) as bits from bit ``offset`` of ``bits`` (fired: > 0; bit k of
-   a byte is value k of its eight, numpy's packbits with bitorder 'little'): whole bytes stored, the at most two bytes shared with the neighbouring runs OR-ed in
-   (``bits`` starts zeroed). The flags go to ``f`` (n bytes) first, in vector instructions; eight
-   of them make a byte in one multiplication: flag i at bit 8i times 2^(56-7i) lands on bit 56+i,
-   and no two products meet */
-static void put_bits(uint8_t *restrict bits, int64_t offset, const float *restrict s, uint8_t *restrict f, int64_t n) {
-    for (int64_t j = 0; j < n; ++j) f[j] = s[j] > 0.0f;
-    int64_t i = 0;
-    for (; i < n && ((offset + i) & 7); ++i) bits[(offset + i) >> 3] |= (uint8_t)(f[i] << ((offset + i) & 7));
-    uint8_t *out = bits + ((offset + i) >> 3);
-    for (; i + 8 <= n; i += 8) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        uint64_t w;
-        memcpy(&w, f + i, 8); /* flag i + k in byte k */
-        *out++ = (uint8_t)((w * 0x0102040810204080ULL) >> 56);
-#else
-        uint8_t byte = 0;
-        for (int k = 0; k < 8; ++k) byte |= (uint8_t)(f[i + k] << k);
-        *out++ = byte;
-#endif
-    }
-    for (; i < n; ++i) bits[(offset + i) >> 3] |= (uint8_t)(f[i] << ((offset + i) & 7));
-}
-
 /* if_scan's spikes as bits (put_bits), without writing them as floats first: a row's step
    into a scratch row, its bits put in place (``bits`` zeroed, T * rows * inner bits) */
 int if_bits(const float *x, uint8_t *bits, float *membrane, const float *theta, int64_t steps, int64_t x_stride,
             int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int reset_to_zero) {
-    float *st = malloc((size_t)(inner > 0 ? inner : 1) * (sizeof(float) + 1));
-    if (st == NULL) return -1; /* no memory: the wrapper raises */
-    uint8_t *flags = (uint8_t *)(st + (inner > 0 ? inner : 1));
-    const int64_t m = rows * inner;
-    for (int64_t r = 0; r < rows; ++r) {
-        const float *th = theta_mode == 1 ? theta + r % channels : theta;
-        const int64_t th_step = theta_mode == 2 ? 1 : 0;
-        float *v = membrane + r * inner;
-        for (int64_t t = 0; t < steps; ++t) {
-            const float *xt = x + t * x_stride + r * inner;
-            if (reset_to_zero)
-                row_zero(xt, st, v, th, th_step, inner);
-            else
-                row_subtract(xt, st, v, th, th_step, inner);
-            put_bits(bits, t * m + r * inner, st, flags, inner);
-        }
-    }
-    free(st);
-    return 0;
+    return scan(PUT_BITS, x, bits, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode, reset_to_zero);
 }
 
 /* The spikes back: steps x rows x inner values, each 0 or its threshold (theta_mode as in if_scan).

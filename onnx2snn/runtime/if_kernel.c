@@ -165,7 +165,8 @@ int if_bits(const float *x, uint8_t *bits, float *membrane, const float *theta, 
 }
 
 /* The spikes back: steps x rows x inner values, each 0 or its threshold (theta_mode as in if_scan).
-   Bits become 0/1 a byte at a time from a table, then each row is scaled by its threshold. */
+   Bits become 0/1 a byte at a time from a table, times the threshold (1.0 or 0.0 times it: the
+   threshold or 0, as before, in one pass instead of two). */
 void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const float *restrict theta, int64_t steps,
                    int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode) {
     static float table[256][8];
@@ -175,17 +176,28 @@ void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const f
             for (int k = 0; k < 8; ++k) table[b][k] = (float)((b >> k) & 1);
         ready = 1;
     }
-    const int64_t count = steps * rows * inner, full = count / 8;
-    for (int64_t b = 0; b < full; ++b) memcpy(spikes + 8 * b, table[bits[b]], 8 * sizeof(float));
-    for (int64_t i = 8 * full; i < count; ++i) spikes[i] = (float)((bits[i >> 3] >> (i & 7)) & 1);
+    /* row by row, each value written once: the 0/1 of its bit times its threshold (a row's
+       first and last values may share a byte with the rows beside it) */
     for (int64_t t = 0; t < steps; ++t) {
         for (int64_t r = 0; r < rows; ++r) {
-            float *row = spikes + (t * rows + r) * inner;
-            if (theta_mode == 2) {
-                for (int64_t j = 0; j < inner; ++j) row[j] *= theta[j];
-            } else {
-                const float th = theta_mode == 1 ? theta[r % channels] : theta[0];
-                for (int64_t j = 0; j < inner; ++j) row[j] *= th;
+            const int64_t offset = (t * rows + r) * inner;
+            float *row = spikes + offset;
+            const float th = theta_mode == 1 ? theta[r % channels] : theta[0];
+            int64_t j = 0;
+            for (; j < inner && ((offset + j) & 7); ++j) {
+                const float fired = (float)((bits[(offset + j) >> 3] >> ((offset + j) & 7)) & 1);
+                row[j] = fired * (theta_mode == 2 ? theta[j] : th);
+            }
+            const uint8_t *b = bits + ((offset + j) >> 3);
+            if (theta_mode == 2)
+                for (; j + 8 <= inner; j += 8, ++b)
+                    for (int k = 0; k < 8; ++k) row[j + k] = table[*b][k] * theta[j + k];
+            else
+                for (; j + 8 <= inner; j += 8, ++b)
+                    for (int k = 0; k < 8; ++k) row[j + k] = table[*b][k] * th;
+            for (; j < inner; ++j) {
+                const float fired = (float)((bits[(offset + j) >> 3] >> ((offset + j) & 7)) & 1);
+                row[j] = fired * (theta_mode == 2 ? theta[j] : th);
             }
         }
     }

@@ -79,8 +79,8 @@ class _Bits:
     shape: tuple[int, ...]  # [T, n, ...]
     threshold: np.ndarray
 
-    def spikes(self) -> np.ndarray:
-        return kernel.unpack_spikes(self.bits, self.shape, self.threshold)
+    def spikes(self, out: np.ndarray | None = None) -> np.ndarray:
+        return kernel.unpack_spikes(self.bits, self.shape, self.threshold, out)
 
 
 @dataclass
@@ -176,6 +176,9 @@ class Levelwise:
         ]
         self._kept: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (level, chunk) -> currents
         self.started = False  # whether anything has run: a level's currents, shifts, spikes stored
+        # the buffers a level's stage read its spikes from, by shape, for its next chunk: new
+        # memory is slow to come (ResNet-50's unpacked spikes: 1.2 s of page faults)
+        self._spare: dict[tuple[int, ...], list[np.ndarray]] = {}
 
     def _stage(self, level: int) -> _Stage | None:
         """The onnxruntime session of the nodes at ``level`` (None when nothing later reads them)."""
@@ -264,20 +267,32 @@ class Levelwise:
         value = chunk.stored[name]
         return value.spikes() if isinstance(value, _Bits) else value
 
+    def _feed(self, chunk: _Chunk, name: str) -> np.ndarray:
+        """A stage's input: stored spikes unpacked into a spare buffer where there is one."""
+        value = chunk.stored.get(name)
+        if name in chunk.x or not isinstance(value, _Bits):
+            return self._value(chunk, name)
+        spare = self._spare.get(tuple(value.shape))
+        return value.spikes(spare.pop() if spare else None)
+
     def currents(self, level: int) -> Iterator[tuple[_Chunk, dict[str, np.ndarray]]]:
         """Chunk by chunk, the input currents of the layers at ``level``: [T, n, ...], or [n, ...]
         for a current that is the same every step."""
         self.started = True
         names = self.layers_at(level)
         stage = self.stages.get(level - 1)
+        self._spare.clear()  # another level's shapes
         for i, chunk in enumerate(self.chunks):
             if (level, i) in self._kept:  # computed by this level's first pass
                 yield chunk, self._kept[level, i]
                 continue
             values = {}
             if stage is not None:
-                feeds = {name: self._value(chunk, name) for name in stage.inputs}
+                feeds = {name: self._feed(chunk, name) for name in stage.inputs}
                 values = dict(zip(stage.outputs, stage.session.run(stage.outputs, feeds)))
+                for name, value in feeds.items():  # onnxruntime read them, kept none of them
+                    if isinstance(chunk.stored.get(name), _Bits) and name not in chunk.x:
+                        self._spare.setdefault(value.shape, []).append(value)
                 for name in stage.outputs:
                     if self.last_read.get(name, -1) >= level:
                         chunk.stored[name] = values[name]  # read by a later stage

@@ -186,12 +186,15 @@ class Stepper:
         self._call(*self._pointers, steps, self._stride, *self._rest)
 
 
-def unpack_spikes(bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarray) -> np.ndarray:
+def unpack_spikes(
+    bits: np.ndarray, shape: tuple[int, ...], threshold: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Spikes [T, N, ...] of ``shape`` from ``if_bits``' bits: 0, or the threshold (a scalar
-    or one per channel, axis 1 of [N, ...]) where it fired."""
+    or one per channel, axis 1 of [N, ...]) where it fired; written into ``out`` where given."""
     theta = np.ascontiguousarray(np.asarray(threshold, np.float32).reshape(-1))
     rows, channels, inner, mode = _layout(tuple(shape[1:]), theta)
-    spikes = np.empty(shape, np.float32)
+    spikes = np.empty(shape, np.float32) if out is None else out
+    _buffer(spikes, tuple(shape))
     bits = np.ascontiguousarray(bits, dtype=np.uint8)
     _loaded().unpack_spikes(
         bits.ctypes.data, spikes.ctypes.data, theta.ctypes.data, shape[0], rows, channels, inner, mode

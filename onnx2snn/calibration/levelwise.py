@@ -207,7 +207,7 @@ class Levelwise:
         )
         del model.graph.value_info[:]  # shapes say "N" where tensors hold T*N: onnxruntime infers them
         options = session_options(64)
-        options.enable_cpu_mem_arena = False  # one session per stage: each would keep its own peak
+        # its own arena: it keeps the stage's peak only while the stage runs (fire drops the stage)
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         return _Stage(session, list(inputs), list(outputs))
 
@@ -340,6 +340,7 @@ class Levelwise:
             for name in [n for n in chunk.stored if self.last_read.get(n, -1) < level]:
                 del chunk.stored[name]  # no stage after this level reads it
         self._kept.clear()
+        self.stages.pop(level - 1, None)  # nothing reads it again: its session and memory go
 
     def start(self, threshold: np.ndarray) -> np.ndarray:
         """Where a layer's membranes start without a potential correction."""

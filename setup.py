@@ -9,7 +9,6 @@ setup(
             "onnx2snn.runtime._if_kernel",
             ["onnx2snn/runtime/if_kernel.c"],
             extra_compile_args=["-O3", "-fno-trapping-math", "-ffp-contract=off"],
-            libraries=["m"],  # floor and ceil (the MMSE thresholds)
             optional=True,
         )
     ]

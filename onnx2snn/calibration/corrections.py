@@ -99,6 +99,7 @@ def correct_layers(
                 corrections.membrane_init[node.name] = np.asarray(
                     start + np.float32(neurons.timesteps) * gap.reshape(shape), np.float32
                 )
+        workers.call("finish")  # the simulation ann_sums opened for its chunks
         return corrections
     for level in workers.call("start", "bias" in kinds)[0]:
         settings = {

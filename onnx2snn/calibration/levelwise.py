@@ -236,7 +236,8 @@ class Levelwise:
     def _per_sample_bytes(self, graph: gs.Graph, x: dict[str, np.ndarray]) -> int:
         """A conservative size of one sample's largest stage: every state-sized tensor over T
         steps, eight times (the stage's inputs unpacked from bits, its outputs, onnxruntime's
-        working copies and the spikes the kernel writes: ResNet-50's residual stage used seven)."""
+        working copies and the kernel's: ResNet-50's residual stage used seven when the kernel wrote
+        float spikes; it writes bits now, and the estimate stays on the safe side)."""
         sizes = [
             int(np.prod(t.shape[1:]))
             for t in graph.tensors().values()

@@ -25,7 +25,7 @@ from ..runtime.activity import macs_per_sample
 # - arithmetic: SIMULATION_MACS multiply-accumulates a step (1,024 samples of resnet_small's
 #   9.35 M), the stages' convolutions;
 # - neuron updates: SIMULATION_STATE neurons a step (1,024 samples of resnet_small's 56,448),
-#   the kernel and the spikes' packing;
+#   the kernel and the spikes' bits;
 # and at least SIMULATION_MIN. At 224x224 (ResNet-18/50, MobileNetV2, VGG-16) that is 8, so the
 # default's simulation costs about half of its one pass of the ANN over 256 images.
 SIMULATION_SAMPLES = 1024

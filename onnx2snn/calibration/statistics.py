@@ -198,8 +198,8 @@ class RunningCounts:
         a, self._waiting = self._waiting, []  # counted together, not copied into one array
         if self.counts is None and self.samples is not None:
             rows = len(tops)
-            sample = a[0][0].size if len(a[0]) else 0
-            narrow = self.samples * (sample // rows) < 1 << 32  # a row's values, at most
+            sample = int(np.prod(a[0].shape[1:]))  # values a sample (the first batch may be empty)
+            narrow = self.samples * (sample // max(rows, 1)) < 1 << 32  # a row's values, at most
             self.counts = np.zeros((rows, BINS), np.uint32 if narrow else np.int64)
         self.counts, self.tops = row_counts(a, self.per_channel, tops, self.counts), tops
 

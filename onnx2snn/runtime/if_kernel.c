@@ -1,4 +1,5 @@
-/* The IF neuron over T steps in one pass (onnx2snn/runtime/kernel.py loads it with ctypes).
+/* The IF neuron over T steps in one pass (onnx2snn/runtime/kernel.py loads it with ctypes), and
+   below it calibration's spike bits, histograms and MMSE search.
 
    A step's neurons are `rows` rows of `inner` values ([N, C, H, W] is N*C rows of H*W);
    x and spikes hold `steps` such steps one after the other (x_stride apart for x: 0 when the
@@ -208,7 +209,7 @@ void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const f
    no copy of them into one array); a row is a channel (per_channel) or the
    whole layer; counts[row][bin] += 1 for every v > 0, bin = min(trunc(v * (bins / top_row)),
    bins - 1), in float32 as numpy computes it there. A row at a time over all samples (sample
-   by sample, every channel's row of 4,096 int64 would be touched in turn: MobileNetV2's 960
+   by sample, every channel's row of 4,096 counts would be touched in turn: MobileNetV2's 960
    channels' 31 MB out of the caches at every sample); the bins of a block of values first, in
    vector instructions, then counted (2-3x faster than a branch on every value). */
 #define HISTOGRAM_BLOCK 1024
@@ -224,7 +225,8 @@ static void bin_indices(const float *restrict x, int64_t size, float scale, int3
     }
 }
 
-/* counts are int64, or uint32 where ``wide`` is 0 (kernel.py checks that they cannot overflow) */
+/* counts are int64, or uint32 where ``wide`` is 0 (the caller knows they cannot overflow:
+   calibration/statistics.py, RunningCounts) */
 static inline void add_count(void *counts, int wide, int64_t i, int64_t value) {
     if (wide)
         ((int64_t *)counts)[i] += value;
@@ -388,7 +390,7 @@ int mmse(const void *counts, int wide, int64_t rows, int64_t bins, const float *
             for (int64_t k = 1; k <= steps; ++k) {
                 const double level = (double)k;
                 const double guess = ceil_inline((level - v_init) * theta / t / safe - 0.5);
-                int64_t first = guess < 0.0 ? 0 : guess > (double)bins ? bins : (int64_t)guess;
+                int64_t first = guess > 0.0 ? (guess > (double)bins ? bins : (int64_t)guess) : 0; /* NaN: 0 */
                 for (int pass = 0; pass < 2; ++pass) {
                     const int64_t was = first, below = first - 1;
                     if (below >= 0 && LEVEL(below) >= level) first = below;

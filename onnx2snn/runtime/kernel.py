@@ -1,4 +1,5 @@
-"""The compiled IF kernel (if_kernel.c): one pass over T steps of an IF layer.
+"""The compiled IF kernel (if_kernel.c): one pass over T steps of an IF layer (its spikes, their
+counts or their bits), the stored spikes unpacked, and calibration's histograms and MMSE search.
 
 Built at install as an optional extension (setup.py); where it is absent (no C compiler when
 the package was installed), ``available()`` is False and sessions keep to the ONNX forms."""
@@ -221,7 +222,7 @@ def histogram(
     if any(p.shape[1:] != first.shape[1:] for p in parts):
         raise ValueError("a histogram's batches must hold samples of one shape")
     channels = first.shape[1] if per_channel and first.ndim >= 2 else 1
-    sample = first[0].size if len(first) else 0  # values a sample, alike in every part
+    sample = int(np.prod(first.shape[1:]))  # values a sample, alike in every part (an empty one too)
     inner = sample // channels
     # each sample's address, batch after batch
     samples = np.concatenate(

@@ -156,6 +156,25 @@ def test_mmse_by_running_sums_picks_the_per_bin_formulas_threshold(timesteps, v_
     assert np.array_equal(got.astype(np.float32), expected.astype(np.float32))
 
 
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_compiled_histogram_counts_batches_together_empty_ones_included(per_channel):
+    """The kernel counts several batches of one layer without copying them together: the counts
+    of their concatenation, whichever of them is empty."""
+    from onnx2snn.calibration import statistics
+    from onnx2snn.runtime import kernel
+
+    if not kernel.available():
+        pytest.skip("the compiled kernel is not built")
+    rng = np.random.default_rng(5)
+    parts = [rng.normal(size=(n, 3, 9, 7)).astype(np.float32) for n in (0, 5, 0, 17)]
+    whole = np.concatenate(parts)
+    top = statistics.power_tops(statistics.row_maxima(whole, per_channel))
+    expected = statistics.row_counts(whole, per_channel, top)
+    assert expected.sum() == (whole > 0).sum()
+    for batches in (parts, parts[1:], parts[::-1]):
+        np.testing.assert_array_equal(kernel.histogram(batches, per_channel, top, statistics.BINS), expected)
+
+
 @pytest.mark.parametrize("timesteps, v_init", [(1, 0.0), (7, 0.25), (16, 0.5), (32, 1.0), (300, 0.5)])
 def test_compiled_mmse_picks_numpys_thresholds_bit_for_bit(timesteps, v_init):
     """The kernel's MMSE repeats numpy's arithmetic (mmse._rows) value by value: the same

@@ -135,6 +135,20 @@ def test_running_counts_are_the_counts_on_the_final_power_of_two_range(
         np.testing.assert_array_equal(running.on(wider), statistics.row_counts(a, per_channel, wider))
 
 
+def test_running_counts_take_64_bits_where_the_samples_could_fill_32():
+    """The width of the counts comes from the number of samples and a sample's size, also where
+    the first batch is empty."""
+    from onnx2snn.calibration import statistics
+
+    a = np.ones((4, 3, 100, 100), np.float32)
+    for samples, dtype in ((1000, np.uint32), (1 << 31, np.int64)):
+        running = statistics.RunningCounts(True, samples)
+        running.add(a[:0], statistics.row_maxima(a, True))
+        running.add(a, statistics.row_maxima(a, True))
+        counts = running.on(statistics.power_tops(statistics.row_maxima(a, True)))
+        assert counts.dtype == dtype and counts.sum() == a.size
+
+
 @pytest.mark.parametrize("budget", [None, 0])
 def test_counts_from_the_one_pass_equal_a_second_pass(digits_cnn, digits, budget, monkeypatch):
     """What the statistics pass keeps (the activations, or counts on power-of-two ranges) gives

@@ -268,13 +268,10 @@ class Levelwise:
         value = chunk.stored[name]
         return value.spikes() if isinstance(value, _Bits) else value
 
-    def _feed(self, chunk: _Chunk, name: str) -> np.ndarray:
-        """A stage's input: stored spikes unpacked into a spare buffer where there is one."""
-        value = chunk.stored.get(name)
-        if name in chunk.x or not isinstance(value, _Bits):
-            return self._value(chunk, name)
-        spare = self._spare.get(tuple(value.shape))
-        return value.spikes(spare.pop() if spare else None)
+    def _unpacked(self, bits: _Bits) -> np.ndarray:
+        """Stored spikes unpacked, into a spare buffer where there is one."""
+        spare = self._spare.get(tuple(bits.shape))
+        return bits.spikes(spare.pop() if spare else None)
 
     def currents(self, level: int) -> Iterator[tuple[_Chunk, dict[str, np.ndarray]]]:
         """Chunk by chunk, the input currents of the layers at ``level``: [T, n, ...], or [n, ...]
@@ -289,11 +286,13 @@ class Levelwise:
                 continue
             values = {}
             if stage is not None:
-                feeds = {name: self._feed(chunk, name) for name in stage.inputs}
+                bits = {n for n in stage.inputs if n not in chunk.x and isinstance(chunk.stored.get(n), _Bits)}
+                feeds = {
+                    n: self._unpacked(chunk.stored[n]) if n in bits else self._value(chunk, n) for n in stage.inputs
+                }
                 values = dict(zip(stage.outputs, stage.session.run(stage.outputs, feeds)))
-                for name, value in feeds.items():  # onnxruntime read them, kept none of them
-                    if isinstance(chunk.stored.get(name), _Bits) and name not in chunk.x:
-                        self._spare.setdefault(value.shape, []).append(value)
+                for name in bits:  # onnxruntime read them and kept none of them: spare for the next chunk
+                    self._spare.setdefault(feeds[name].shape, []).append(feeds[name])
                 for name in stage.outputs:
                     if self.last_read.get(name, -1) >= level:
                         chunk.stored[name] = values[name]  # read by a later stage
@@ -330,7 +329,6 @@ class Levelwise:
 
     def fire(self, level: int, settings: dict[str, LayerSetting]) -> None:
         """Set the layers at ``level``: their spikes, stored as bits for the levels after."""
-        self.started = True
         for chunk, currents in self.currents(level):
             for layer, current in currents.items():
                 cut, setting = self.cuts[layer], settings[layer]

@@ -228,7 +228,7 @@ def histogram(
     samples = np.concatenate(
         [p.ctypes.data + np.arange(len(p), dtype=np.int64) * (sample * 4) for p in parts if len(p)]
         or [np.zeros(0, np.int64)]
-    ).astype(np.int64)
+    )
     top = np.ascontiguousarray(tops, dtype=np.float32)
     counts = np.zeros((len(top), bins), np.int64) if out is None else out
     wide = counts.dtype == np.int64
@@ -259,9 +259,7 @@ def mmse(
     ``top * factor`` (float32) of least T-step quantization error, as calibration/mmse.py's
     ``_rows`` computes it, bit for bit; 0 where the top is not positive. ``counts``: int64 or
     uint32."""
-    if counts.dtype != np.uint32:
-        counts = np.ascontiguousarray(counts, dtype=np.int64)
-    counts = np.ascontiguousarray(counts)
+    counts = np.ascontiguousarray(counts, dtype=np.uint32 if counts.dtype == np.uint32 else np.int64)
     rows, bins = counts.shape
     top = np.ascontiguousarray(tops, dtype=np.float32).reshape(rows)
     grid = np.ascontiguousarray(grids, dtype=np.float32).reshape(rows)

@@ -240,6 +240,8 @@ def test_compiled_histogram_counts_as_numpy_does_on_large_rows(per_channel, size
     top = np.float32(0.5) * statistics.row_maxima(np.where(a < 1e30, a, 0), per_channel)
     top[-1] = statistics.row_maxima(a, per_channel)[-1]  # a value exactly at the top
     compiled = statistics.row_counts(a, per_channel, top)
+    monkeypatch.setattr(kernel, "VECTOR_BINS", False)  # the portable loop, where the vector one ran
+    np.testing.assert_array_equal(compiled, statistics.row_counts(a, per_channel, top))
     monkeypatch.setattr(kernel, "available", lambda: False)
     np.testing.assert_array_equal(compiled, statistics.row_counts(a, per_channel, top))
     assert compiled.sum() == (a > 0).sum()

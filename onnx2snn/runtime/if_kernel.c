@@ -11,8 +11,10 @@
        v = membrane + x;  fired = v >= theta;  spikes = fired * theta;
        membrane_next = v - spikes            (reset by subtraction)
                      | v - v * fired          (reset to zero)
-   One thread: on a loaded machine a second thread that the scheduler parks makes a shared loop
-   wait for it (two OpenMP threads took 19 ms a step for 1.6 M neurons, one took 2.3 ms).
+   One thread a call: on a loaded machine a second thread that the scheduler parks makes a shared
+   loop wait for it (two OpenMP threads took 19 ms a step for 1.6 M neurons, one took 2.3 ms).
+   Calibration's large calls (counts, bits, unpacking, histograms, MMSE) are split by rows among
+   the CPUs by their Python wrappers instead (runtime/kernel.py), each part a call of its own.
    Built with -fno-trapping-math so that the comparison vectorizes; it changes no value. */
 #include <math.h>
 #include <stdint.h>
@@ -68,12 +70,14 @@ static void put_bits(uint8_t *restrict bits, int64_t offset, const float *restri
 
 enum { WRITE_SPIKES, COUNT_FIRINGS, PUT_BITS };
 
-/* One IF layer over ``steps`` steps, row by row, its membrane in place; each step of a row
-   goes, as ``what`` says, to the spikes [T, rows * inner] (``out``, floats), to a count of
-   firings per neuron (int32, added), or to bits (put_bits; ``out`` zeroed) */
+/* One IF layer over ``steps`` steps, row by row (rows ``first`` to ``last`` - 1: calls on other
+   rows may run beside it, runtime/kernel.py), its membrane in place; each step of a row goes, as
+   ``what`` says, to the spikes [T, rows * inner] (``out``, floats), to a count of firings per
+   neuron (int32, added), or to bits (put_bits; ``out`` zeroed; rows beside each other share a
+   byte where a step's first value of ``first`` is not a multiple of 8) */
 static int scan(int what, const float *x, void *out, float *membrane, const float *theta, int64_t steps,
                 int64_t x_stride, int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode,
-                int reset_to_zero) {
+                int reset_to_zero, int64_t first, int64_t last) {
     float *st = NULL; /* a scratch row where the spikes are not kept */
     uint8_t *flags = NULL;
     if (what != WRITE_SPIKES) {
@@ -82,7 +86,7 @@ static int scan(int what, const float *x, void *out, float *membrane, const floa
         flags = (uint8_t *)(st + (inner > 0 ? inner : 1));
     }
     const int64_t m = rows * inner;
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = first; r < last; ++r) {
         const float *th = theta_mode == 1 ? theta + r % channels : theta;
         const int64_t th_step = theta_mode == 2 ? 1 : 0;
         float *v = membrane + r * inner;
@@ -107,17 +111,18 @@ static int scan(int what, const float *x, void *out, float *membrane, const floa
 
 void if_scan(const float *x, float *spikes, float *membrane, const float *theta, int64_t steps, int64_t x_stride,
              int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int reset_to_zero) {
-    scan(WRITE_SPIKES, x, spikes, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode, reset_to_zero);
+    scan(WRITE_SPIKES, x, spikes, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode, reset_to_zero,
+         0, rows);
 }
 
-/* As if_scan, but no spikes written: counts[r * inner + j] += the number of steps the neuron
-   fired (calibration's rates need only those, not the T x N spikes; runtime/kernel.py,
-   if_counts). */
+/* As if_scan, but no spikes written, rows ``first`` to ``last`` - 1 only: counts[r * inner + j]
+   += the number of steps the neuron fired (calibration's rates need only those, not the T x N
+   spikes; runtime/kernel.py, if_counts). */
 int if_counts(const float *x, int32_t *counts, float *membrane, const float *theta, int64_t steps,
               int64_t x_stride, int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode,
-              int reset_to_zero) {
+              int reset_to_zero, int64_t first, int64_t last) {
     return scan(COUNT_FIRINGS, x, counts, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode,
-                reset_to_zero);
+                reset_to_zero, first, last);
 }
 
 /* An IF layer in onnxruntime's blocked layout (runtime/blocked.py) over `steps` steps, as if_scan
@@ -159,28 +164,33 @@ void if_scan_blocked(const float *restrict x, float *restrict spikes, float *res
 }
 
 /* if_scan's spikes as bits (put_bits), without writing them as floats first: a row's step
-   into a scratch row, its bits put in place (``bits`` zeroed, T * rows * inner bits) */
+   into a scratch row, its bits put in place (``bits`` zeroed, T * rows * inner bits), rows
+   ``first`` to ``last`` - 1 only */
 int if_bits(const float *x, uint8_t *bits, float *membrane, const float *theta, int64_t steps, int64_t x_stride,
-            int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int reset_to_zero) {
-    return scan(PUT_BITS, x, bits, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode, reset_to_zero);
+            int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int reset_to_zero, int64_t first,
+            int64_t last) {
+    return scan(PUT_BITS, x, bits, membrane, theta, steps, x_stride, rows, channels, inner, theta_mode, reset_to_zero,
+                first, last);
 }
 
-/* The spikes back: steps x rows x inner values, each 0 or its threshold (theta_mode as in if_scan).
-   Bits become 0/1 a byte at a time from a table, times the threshold (1.0 or 0.0 times it: the
-   threshold or 0, as before, in one pass instead of two). */
+/* a byte's eight bits as 0.0 / 1.0, least significant first */
+static float bit_values[256][8];
+
+__attribute__((constructor)) static void fill_bit_values(void) {
+    for (int b = 0; b < 256; ++b)
+        for (int k = 0; k < 8; ++k) bit_values[b][k] = (float)((b >> k) & 1);
+}
+
+/* The spikes back: steps x rows x inner values, each 0 or its threshold (theta_mode as in if_scan),
+   rows ``first`` to ``last`` - 1 only. Bits become 0/1 a byte at a time from a table, times the
+   threshold (1.0 or 0.0 times it: the threshold or 0, as before, in one pass instead of two). */
 void unpack_spikes(const uint8_t *restrict bits, float *restrict spikes, const float *restrict theta, int64_t steps,
-                   int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode) {
-    static float table[256][8];
-    static int ready = 0;
-    if (!ready) {
-        for (int b = 0; b < 256; ++b)
-            for (int k = 0; k < 8; ++k) table[b][k] = (float)((b >> k) & 1);
-        ready = 1;
-    }
+                   int64_t rows, int64_t channels, int64_t inner, int64_t theta_mode, int64_t first, int64_t last) {
+    const float(*table)[8] = bit_values;
     /* row by row, each value written once: the 0/1 of its bit times its threshold (a row's
-       first and last values may share a byte with the rows beside it) */
+       first and last values may share a byte with the rows beside it, which are only read) */
     for (int64_t t = 0; t < steps; ++t) {
-        for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t r = first; r < last; ++r) {
             const int64_t offset = (t * rows + r) * inner;
             float *row = spikes + offset;
             const float th = theta_mode == 1 ? theta[r % channels] : theta[0];

@@ -9,7 +9,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +32,13 @@ def _library() -> ctypes.CDLL | str:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan.restype = None
-    lib.if_counts.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_counts.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, i64]
     lib.if_counts.restype = ctypes.c_int
-    lib.if_bits.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_bits.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, i64]
     lib.if_bits.restype = ctypes.c_int
     lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan_blocked.restype = None
-    lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64]
+    lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, i64]
     lib.unpack_spikes.restype = None
     lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ctypes.c_int, i64, ctypes.c_int]
     lib.histogram.restype = ctypes.c_int
@@ -75,6 +77,39 @@ def _layout(step_shape: tuple[int, ...], theta: np.ndarray) -> tuple[int, int, i
     return n * channels, channels, inner, int(theta.size > 1)
 
 
+# a call's values from which calibration's kernels split their rows among threads
+PARALLEL_FROM = 1 << 20
+
+
+def threads() -> int:
+    """How many threads calibration's kernels use: the CPUs this process may run on, at most
+    OMP_NUM_THREADS where set (a distributed worker's share)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cpus, int(limit))) if limit.isdigit() and int(limit) > 0 else max(1, cpus)
+
+
+@functools.cache
+def _pool(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(count, thread_name_prefix="onnx2snn-kernel")
+
+
+def _in_parts(rows: int, values: int, call: Callable[[int, int], int | None], align: int = 1) -> list[int | None]:
+    """``call(first, last)`` over rows 0 to ``rows`` - 1 in parts run side by side (ctypes lets go
+    of the interpreter's lock in the call) where the ``values`` are many and more than one CPU is
+    there; the parts' first rows multiples of ``align``. The statuses, part by part."""
+    count = min(threads(), rows // max(align, 1)) if values >= PARALLEL_FROM else 1
+    if count <= 1:
+        return [call(0, rows)]
+    cuts = [min(rows, -(-rows * i // count // align) * align) for i in range(count + 1)]
+    parts = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    futures = [_pool(count).submit(call, a, b) for a, b in parts[1:]]
+    return [call(*parts[0])] + [f.result() for f in futures]
+
+
 def _buffer(array: np.ndarray, shape: tuple[int, ...], dtype: type = np.float32) -> None:
     if array.dtype != dtype or not array.flags["C_CONTIGUOUS"] or array.shape != shape:
         name = np.dtype(dtype).name
@@ -102,8 +137,14 @@ def _scan(
     else:
         out = np.zeros(step_shape, np.int32)
     args = (x.ctypes.data, out.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
-    status = getattr(lib, kind)(*args, steps, stride, rows, channels, inner, mode, int(reset_to_zero))
-    if kind != "if_scan":  # if_scan allocates nothing and returns nothing
+    args += (steps, stride, rows, channels, inner, mode, int(reset_to_zero))
+    if kind == "if_scan":  # the step runtime's: all rows, no status
+        lib.if_scan(*args)
+        return out
+    align = 1  # bits: a part starts on a byte at every step, or the parts would share bytes
+    if kind == "if_bits":
+        align = 8 // int(np.gcd(inner, 8)) if (rows * inner) % 8 == 0 else rows
+    for status in _in_parts(rows, x.size, lambda a, b: getattr(lib, kind)(*args, a, b), align):
         _check(status, kind)
     return out
 
@@ -197,9 +238,8 @@ def unpack_spikes(
     spikes = np.empty(shape, np.float32) if out is None else out
     _buffer(spikes, tuple(shape))
     bits = np.ascontiguousarray(bits, dtype=np.uint8)
-    _loaded().unpack_spikes(
-        bits.ctypes.data, spikes.ctypes.data, theta.ctypes.data, shape[0], rows, channels, inner, mode
-    )
+    args = (bits.ctypes.data, spikes.ctypes.data, theta.ctypes.data, shape[0], rows, channels, inner, mode)
+    _in_parts(rows, spikes.size, lambda a, b: _loaded().unpack_spikes(*args, a, b))
     return spikes
 
 
@@ -240,21 +280,28 @@ def histogram(
     _buffer(counts, (len(top), bins), np.int64 if wide else np.uint32)
     # the kernel counts a call's values of a row in 32-bit counters: at most 2^31 values a call
     step = max(1, (1 << 31) // max(sample, 1))
-    for start in range(0, len(samples), step):
-        chunk = samples[start : start + step]
-        status = _loaded().histogram(
-            chunk.ctypes.data,
-            len(chunk),
-            channels,
+    width = counts.itemsize * bins
+
+    def rows(chunk: np.ndarray, first: int, last: int) -> int:
+        """The counts of rows ``first`` to ``last`` - 1 (channels: each sample's from its first)."""
+        starts = chunk + first * inner * 4 if first else chunk
+        return _loaded().histogram(
+            starts.ctypes.data,
+            len(starts),
+            last - first,
             inner,
             int(per_channel),
-            top.ctypes.data,
-            counts.ctypes.data,
+            top.ctypes.data + first * 4,
+            counts.ctypes.data + first * width,
             int(wide),
             bins,
             int(VECTOR_BINS),
         )
-        _check(status, "histogram")
+
+    for start in range(0, len(samples), step):
+        chunk = samples[start : start + step]
+        for status in _in_parts(len(top), len(chunk) * sample, lambda a, b, c=chunk: rows(c, a, b)):
+            _check(status, "histogram")
     return counts
 
 
@@ -271,20 +318,25 @@ def mmse(
     grid = np.ascontiguousarray(grids, dtype=np.float32).reshape(rows)
     factors = np.ascontiguousarray(factors, dtype=np.float32)
     best = np.empty(rows, np.float64)
-    status = _loaded().mmse(
-        counts.ctypes.data,
-        int(counts.dtype == np.int64),
-        rows,
-        bins,
-        top.ctypes.data,
-        grid.ctypes.data,
-        factors.ctypes.data,
-        len(factors),
-        timesteps,
-        float(v_init),
-        best.ctypes.data,
-    )
-    _check(status, "MMSE")
+
+    def part(first: int, last: int) -> int:
+        return _loaded().mmse(
+            counts.ctypes.data + first * bins * counts.itemsize,
+            int(counts.dtype == np.int64),
+            last - first,
+            bins,
+            top.ctypes.data + first * 4,
+            grid.ctypes.data + first * 4,
+            factors.ctypes.data,
+            len(factors),
+            timesteps,
+            float(v_init),
+            best.ctypes.data + first * 8,
+        )
+
+    # a row's search costs about what 16 of a scan's values per count do
+    for status in _in_parts(rows, 16 * counts.size, part):
+        _check(status, "MMSE")
     return best
 
 

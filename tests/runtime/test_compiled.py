@@ -98,6 +98,67 @@ def test_spikes_packed_as_fired_are_the_spikes_packed(shape, per_channel, reset,
     np.testing.assert_array_equal(kernel.unpack_spikes(bits, spikes.shape, theta), spikes)
 
 
+def test_rows_in_parts_start_where_they_may(monkeypatch):
+    """Parts start on multiples of ``align`` (bits: where no byte is shared), and a small call
+    or a one-CPU process runs in one part."""
+    seen = []
+    monkeypatch.setattr(kernel, "threads", lambda: 3)
+    kernel._in_parts(21, kernel.PARALLEL_FROM, lambda a, b: seen.append((a, b)), align=4)
+    assert sorted(seen) == [(0, 8), (8, 16), (16, 21)]
+    seen.clear()
+    kernel._in_parts(21, kernel.PARALLEL_FROM - 1, lambda a, b: seen.append((a, b)))
+    assert seen == [(0, 21)]
+    monkeypatch.setattr(kernel, "threads", lambda: 1)
+    kernel._in_parts(21, kernel.PARALLEL_FROM, lambda a, b: seen.append((a, b)))
+    assert seen == [(0, 21), (0, 21)]
+
+
+def test_kernel_threads_follow_the_cpus_and_omp_num_threads(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert kernel.threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    assert kernel.threads() == 4
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("shape", [(3, 5, 5, 5), (2, 7, 3), (4, 16, 2, 4), (9, 13), (1, 6, 1, 1)])
+def test_kernels_split_among_threads_give_what_one_thread_gives(shape, threads, monkeypatch):
+    """Calibration's kernels split a layer's rows among threads: the same counts, bits (parts
+    that would share a byte are not cut apart: rows of 25 values, 21 values a step),
+    unpacked spikes, histograms and MMSE thresholds as in one call."""
+    from onnx2snn.calibration import statistics
+
+    theta, x, start = _layer(shape, True, (7, *shape), 4)
+    tops = statistics.power_tops(statistics.row_maxima(x[0], True))
+    steps = (7, *shape)
+
+    def everything():
+        bits = kernel.if_bits(x, theta, start, False)
+        counts = kernel.if_counts(x, theta, start, True)
+        histogram = kernel.histogram(list(x), True, tops, 64)
+        return {
+            "bits": bits,
+            "counts": counts,
+            "spikes": kernel.unpack_spikes(bits, steps, theta),
+            "histogram": histogram,
+            "whole layer": kernel.histogram(x[0], False, tops[:1], 64),
+            "mmse": kernel.mmse(histogram, tops, tops, np.linspace(0.1, 1, 9, dtype=np.float32), 7, 0.5),
+        }
+
+    one = everything()
+    monkeypatch.setattr(kernel, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(kernel, "threads", lambda: threads)
+    calls = []
+    parts = kernel._in_parts
+    monkeypatch.setattr(kernel, "_in_parts", lambda *a, **k: calls.append(parts(*a, **k)) or calls[-1])
+    split = everything()
+    assert any(len(c) > 1 for c in calls)  # some call ran in parts
+    for name, value in one.items():
+        np.testing.assert_array_equal(split[name], value, err_msg=name)
+
+
 @needs_kernel
 def test_stepper_carries_the_membrane_between_calls():
     rng = np.random.default_rng(0)

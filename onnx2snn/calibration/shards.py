@@ -67,8 +67,8 @@ class CalibrationShard:
                     sample_bytes = sum(a.nbytes for a in acts.values()) / max(len(next(iter(acts.values()))), 1)
                     whole = sample_bytes * self.total <= CACHE_BUDGET
                 for name, a in acts.items():
-                    check_finite(name, a)
                     peak = row_maxima(a, per_channel)
+                    check_finite(name, peak)  # values >= 0 (Relu, Clip(0, m)): a NaN or inf is in the maxima
                     peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
                     if counts and not whole:
                         running[name].add(a, peaks[name])

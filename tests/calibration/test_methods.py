@@ -100,6 +100,19 @@ def test_bad_calibration_data_and_methods(data):
             parse_method(method)
 
 
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("method", ["max", "default"])
+def test_an_activation_that_overflows_is_named(data, per_channel, method):
+    """Activations are told non-finite by their maxima (a Relu's or Clip(0, m)'s values are never
+    below 0, so a NaN or inf is in its row's maximum): an overflowing layer is refused by name."""
+    model = mlp()
+    w1 = next(i for i in model.graph.initializer if i.name == "w1")
+    w1.CopyFrom(const("w1", np.full((16, 8), 3e38)))  # sums of such products pass float32's range
+    options = {} if method == "default" else {"method": method}
+    with pytest.raises(CalibrationError, match="activation 'a' has non-finite values"):
+        onnx2snn.convert(model, np.abs(data) + 1, per_channel=per_channel, **options)
+
+
 def test_the_statistics_pass_shrinks_its_batch_to_its_budget(digits_cnn, digits, monkeypatch):
     """Every activation of a sample is an output of the ANN's statistics pass, so a batch of
     large samples is cut to STATISTICS_BUDGET bytes of them (ResNet-50 at 224x224 and batch

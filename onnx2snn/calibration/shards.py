@@ -67,10 +67,12 @@ class CalibrationShard:
                     sample_bytes = sum(a.nbytes for a in acts.values()) / max(len(next(iter(acts.values()))), 1)
                     whole = sample_bytes * self.total <= CACHE_BUDGET
                 for name, a in acts.items():
-                    peak = row_maxima(a, per_channel)
+                    now = counts and not whole and running[name].at_once(a)
+                    # counted as it comes: its maxima from the same read of it as its counts
+                    peak = running[name].count_now(a, peaks.get(name)) if now else row_maxima(a, per_channel)
                     check_finite(name, peak)  # values >= 0 (Relu, Clip(0, m)): a NaN or inf is in the maxima
                     peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
-                    if counts and not whole:
+                    if counts and not whole and not now:
                         running[name].add(a, peaks[name])
                 if counts and whole:
                     kept.append(acts)

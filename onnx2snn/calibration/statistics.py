@@ -189,6 +189,32 @@ class RunningCounts:
         if sum(w.size for w in self._waiting) >= GROUP * rows:
             self._count()
 
+    def at_once(self, a: np.ndarray) -> bool:
+        """Whether ``a`` would be counted as it comes (nothing waits, it has GROUP values a row)
+        by the compiled kernel: then count_now reads it once for its maxima and counts."""
+        rows = a.shape[1] if self.per_channel and a.ndim >= 2 else 1
+        return kernel.available() and not self._waiting and len(a) > 0 and a.size >= GROUP * rows
+
+    def count_now(self, a: np.ndarray, maxima: np.ndarray | None) -> np.ndarray:
+        """Count batch ``a`` (at_once) now; ``maxima``: the running maxima before it (None for
+        none). Returns the batch's own row maxima (row_maxima's)."""
+        rows = a.shape[1] if self.per_channel and a.ndim >= 2 else 1
+        self._allocate(rows, a)
+        assert self.counts is not None
+        tops = np.zeros(rows, np.float32) if self.tops is None else self.tops
+        batch, self._maxima, self.tops = kernel.histogram_running(
+            a, self.per_channel, maxima, tops, self.counts, _EXPONENTS
+        )
+        return batch
+
+    def _allocate(self, rows: int, a: np.ndarray) -> None:
+        if self.counts is None and self.samples is not None:
+            sample = int(np.prod(a.shape[1:]))  # values a sample (the first batch may be empty)
+            narrow = self.samples * (sample // max(rows, 1)) < 1 << 32  # a row's values, at most
+            self.counts = np.zeros((rows, BINS), np.uint32 if narrow else np.int64)
+        elif self.counts is None:
+            self.counts = np.zeros((rows, BINS), np.int64)
+
     def _count(self) -> None:
         if not self._waiting:
             return
@@ -196,11 +222,7 @@ class RunningCounts:
         if self.counts is not None:
             rebin(self.counts, self.tops, tops)
         a, self._waiting = self._waiting, []  # counted together, not copied into one array
-        if self.counts is None and self.samples is not None:
-            rows = len(tops)
-            sample = int(np.prod(a[0].shape[1:]))  # values a sample (the first batch may be empty)
-            narrow = self.samples * (sample // max(rows, 1)) < 1 << 32  # a row's values, at most
-            self.counts = np.zeros((rows, BINS), np.uint32 if narrow else np.int64)
+        self._allocate(len(tops), a[0])
         self.counts, self.tops = row_counts(a, self.per_channel, tops, self.counts), tops
 
     def on(self, tops: np.ndarray) -> np.ndarray:

@@ -276,6 +276,30 @@ __attribute__((target("avx2,popcnt"))) static int64_t packed_bins(const float *r
         }
     return k;
 }
+
+/* The largest of x[0 .. size) rounded down to whole vectors of 32 values, folded into *m
+   (v > m ? v : m, lane by lane, so a maximum of 0 may keep either sign of zero, as numpy's may);
+   *nan set where one is NaN. Returns how many values it read. */
+__attribute__((target("avx2"))) static int64_t row_peak(const float *restrict x, int64_t size, float *m, int *nan) {
+    if (size < 32) return 0;
+    __m256 m0 = _mm256_set1_ps(*m), m1 = m0, m2 = m0, m3 = m0, bad = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 32 <= size; j += 32) {
+        const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + 8);
+        const __m256 c = _mm256_loadu_ps(x + j + 16), d = _mm256_loadu_ps(x + j + 24);
+        m0 = _mm256_max_ps(a, m0); /* a > m0 ? a : m0 */
+        m1 = _mm256_max_ps(b, m1);
+        m2 = _mm256_max_ps(c, m2);
+        m3 = _mm256_max_ps(d, m3);
+        bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+    }
+    const __m256 all = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, all);
+    for (int k = 0; k < 8; ++k) *m = lanes[k] > *m ? lanes[k] : *m;
+    *nan |= _mm256_movemask_ps(bad) != 0;
+    return j;
+}
 #endif
 
 /* counts are int64, or uint32 where ``wide`` is 0 (the caller knows they cannot overflow:
@@ -287,81 +311,189 @@ static inline void add_count(void *counts, int wide, int64_t i, int64_t value) {
         ((uint32_t *)counts)[i] += (uint32_t)value;
 }
 
+/* One row's positive values over the n samples (samples[s] + offset, size values each) counted
+   into counts[h .. h + bins) on [0, top); acc: the scratch copies (4 x (bins + 4)) */
+static void count_row(const float *const *samples, int64_t n, int64_t offset, int64_t size, float top, void *counts,
+                      int wide, int64_t h, int64_t bins, uint32_t *acc, int packed) {
+    const float scale = top > 0.0f ? (float)bins / top : 0.0f;
+    int32_t idx[HISTOGRAM_BLOCK];
+    if (n * size < bins) { /* a few values, a few at a time (dense layers: one a sample): no
+                              block of bins first, straight into the row */
+        for (int64_t s = 0; s < n; ++s) {
+            const float *v = samples[s] + offset;
+            for (int64_t j = 0; j < size; ++j) {
+                if (v[j] > 0.0f) {
+                    const float f = v[j] * scale;
+                    add_count(counts, wide, h + (f < (float)(bins - 1) ? (int64_t)f : bins - 1), 1);
+                }
+            }
+        }
+        return;
+    }
+    /* up to four 32-bit copies of the row and its idle slots, a value's copy by its position: a
+       run of values in one bin (most values are small, a few bins near 0 take them) is four
+       chains of increments, not one (kernel.py gives a call at most 2^31 values: no copy
+       overflows); one copy where a row has few values in this call: clearing and adding up four
+       copies cost more than their values (MobileNetV2's 7x7 layers: 4,200 values a row a call) */
+    const int64_t stride = bins + 4;
+    const int copies = n * size >= COPIES_FROM * bins ? 4 : 1;
+    memset(acc, 0, (size_t)(copies * stride) * sizeof(uint32_t));
+    for (int64_t s = 0; s < n; ++s) {
+        const float *v = samples[s] + offset;
+        for (int64_t start = 0; start < size; start += HISTOGRAM_BLOCK) {
+            const int64_t m = size - start < HISTOGRAM_BLOCK ? size - start : HISTOGRAM_BLOCK;
+            int64_t kept = m;
+#ifdef HAVE_PACKED_BINS
+            if (packed)
+                kept = packed_bins(v + start, m, scale, (int32_t)bins, idx);
+            else
+#endif
+                bin_indices(v + start, m, scale, (int32_t)bins, idx);
+            /* the next block asked for while this one is counted: the hardware's prefetch
+               stops at every 4 kB page and at every jump to the next sample (a large
+               layer's batch, read from memory: 2.1 -> 0.9 ns a value) */
+            const float *next = start + HISTOGRAM_BLOCK < size ? v + start + HISTOGRAM_BLOCK
+                                : s + 1 < n ? samples[s + 1] + offset : NULL;
+            const int64_t ahead = start + HISTOGRAM_BLOCK < size ? size - start - HISTOGRAM_BLOCK : size;
+            for (int64_t p = 0; next != NULL && p < ahead && p < HISTOGRAM_BLOCK; p += 16)
+                __builtin_prefetch(next + p);
+            int64_t j = 0;
+            if (copies == 4)
+                for (; j + 4 <= kept; j += 4) {
+                    acc[idx[j]] += 1;
+                    acc[stride + idx[j + 1]] += 1;
+                    acc[2 * stride + idx[j + 2]] += 1;
+                    acc[3 * stride + idx[j + 3]] += 1;
+                }
+            for (; j < kept; ++j) acc[idx[j]] += 1;
+        }
+    }
+    if (copies == 4)
+        for (int64_t b = 0; b < bins; ++b)
+            add_count(counts, wide, h + b,
+                      (int64_t)acc[b] + acc[stride + b] + acc[2 * stride + b] + acc[3 * stride + b]);
+    else
+        for (int64_t b = 0; b < bins; ++b) add_count(counts, wide, h + b, acc[b]);
+}
+
+static int packed_available(int vector) {
+#ifdef HAVE_PACKED_BINS
+    return vector && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+#else
+    (void)vector;
+    return 0;
+#endif
+}
+
 int histogram(const float *const *samples, int64_t n, int64_t channels, int64_t inner, int per_channel,
               const float *restrict tops, void *counts, int wide, int64_t bins, int vector) {
     if (bins < 1) return -2; /* the wrapper raises */
     const int64_t rows = per_channel ? channels : 1;
     const int64_t size = per_channel ? inner : channels * inner; /* a row's values in one sample */
-    int32_t idx[HISTOGRAM_BLOCK];
-#ifdef HAVE_PACKED_BINS
-    const int packed = vector && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-#else
-    (void)vector;
-#endif
-    /* up to four 32-bit copies of the row and its idle slots, a value's copy by its position: a
-       run of values in one bin (most values are small, a few bins near 0 take them) is four
-       chains of increments, not one (kernel.py gives a call at most 2^31 values: no copy
-       overflows) */
-    const int64_t stride = bins + 4;
-    uint32_t *acc = malloc((size_t)(4 * stride) * sizeof(uint32_t));
+    const int packed = packed_available(vector);
+    uint32_t *acc = malloc((size_t)(4 * (bins + 4)) * sizeof(uint32_t));
     if (acc == NULL) return -1; /* no memory: the wrapper raises */
+    for (int64_t row = 0; row < rows; ++row)
+        count_row(samples, n, per_channel ? row * inner : 0, size, tops[row], counts, wide, row * bins, bins, acc,
+                  packed);
+    free(acc);
+    return 0;
+}
+
+/* 2^e of a power-of-two float (its exponent field: tops are normal floats) */
+static int power_exponent(float top) {
+    uint32_t bits;
+    memcpy(&bits, &top, 4);
+    return (int)((bits >> 23) & 0xff) - 127;
+}
+
+/* calibration/statistics.py's power_tops for one maximum: the power of two strictly above it,
+   its exponent within [emin, emax] (numpy's frexp: m = f 2^e, f in [0.5, 1); e is 0 for inf),
+   0 where the maximum is not positive (NaN included) */
+static float power_top(float m, int emin, int emax) {
+    if (!(m > 0.0f)) return 0.0f;
+    uint32_t bits;
+    memcpy(&bits, &m, 4);
+    int field = (int)((bits >> 23) & 0xff), e;
+    if (field == 255)
+        e = 0; /* inf */
+    else if (field == 0) { /* subnormal: its highest set bit */
+        uint32_t mantissa = bits & 0x7fffff;
+        e = -126;
+        while (!(mantissa & 0x800000)) {
+            mantissa <<= 1;
+            --e;
+        }
+        e += 1; /* m = 1.f 2^e: frexp's exponent is e + 1 */
+    } else
+        e = field - 126;
+    e = e < emin ? emin : e > emax ? emax : e;
+    const uint32_t top = (uint32_t)(e + 127) << 23; /* emin >= -126: a normal float */
+    float out;
+    memcpy(&out, &top, 4);
+    return out;
+}
+
+/* The running histograms' step for a batch counted at once (calibration/statistics.py,
+   RunningCounts.count_now): per row, the batch's maximum (NaN where it holds one), the running
+   maximum with it (np.maximum), its power-of-two range (power_tops), the row's counts so far
+   merged onto that range where it grew (rebin: 2^k neighbouring bins make one), then the batch
+   counted on it. The maximum first and the counts right after, a row at a time, so that a
+   row's values are read from memory once (the counting reads them from the cache): the maximum
+   came from a numpy pass of its own over the whole batch before. ``running`` (in: the maxima
+   before, or NULL for none; out: with the batch), ``tops`` (in: the counts' ranges so far, 0
+   where none; out: the new ones), ``batch`` (out: the batch's own maxima). */
+int histogram_running(const float *const *samples, int64_t n, int64_t channels, int64_t inner, int per_channel,
+                      float *restrict running, int has_running, float *restrict tops, float *restrict batch,
+                      void *counts, int wide, int64_t bins, int vector, int emin, int emax) {
+    if (bins < 1 || (bins & (bins - 1)) || emin < -126 || emax > 127) return -2;
+    const int64_t rows = per_channel ? channels : 1;
+    const int64_t size = per_channel ? inner : channels * inner;
+    const int packed = packed_available(vector);
+    uint32_t *acc = malloc((size_t)(4 * (bins + 4)) * sizeof(uint32_t));
+    if (acc == NULL) return -1;
     for (int64_t row = 0; row < rows; ++row) {
-        const float top = tops[row];
-        const float scale = top > 0.0f ? (float)bins / top : 0.0f;
-        const int64_t h = row * bins; /* the row's first count */
-        if (n * size < bins) { /* a few values, a few at a time (dense layers: one a sample): no
-                                  block of bins first, straight into the row */
-            for (int64_t s = 0; s < n; ++s) {
-                const float *v = samples[s] + (per_channel ? row : 0) * inner;
-                for (int64_t j = 0; j < size; ++j) {
-                    if (v[j] > 0.0f) {
-                        const float f = v[j] * scale;
-                        add_count(counts, wide, h + (f < (float)(bins - 1) ? (int64_t)f : bins - 1), 1);
-                    }
-                }
-            }
-            continue;
-        }
-        /* one copy where a row has few values in this call: clearing and adding up four copies
-           cost more than their values (MobileNetV2's 7x7 layers: 4,200 values a row a call) */
-        const int copies = n * size >= COPIES_FROM * bins ? 4 : 1;
-        memset(acc, 0, (size_t)(copies * stride) * sizeof(uint32_t));
+        const int64_t offset = per_channel ? row * inner : 0;
+        float m = -INFINITY;
+        int nan = 0;
         for (int64_t s = 0; s < n; ++s) {
-            const float *v = samples[s] + (per_channel ? row : 0) * inner;
-            for (int64_t start = 0; start < size; start += HISTOGRAM_BLOCK) {
-                const int64_t m = size - start < HISTOGRAM_BLOCK ? size - start : HISTOGRAM_BLOCK;
-                int64_t kept = m;
+            const float *v = samples[s] + offset;
+            int64_t j = 0;
 #ifdef HAVE_PACKED_BINS
-                if (packed)
-                    kept = packed_bins(v + start, m, scale, (int32_t)bins, idx);
-                else
+            if (packed) j = row_peak(v, size, &m, &nan);
 #endif
-                    bin_indices(v + start, m, scale, (int32_t)bins, idx);
-                /* the next block asked for while this one is counted: the hardware's prefetch
-                   stops at every 4 kB page and at every jump to the next sample (a large
-                   layer's batch, read from memory: 2.1 -> 0.9 ns a value) */
-                const float *next = start + HISTOGRAM_BLOCK < size ? v + start + HISTOGRAM_BLOCK
-                                    : s + 1 < n ? samples[s + 1] + (per_channel ? row : 0) * inner : NULL;
-                const int64_t ahead = start + HISTOGRAM_BLOCK < size ? size - start - HISTOGRAM_BLOCK : size;
-                for (int64_t p = 0; next != NULL && p < ahead && p < HISTOGRAM_BLOCK; p += 16)
-                    __builtin_prefetch(next + p);
-                int64_t j = 0;
-                if (copies == 4)
-                    for (; j + 4 <= kept; j += 4) {
-                        acc[idx[j]] += 1;
-                        acc[stride + idx[j + 1]] += 1;
-                        acc[2 * stride + idx[j + 2]] += 1;
-                        acc[3 * stride + idx[j + 3]] += 1;
-                    }
-                for (; j < kept; ++j) acc[idx[j]] += 1;
+            for (; j < size; ++j) {
+                m = v[j] > m ? v[j] : m;
+                nan |= v[j] != v[j];
             }
         }
-        if (copies == 4)
-            for (int64_t b = 0; b < bins; ++b)
-                add_count(counts, wide, h + b,
-                          (int64_t)acc[b] + acc[stride + b] + acc[2 * stride + b] + acc[3 * stride + b]);
-        else
-            for (int64_t b = 0; b < bins; ++b) add_count(counts, wide, h + b, acc[b]);
+        batch[row] = nan ? NAN : m;
+        const float before = has_running ? running[row] : batch[row];
+        const float now = before != before || batch[row] != batch[row] ? NAN : before > batch[row] ? before : batch[row];
+        running[row] = now;
+        const float top = power_top(now, emin, emax), old = tops[row];
+        const int64_t h = row * bins;
+        if (old > 0.0f && top > old) { /* the counts so far onto the grown range */
+            const int shift = power_exponent(top) - power_exponent(old);
+            const int64_t width = shift >= 62 || ((int64_t)1 << shift) >= bins ? bins : (int64_t)1 << shift;
+            for (int64_t b = 0; b < bins / width; ++b) {
+                int64_t sum = 0;
+                for (int64_t k = 0; k < width; ++k)
+                    sum += wide ? ((int64_t *)counts)[h + b * width + k] : ((uint32_t *)counts)[h + b * width + k];
+                if (wide)
+                    ((int64_t *)counts)[h + b] = sum;
+                else
+                    ((uint32_t *)counts)[h + b] = (uint32_t)sum;
+            }
+            for (int64_t b = bins / width; b < bins; ++b) {
+                if (wide)
+                    ((int64_t *)counts)[h + b] = 0;
+                else
+                    ((uint32_t *)counts)[h + b] = 0;
+            }
+        }
+        tops[row] = top;
+        count_row(samples, n, offset, size, top, counts, wide, h, bins, acc, packed);
     }
     free(acc);
     return 0;

@@ -42,6 +42,25 @@ def _library() -> ctypes.CDLL | str:
     lib.unpack_spikes.restype = None
     lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ctypes.c_int, i64, ctypes.c_int]
     lib.histogram.restype = ctypes.c_int
+    c_int = ctypes.c_int
+    lib.histogram_running.argtypes = [
+        ptr,
+        i64,
+        i64,
+        i64,
+        c_int,
+        ptr,
+        c_int,
+        ptr,
+        ptr,
+        ptr,
+        c_int,
+        i64,
+        c_int,
+        c_int,
+        c_int,
+    ]
+    lib.histogram_running.restype = ctypes.c_int
     lib.mmse.argtypes = [ptr, ctypes.c_int, i64, i64, ptr, ptr, ptr, i64, i64, ctypes.c_double, ptr]
     lib.mmse.restype = ctypes.c_int
     return lib
@@ -248,6 +267,29 @@ def unpack_spikes(
 VECTOR_BINS = True
 
 
+def _samples(a: np.ndarray | Sequence[np.ndarray], per_channel: bool) -> tuple[list[np.ndarray], int, int, int]:
+    """The batches of ``a`` as float32 C arrays, each sample's address, batch after batch (int64),
+    and (channels, inner, values a sample): what the histogram kernels read."""
+    parts = [np.ascontiguousarray(p, dtype=np.float32) for p in ([a] if isinstance(a, np.ndarray) else a)]
+    first = parts[0]
+    if any(p.shape[1:] != first.shape[1:] for p in parts):
+        raise ValueError("a histogram's batches must hold samples of one shape")
+    channels = first.shape[1] if per_channel and first.ndim >= 2 else 1
+    sample = int(np.prod(first.shape[1:]))  # values a sample, alike in every part (an empty one too)
+    addresses = np.concatenate(
+        [p.ctypes.data + np.arange(len(p), dtype=np.int64) * (sample * 4) for p in parts if len(p)]
+        or [np.zeros(0, np.int64)]
+    )
+    return parts, addresses, channels, sample // channels
+
+
+def _counts(out: np.ndarray | None, rows: int, bins: int) -> tuple[np.ndarray, bool]:
+    counts = np.zeros((rows, bins), np.int64) if out is None else out
+    wide = counts.dtype == np.int64
+    _buffer(counts, (rows, bins), np.int64 if wide else np.uint32)
+    return counts, wide
+
+
 def histogram(
     a: np.ndarray | Sequence[np.ndarray],
     per_channel: bool,
@@ -262,24 +304,11 @@ def histogram(
     knows that no count can pass 2^32 - 1) where given."""
     if bins < 1:
         raise ValueError(f"a histogram needs at least one bin, got {bins}")
-    parts = [np.ascontiguousarray(p, dtype=np.float32) for p in ([a] if isinstance(a, np.ndarray) else a)]
-    first = parts[0]
-    if any(p.shape[1:] != first.shape[1:] for p in parts):
-        raise ValueError("a histogram's batches must hold samples of one shape")
-    channels = first.shape[1] if per_channel and first.ndim >= 2 else 1
-    sample = int(np.prod(first.shape[1:]))  # values a sample, alike in every part (an empty one too)
-    inner = sample // channels
-    # each sample's address, batch after batch
-    samples = np.concatenate(
-        [p.ctypes.data + np.arange(len(p), dtype=np.int64) * (sample * 4) for p in parts if len(p)]
-        or [np.zeros(0, np.int64)]
-    )
+    parts, samples, channels, inner = _samples(a, per_channel)
     top = np.ascontiguousarray(tops, dtype=np.float32)
-    counts = np.zeros((len(top), bins), np.int64) if out is None else out
-    wide = counts.dtype == np.int64
-    _buffer(counts, (len(top), bins), np.int64 if wide else np.uint32)
+    counts, wide = _counts(out, len(top), bins)
     # the kernel counts a call's values of a row in 32-bit counters: at most 2^31 values a call
-    step = max(1, (1 << 31) // max(sample, 1))
+    step = max(1, (1 << 31) // max(channels * inner, 1))
     width = counts.itemsize * bins
 
     def rows(chunk: np.ndarray, first: int, last: int) -> int:
@@ -300,9 +329,61 @@ def histogram(
 
     for start in range(0, len(samples), step):
         chunk = samples[start : start + step]
-        for status in _in_parts(len(top), len(chunk) * sample, lambda a, b, c=chunk: rows(c, a, b)):
+        for status in _in_parts(len(top), len(chunk) * channels * inner, lambda a, b, c=chunk: rows(c, a, b)):
             _check(status, "histogram")
     return counts
+
+
+def histogram_running(
+    a: np.ndarray,
+    per_channel: bool,
+    running: np.ndarray | None,
+    tops: np.ndarray,
+    counts: np.ndarray,
+    exponents: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batch ``a`` [n, C, ...] (n >= 1, fewer than 2^31 values a row) added to running
+    histograms (calibration/statistics.py, RunningCounts) in one read of it: per row its
+    maximum, the running maximum with it (``running``: the maxima so far, None for none), the
+    power of two above that (exponent within ``exponents``), the ``counts`` so far [rows, bins]
+    (on the ranges ``tops``, 0 where none) merged onto it where it grew, and the batch counted
+    on it: numpy's row maxima, np.maximum, power_tops, rebin and row_counts in turn, the same
+    numbers. Returns (the batch's maxima, the running maxima, the new ranges); ``counts`` is
+    updated in place."""
+    parts, samples, channels, inner = _samples(a, per_channel)
+    if not len(samples):
+        raise ValueError("histogram_running needs a batch of at least one sample")
+    rows_, bins = counts.shape
+    counts, wide = _counts(counts, rows_, bins)
+    if bins & (bins - 1):
+        raise ValueError(f"running histograms need a power of two bins, got {bins}")
+    top = np.array(tops, np.float32).reshape(rows_)
+    new = np.zeros(rows_, np.float32) if running is None else np.array(running, np.float32).reshape(rows_)
+    batch = np.empty(rows_, np.float32)
+    width = counts.itemsize * bins
+
+    def rows(first: int, last: int) -> int:
+        starts = samples + first * inner * 4 if first else samples
+        return _loaded().histogram_running(
+            starts.ctypes.data,
+            len(starts),
+            last - first,
+            inner,
+            int(per_channel),
+            new.ctypes.data + first * 4,
+            int(running is not None),
+            top.ctypes.data + first * 4,
+            batch.ctypes.data + first * 4,
+            counts.ctypes.data + first * width,
+            int(wide),
+            bins,
+            int(VECTOR_BINS),
+            *exponents,
+        )
+
+    for status in _in_parts(rows_, len(samples) * channels * inner, rows):
+        _check(status, "histogram")
+    return batch, new, top
 
 
 def mmse(

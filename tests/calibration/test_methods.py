@@ -233,6 +233,56 @@ def test_counts_added_batch_by_batch_are_the_counts_of_all_the_data(per_channel,
     assert np.array_equal(statistics.row_counts(a[7:], per_channel, top, out), whole)
 
 
+@pytest.mark.parametrize("vector", [True, False])
+@pytest.mark.parametrize("wide", [True, False])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_running_histograms_in_one_read_equal_numpys_steps(per_channel, wide, vector, monkeypatch):
+    """A batch counted as it comes (RunningCounts.count_now): its maxima, the running maxima,
+    their power-of-two ranges, the counts so far merged onto grown ranges and the batch counted,
+    in one read of it, are what row_maxima, np.maximum, power_tops, rebin and row_counts give in
+    turn, batch after batch (ranges that grow by one and by many powers of two, rows of zeros,
+    tiny, huge, past-the-largest-range and subnormal maxima)."""
+    from onnx2snn.calibration import statistics
+    from onnx2snn.runtime import kernel
+
+    if not kernel.available():
+        pytest.skip("the compiled kernel is not built")
+    monkeypatch.setattr(kernel, "VECTOR_BINS", vector)
+    rng = np.random.default_rng(5)
+    counts = np.zeros((4 if per_channel else 1, statistics.BINS), np.int64 if wide else np.uint32)
+    expected = counts.astype(np.int64)
+    running = tops = None
+    for k, scale in enumerate([1e-3, 2e-3, 1.0, 1.0, 3e5, 1e-30]):
+        a = np.maximum(rng.normal(size=(3, 4, 9, 7)) * scale, 0).astype(np.float32)
+        a[:, 1] = 0.0  # a channel of zeros: no range, no counts
+        if k == 4:
+            a[1, 3, 0, 0] = 3e38  # above 2^127: the largest range
+        if k == 5:
+            a[0, 2, 0, 0] = 1e-40  # subnormal, in a channel whose range was set before
+        batch, new, got_tops = kernel.histogram_running(
+            a,
+            per_channel,
+            running,
+            np.zeros(len(counts), np.float32) if tops is None else tops,
+            counts,
+            statistics._EXPONENTS,
+        )
+        peak = statistics.row_maxima(a, per_channel)
+        np.testing.assert_array_equal(batch, peak)
+        maxima = peak if running is None else np.maximum(running, peak)
+        np.testing.assert_array_equal(new, maxima)
+        want = statistics.power_tops(maxima)
+        np.testing.assert_array_equal(got_tops, want)
+        if tops is not None:
+            statistics.rebin(expected, tops, want)
+        expected = statistics.row_counts(a, per_channel, want, expected)
+        np.testing.assert_array_equal(counts, expected)
+        running, tops = new, got_tops
+    assert expected.sum() == counts.sum() > 0
+    a[0, 0, 0, 0] = np.nan
+    assert np.isnan(kernel.histogram_running(a, per_channel, running, tops, counts, statistics._EXPONENTS)[0][0])
+
+
 @pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("size", [(40, 50), (100, 90)])
 def test_compiled_histogram_counts_as_numpy_does_on_large_rows(per_channel, size, monkeypatch):

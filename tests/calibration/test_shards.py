@@ -101,14 +101,15 @@ def test_histograms_on_power_of_two_ranges_merge_exactly_across_shards(digits_cn
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("group", [1, 100, None])
 @pytest.mark.parametrize("samples", [None, 40, 1 << 40])
+@pytest.mark.parametrize("now", [True, False])
 def test_running_counts_are_the_counts_on_the_final_power_of_two_range(
-    per_channel, compiled, group, samples, monkeypatch
+    per_channel, compiled, group, samples, now, monkeypatch
 ):
     """Counts kept on a range that doubles as the maximum grows (values spanning decades, a row
     that stays empty, a row that starts empty) equal counting all the data at once on the power
     of two above its maximum, in any batch order, whether batches are counted at once or wait
-    for the next ones (``group`` values a row), and in 32 bits where the number of samples
-    says that they fit."""
+    for the next ones (``group`` values a row), counted with their maxima in one read where
+    they may (``now``: count_now), and in 32 bits where the number of samples says that they fit."""
     from onnx2snn.calibration import statistics
 
     if group is not None:
@@ -124,9 +125,12 @@ def test_running_counts_are_the_counts_on_the_final_power_of_two_range(
         running = statistics.RunningCounts(per_channel, samples)
         peak = None
         for chunk in np.array_split(a[order], 7):
-            m = statistics.row_maxima(chunk, per_channel)
+            at_once = now and running.at_once(chunk)
+            m = running.count_now(chunk, peak) if at_once else statistics.row_maxima(chunk, per_channel)
+            np.testing.assert_array_equal(m, statistics.row_maxima(chunk, per_channel))
             peak = m if peak is None else np.maximum(peak, m)
-            running.add(chunk, peak)
+            if not at_once:
+                running.add(chunk, peak)
         tops = statistics.power_tops(statistics.row_maxima(a, per_channel))
         assert np.all(tops > statistics.row_maxima(a, per_channel))
         np.testing.assert_array_equal(running.on(tops), statistics.row_counts(a, per_channel, tops))

@@ -23,8 +23,6 @@ number of samples is capped (simulate.SIMULATION_SAMPLES).
 
 from __future__ import annotations
 
-import mmap
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -83,47 +81,6 @@ class _Bits:
 
     def spikes(self, out: np.ndarray | None = None) -> np.ndarray:
         return kernel.unpack_spikes(self.bits, self.shape, self.threshold, out)
-
-
-class _Pool:
-    """Memory the simulation let go of (a chunk's currents once read, unpacked spikes once a stage
-    read them), handed out again for the next stage outputs and unpacked spikes: new memory is
-    slow to come (MobileNetV2's stages wrote 3.3 GB of fresh outputs: 800,000 page faults).
-    Buffers too small for what is asked make way for the new one, so that what the pool holds
-    stays within what the simulation held before."""
-
-    def __init__(self) -> None:
-        self.free: list[np.ndarray] = []  # buffers of bytes no one reads
-        self._lent: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
-
-    def take(self, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray:
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        fits = [i for i, b in enumerate(self.free) if b.size >= size]
-        if fits:
-            buffer = self.free.pop(min(fits, key=lambda i: self.free[i].size))
-        else:  # the largest buffers go, until as many bytes as the new one's are gone
-            gone, dropped = set(), 0
-            for i in sorted(range(len(self.free)), key=lambda i: -self.free[i].size):
-                if dropped >= size:
-                    break
-                gone.add(i)
-                dropped += self.free[i].size
-            self.free = [b for i, b in enumerate(self.free) if i not in gone]
-            # mapped for itself, in small pages: numpy asks for huge pages for large arrays, and
-            # where the system must first gather them, a first touch can stall for a while (the
-            # stages' early levels on MobileNetV2: 0.9 s of 10.6 s)
-            buffer = np.frombuffer(mmap.mmap(-1, max(size, 1)), np.uint8)
-        self._lent[id(buffer)] = buffer
-        return buffer[:size].view(dtype).reshape(shape)
-
-    def give(self, a: np.ndarray) -> None:
-        """``a``, taken from this pool, is read by no one any more (other arrays: ignored)."""
-        root = a
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        if self._lent.get(id(root)) is root:
-            del self._lent[id(root)]
-            self.free.append(root)
 
 
 @dataclass
@@ -219,11 +176,9 @@ class Levelwise:
         ]
         self._kept: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (level, chunk) -> currents
         self.started = False  # whether anything has run: a level's currents, shifts, spikes stored
-        self._pool = _Pool()  # stage outputs and unpacked spikes no one reads any more
-        # per level, its stage's outputs for a chunk of n samples: (first axis / n, the rest,
-        # dtype) each, as its first chunk showed them; None where they do not scale with n
-        self._outputs: dict[int, list[tuple[int, tuple[int, ...], np.dtype]] | None] = {}
-        self._kept_values: dict[tuple[int, int], tuple[_Chunk, dict[str, np.ndarray]]] = {}  # their outputs
+        # the buffers a level's stage read its spikes from, by shape, for its next chunk: new
+        # memory is slow to come (ResNet-50's unpacked spikes: 1.2 s of page faults)
+        self._spare: dict[tuple[int, ...], list[np.ndarray]] = {}
 
     def _stage(self, level: int) -> _Stage | None:
         """The onnxruntime session of the nodes at ``level`` (None when nothing later reads them)."""
@@ -269,7 +224,7 @@ class Levelwise:
             levels.add(self._node_level[add.name])
         for level in levels:
             self.stages[level] = self._stage(level)
-        self._clear_kept()  # the currents change with the shifts
+        self._kept.clear()  # the currents change with the shifts
 
     def _last_reads(self) -> dict[str, int]:
         last: dict[str, int] = {}
@@ -314,42 +269,9 @@ class Levelwise:
         return value.spikes() if isinstance(value, _Bits) else value
 
     def _unpacked(self, bits: _Bits) -> np.ndarray:
-        """Stored spikes unpacked, into memory from the pool."""
-        return bits.spikes(self._pool.take(tuple(bits.shape)))
-
-    def _run(self, level: int, stage: _Stage, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-        """The stage's outputs for a chunk of ``n`` samples, written into memory from the pool
-        where the stage's first chunk told their shapes."""
-        shapes = self._outputs.get(level)
-        if shapes is not None:
-            take = self._pool.take
-            outputs = {name: take((lead * n, *rest), dt) for name, (lead, rest, dt) in zip(stage.outputs, shapes)}
-            binding = stage.session.io_binding()
-            for name, value in feeds.items():
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
-            for name, out in outputs.items():
-                binding.bind_output(name, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
-            try:
-                stage.session.run_with_iobinding(binding)
-                return outputs
-            except Exception:  # an output that does not scale as the first chunk's did: run it plainly
-                self._outputs[level] = None
-                for out in outputs.values():
-                    self._pool.give(out)
-        values = dict(zip(stage.outputs, stage.session.run(stage.outputs, feeds)))
-        if level not in self._outputs:
-            leads = (1, self.neurons.timesteps)
-            scales = all(v.ndim and v.shape[0] % n == 0 and v.shape[0] // n in leads for v in values.values())
-            self._outputs[level] = (
-                [(v.shape[0] // n, tuple(v.shape[1:]), v.dtype) for v in values.values()] if scales else None
-            )
-        return values
-
-    def _release(self, values: dict[str, np.ndarray], chunk: _Chunk) -> None:
-        """A chunk's stage outputs back to the pool, except what later stages read."""
-        for name, value in values.items():
-            if chunk.stored.get(name) is not value:
-                self._pool.give(value)
+        """Stored spikes unpacked, into a spare buffer where there is one."""
+        spare = self._spare.get(tuple(bits.shape))
+        return bits.spikes(spare.pop() if spare else None)
 
     def currents(self, level: int) -> Iterator[tuple[_Chunk, dict[str, np.ndarray]]]:
         """Chunk by chunk, the input currents of the layers at ``level``: [T, n, ...], or [n, ...]
@@ -357,6 +279,7 @@ class Levelwise:
         self.started = True
         names = self.layers_at(level)
         stage = self.stages.get(level - 1)
+        self._spare.clear()  # another level's shapes
         for i, chunk in enumerate(self.chunks):
             if (level, i) in self._kept:  # computed by this level's first pass
                 yield chunk, self._kept[level, i]
@@ -367,9 +290,9 @@ class Levelwise:
                 feeds = {
                     n: self._unpacked(chunk.stored[n]) if n in bits else self._value(chunk, n) for n in stage.inputs
                 }
-                values = self._run(level - 1, stage, feeds, num_samples(chunk.x))
-                for name in bits:  # onnxruntime read them and kept none of them
-                    self._pool.give(feeds[name])
+                values = dict(zip(stage.outputs, stage.session.run(stage.outputs, feeds)))
+                for name in bits:  # onnxruntime read them and kept none of them: spare for the next chunk
+                    self._spare.setdefault(feeds[name].shape, []).append(feeds[name])
                 for name in stage.outputs:
                     if self.last_read.get(name, -1) >= level:
                         chunk.stored[name] = values[name]  # read by a later stage
@@ -383,16 +306,7 @@ class Levelwise:
             kept = sum(c.nbytes for k in self._kept.values() for c in k.values())
             if stage is not None and kept + sum(c.nbytes for c in currents.values()) <= CURRENTS_BUDGET:
                 self._kept[level, i] = currents
-                self._kept_values[level, i] = (chunk, values)
             yield chunk, currents
-            if (level, i) not in self._kept:  # read: its memory is free for the next chunk's
-                self._release(values, chunk)
-
-    def _clear_kept(self) -> None:
-        for chunk, values in self._kept_values.values():
-            self._release(values, chunk)
-        self._kept.clear()
-        self._kept_values.clear()
 
     def steps(self, layer: str, current: np.ndarray) -> Iterator[np.ndarray]:
         """A layer's input current step by step, [n, ...] each."""
@@ -423,10 +337,8 @@ class Levelwise:
                 shape = (self.neurons.timesteps, *(current.shape if cut.constant else current.shape[1:]))
                 chunk.stored[cut.spikes] = _Bits(bits, shape, np.asarray(setting.threshold, np.float32))
             for name in [n for n in chunk.stored if self.last_read.get(n, -1) < level]:
-                gone = chunk.stored.pop(name)  # no stage after this level reads it
-                if isinstance(gone, np.ndarray):
-                    self._pool.give(gone)
-        self._clear_kept()
+                del chunk.stored[name]  # no stage after this level reads it
+        self._kept.clear()
         self.stages.pop(level - 1, None)  # nothing reads it again: its session and memory go
 
     def start(self, threshold: np.ndarray) -> np.ndarray:

@@ -104,11 +104,10 @@ def test_a_level_runs_its_stage_once_where_its_currents_fit(monkeypatch):
     stages run once a level; with no room they run twice, and the calibration is the same."""
     model, x = _branchy_net()
     runs = []
-    for name in ("run", "run_with_iobinding"):  # a stage runs plainly first, then into the pool's memory
-        run = getattr(levelwise.ort.InferenceSession, name)
-        monkeypatch.setattr(
-            levelwise.ort.InferenceSession, name, lambda self, *a, _run=run, **k: runs.append(1) or _run(self, *a, **k)
-        )
+    run = levelwise.ort.InferenceSession.run
+    monkeypatch.setattr(
+        levelwise.ort.InferenceSession, "run", lambda self, *a, **k: runs.append(1) or run(self, *a, **k)
+    )
 
     def convert():
         runs.clear()
@@ -120,46 +119,6 @@ def test_a_level_runs_its_stage_once_where_its_currents_fit(monkeypatch):
     again, twice = convert()
     assert twice > once  # the same ANN passes, stages run again
     same_calibration(kept, again)
-
-
-def test_stage_outputs_reuse_memory_and_calibrate_the_same(monkeypatch):
-    """After a stage's first chunk its outputs go into memory the pool took back from earlier
-    chunks and levels; the calibration is the one of outputs onnxruntime allocated itself."""
-    model, x = _branchy_net()
-    taken, new = [], []
-    take = levelwise._Pool.take
-
-    def spy(self, shape, dtype=np.float32):
-        fits = any(b.size >= int(np.prod(shape)) * np.dtype(dtype).itemsize for b in self.free)
-        (taken if fits else new).append(shape)
-        return take(self, shape, dtype)
-
-    monkeypatch.setattr(levelwise._Pool, "take", spy)
-    kwargs = dict(method="max", corrections=("potential",), timesteps=5, batch_size=20)
-    pooled = onnx2snn.convert(model, x, **kwargs)
-    assert len(taken) > len(new) > 0
-    monkeypatch.setattr(
-        levelwise.Levelwise,
-        "_run",
-        lambda self, level, stage, feeds, n: dict(zip(stage.outputs, stage.session.run(stage.outputs, feeds))),
-    )
-    same_calibration(pooled, onnx2snn.convert(model, x, **kwargs))
-
-
-def test_pool_lends_its_own_memory_once():
-    pool = levelwise._Pool()
-    a = pool.take((4, 8))
-    assert a.shape == (4, 8) and a.dtype == np.float32
-    pool.give(a.reshape(2, 16)[:1])  # a view of it: its buffer comes back
-    pool.give(a)  # given twice: once in the pool
-    assert len(pool.free) == 1
-    pool.give(np.zeros(100, np.float32))  # not the pool's: ignored
-    assert len(pool.free) == 1
-    b = pool.take((2, 8))  # fits in the free buffer
-    assert not pool.free and np.shares_memory(a, b)
-    pool.give(b)
-    c = pool.take((1000,))  # too big: the small buffer makes way
-    assert not pool.free and not np.shares_memory(b, c)
 
 
 def _mlp(depth: int):

@@ -283,6 +283,14 @@ def _samples(a: np.ndarray | Sequence[np.ndarray], per_channel: bool) -> tuple[l
     return parts, addresses, channels, sample // channels
 
 
+def _rows_of(samples: np.ndarray, first: int, last: int, inner: int, per_channel: bool) -> tuple[np.ndarray, tuple]:
+    """The histogram kernels' first arguments for rows ``first`` to ``last`` - 1 of the samples
+    at ``samples`` (each sample's address moved to its row ``first``), and the array of those
+    addresses (alive while the kernel reads it)."""
+    starts = samples + first * inner * 4 if first else samples
+    return starts, (starts.ctypes.data, len(starts), last - first, inner, int(per_channel))
+
+
 def _counts(out: np.ndarray | None, rows: int, bins: int) -> tuple[np.ndarray, bool]:
     counts = np.zeros((rows, bins), np.int64) if out is None else out
     wide = counts.dtype == np.int64
@@ -312,14 +320,10 @@ def histogram(
     width = counts.itemsize * bins
 
     def rows(chunk: np.ndarray, first: int, last: int) -> int:
-        """The counts of rows ``first`` to ``last`` - 1 (channels: each sample's from its first)."""
-        starts = chunk + first * inner * 4 if first else chunk
+        """The counts of rows ``first`` to ``last`` - 1."""
+        starts, head = _rows_of(chunk, first, last, inner, per_channel)
         return _loaded().histogram(
-            starts.ctypes.data,
-            len(starts),
-            last - first,
-            inner,
-            int(per_channel),
+            *head,
             top.ctypes.data + first * 4,
             counts.ctypes.data + first * width,
             int(wide),
@@ -363,13 +367,9 @@ def histogram_running(
     width = counts.itemsize * bins
 
     def rows(first: int, last: int) -> int:
-        starts = samples + first * inner * 4 if first else samples
+        starts, head = _rows_of(samples, first, last, inner, per_channel)
         return _loaded().histogram_running(
-            starts.ctypes.data,
-            len(starts),
-            last - first,
-            inner,
-            int(per_channel),
+            *head,
             new.ctypes.data + first * 4,
             int(running is not None),
             top.ctypes.data + first * 4,

@@ -112,7 +112,9 @@ def threads() -> int:
 
 
 @functools.cache
-def _pool(count: int) -> ThreadPoolExecutor:
+def _pool(count: int, pid: int) -> ThreadPoolExecutor:
+    """``count`` threads of this process (``pid``: a forked child makes its own, the parent's
+    threads are not there)."""
     return ThreadPoolExecutor(count, thread_name_prefix="onnx2snn-kernel")
 
 
@@ -125,7 +127,7 @@ def _in_parts(rows: int, values: int, call: Callable[[int, int], int | None], al
         return [call(0, rows)]
     cuts = [min(rows, -(-rows * i // count // align) * align) for i in range(count + 1)]
     parts = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
-    futures = [_pool(count).submit(call, a, b) for a, b in parts[1:]]
+    futures = [_pool(count, os.getpid()).submit(call, a, b) for a, b in parts[1:]]
     return [call(*parts[0])] + [f.result() for f in futures]
 
 
@@ -267,7 +269,7 @@ def unpack_spikes(
 VECTOR_BINS = True
 
 
-def _samples(a: np.ndarray | Sequence[np.ndarray], per_channel: bool) -> tuple[list[np.ndarray], int, int, int]:
+def _samples(a: np.ndarray | Sequence[np.ndarray], per_channel: bool) -> tuple[list[np.ndarray], np.ndarray, int, int]:
     """The batches of ``a`` as float32 C arrays, each sample's address, batch after batch (int64),
     and (channels, inner, values a sample): what the histogram kernels read."""
     parts = [np.ascontiguousarray(p, dtype=np.float32) for p in ([a] if isinstance(a, np.ndarray) else a)]
@@ -355,8 +357,8 @@ def histogram_running(
     numbers. Returns (the batch's maxima, the running maxima, the new ranges); ``counts`` is
     updated in place."""
     parts, samples, channels, inner = _samples(a, per_channel)
-    if not len(samples):
-        raise ValueError("histogram_running needs a batch of at least one sample")
+    if not len(samples) or len(samples) * (inner if per_channel else channels * inner) >= 1 << 31:
+        raise ValueError("histogram_running takes a batch of 1 to 2^31 - 1 values a row")
     rows_, bins = counts.shape
     counts, wide = _counts(counts, rows_, bins)
     if bins & (bins - 1):

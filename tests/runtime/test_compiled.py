@@ -113,6 +113,23 @@ def test_rows_in_parts_start_where_they_may(monkeypatch):
     assert seen == [(0, 21), (0, 21)]
 
 
+@needs_kernel
+def test_a_forked_child_splits_its_calls_among_threads_of_its_own(monkeypatch):
+    """The threads are the process's: a child forked after the parent split a call runs its own
+    (the parent's would never start its parts)."""
+    import multiprocessing
+
+    monkeypatch.setattr(kernel, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(kernel, "threads", lambda: 2)
+    theta, x, start = _layer((4, 6, 5, 5), True, (3, 4, 6, 5, 5), 1)
+    expected = kernel.if_counts(x, theta, start, False)  # the parent's threads now exist
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(kernel.if_counts, (x, theta, start, False)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_kernel_threads_follow_the_cpus_and_omp_num_threads(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")

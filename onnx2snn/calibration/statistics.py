@@ -185,20 +185,23 @@ class RunningCounts:
         ``a`` in them."""
         self._waiting.append(a)
         self._maxima = maxima
-        rows = a.shape[1] if self.per_channel and a.ndim >= 2 else 1
+        rows = self._rows(a)
         if sum(w.size for w in self._waiting) >= GROUP * rows:
             self._count()
+
+    def _rows(self, a: np.ndarray) -> int:
+        return a.shape[1] if self.per_channel and a.ndim >= 2 else 1
 
     def at_once(self, a: np.ndarray) -> bool:
         """Whether ``a`` would be counted as it comes (nothing waits, it has GROUP values a row)
         by the compiled kernel: then count_now reads it once for its maxima and counts."""
-        rows = a.shape[1] if self.per_channel and a.ndim >= 2 else 1
+        rows = self._rows(a)
         return kernel.available() and not self._waiting and len(a) > 0 and a.size >= GROUP * rows
 
     def count_now(self, a: np.ndarray, maxima: np.ndarray | None) -> np.ndarray:
         """Count batch ``a`` (at_once) now; ``maxima``: the running maxima before it (None for
         none). Returns the batch's own row maxima (row_maxima's)."""
-        rows = a.shape[1] if self.per_channel and a.ndim >= 2 else 1
+        rows = self._rows(a)
         self._allocate(rows, a)
         assert self.counts is not None
         tops = np.zeros(rows, np.float32) if self.tops is None else self.tops

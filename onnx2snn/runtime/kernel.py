@@ -11,7 +11,7 @@ import functools
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -42,24 +42,8 @@ def _library() -> ctypes.CDLL | str:
     lib.unpack_spikes.restype = None
     lib.histogram.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ptr, ptr, ctypes.c_int, i64, ctypes.c_int]
     lib.histogram.restype = ctypes.c_int
-    c_int = ctypes.c_int
-    lib.histogram_running.argtypes = [
-        ptr,
-        i64,
-        i64,
-        i64,
-        c_int,
-        ptr,
-        c_int,
-        ptr,
-        ptr,
-        ptr,
-        c_int,
-        i64,
-        c_int,
-        c_int,
-        c_int,
-    ]
+    flag = ctypes.c_int
+    lib.histogram_running.argtypes = [ptr, i64, i64, i64, flag, ptr, flag, ptr, ptr, ptr, flag, i64] + [flag] * 3
     lib.histogram_running.restype = ctypes.c_int
     lib.mmse.argtypes = [ptr, ctypes.c_int, i64, i64, ptr, ptr, ptr, i64, i64, ctypes.c_double, ptr]
     lib.mmse.restype = ctypes.c_int
@@ -101,13 +85,20 @@ PARALLEL_FROM = 1 << 20
 
 
 def threads() -> int:
-    """How many threads calibration's kernels use: the CPUs this process may run on, at most
-    OMP_NUM_THREADS where set (a distributed worker's share)."""
+    """How many threads calibration's kernels use: the CPUs this process may run on (within its
+    container's CPU quota, where cgroup v2 tells one), at most OMP_NUM_THREADS where set (a
+    distributed worker's share)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    limit = os.environ.get("OMP_NUM_THREADS", "")
+    try:  # "max 100000", or "200000 100000": two CPUs' worth
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // max(int(period), 1)))
+    except (OSError, ValueError):
+        pass
+    limit = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     return max(1, min(cpus, int(limit))) if limit.isdigit() and int(limit) > 0 else max(1, cpus)
 
 
@@ -128,7 +119,11 @@ def _in_parts(rows: int, values: int, call: Callable[[int, int], int | None], al
     cuts = [min(rows, -(-rows * i // count // align) * align) for i in range(count + 1)]
     parts = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
     futures = [_pool(count, os.getpid()).submit(call, a, b) for a, b in parts[1:]]
-    return [call(*parts[0])] + [f.result() for f in futures]
+    try:
+        first = call(*parts[0])
+    finally:  # the other parts write into the caller's buffers: never leave them running
+        wait(futures)
+    return [first] + [f.result() for f in futures]
 
 
 def _buffer(array: np.ndarray, shape: tuple[int, ...], dtype: type = np.float32) -> None:
@@ -315,7 +310,9 @@ def histogram(
     if bins < 1:
         raise ValueError(f"a histogram needs at least one bin, got {bins}")
     parts, samples, channels, inner = _samples(a, per_channel)
-    top = np.ascontiguousarray(tops, dtype=np.float32)
+    top = np.ascontiguousarray(tops, dtype=np.float32).reshape(-1)
+    if len(top) != channels:
+        raise ValueError(f"{len(top)} histogram ranges for {channels} rows")
     counts, wide = _counts(out, len(top), bins)
     # the kernel counts a call's values of a row in 32-bit counters: at most 2^31 values a call
     step = max(1, (1 << 31) // max(channels * inner, 1))
@@ -360,6 +357,8 @@ def histogram_running(
     if not len(samples) or len(samples) * (inner if per_channel else channels * inner) >= 1 << 31:
         raise ValueError("histogram_running takes a batch of 1 to 2^31 - 1 values a row")
     rows_, bins = counts.shape
+    if rows_ != channels:
+        raise ValueError(f"{rows_} rows of counts for {channels} rows of values")
     counts, wide = _counts(counts, rows_, bins)
     if bins & (bins - 1):
         raise ValueError(f"running histograms need a power of two bins, got {bins}")

@@ -102,9 +102,16 @@ def test_bad_calibration_data_and_methods(data):
 
 @pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("method", ["max", "default"])
-def test_an_activation_that_overflows_is_named(data, per_channel, method):
+@pytest.mark.parametrize("running", [False, True])
+def test_an_activation_that_overflows_is_named(data, per_channel, method, running, monkeypatch):
     """Activations are told non-finite by their maxima (a Relu's or Clip(0, m)'s values are never
-    below 0, so a NaN or inf is in its row's maximum): an overflowing layer is refused by name."""
+    below 0, so a NaN or inf is in its row's maximum): an overflowing layer is refused by name,
+    also where its batches are counted as they come (``running``: the maxima from the kernel)."""
+    from onnx2snn.calibration import shards, statistics
+
+    if running:
+        monkeypatch.setattr(shards, "CACHE_BUDGET", 0)
+        monkeypatch.setattr(statistics, "GROUP", 1)
     model = mlp()
     w1 = next(i for i in model.graph.initializer if i.name == "w1")
     w1.CopyFrom(const("w1", np.full((16, 8), 3e38)))  # sums of such products pass float32's range
@@ -233,15 +240,17 @@ def test_counts_added_batch_by_batch_are_the_counts_of_all_the_data(per_channel,
     assert np.array_equal(statistics.row_counts(a[7:], per_channel, top, out), whole)
 
 
+@pytest.mark.parametrize("size", [(9, 7), (64, 64), (128, 100)])
 @pytest.mark.parametrize("vector", [True, False])
 @pytest.mark.parametrize("wide", [True, False])
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_running_histograms_in_one_read_equal_numpys_steps(per_channel, wide, vector, monkeypatch):
+def test_running_histograms_in_one_read_equal_numpys_steps(per_channel, wide, vector, size, monkeypatch):
     """A batch counted as it comes (RunningCounts.count_now): its maxima, the running maxima,
     their power-of-two ranges, the counts so far merged onto grown ranges and the batch counted,
     in one read of it, are what row_maxima, np.maximum, power_tops, rebin and row_counts give in
     turn, batch after batch (ranges that grow by one and by many powers of two, rows of zeros,
-    tiny, huge, past-the-largest-range and subnormal maxima)."""
+    tiny, huge, past-the-largest-range and subnormal maxima), for rows of fewer values than bins,
+    of more (counted in one copy) and of more than 8 x bins (in four)."""
     from onnx2snn.calibration import statistics
     from onnx2snn.runtime import kernel
 
@@ -253,7 +262,7 @@ def test_running_histograms_in_one_read_equal_numpys_steps(per_channel, wide, ve
     expected = counts.astype(np.int64)
     running = tops = None
     for k, scale in enumerate([1e-3, 2e-3, 1.0, 1.0, 3e5, 1e-30]):
-        a = np.maximum(rng.normal(size=(3, 4, 9, 7)) * scale, 0).astype(np.float32)
+        a = np.maximum(rng.normal(size=(3, 4, *size)) * scale, 0).astype(np.float32)
         a[:, 1] = 0.0  # a channel of zeros: no range, no counts
         if k == 4:
             a[1, 3, 0, 0] = 3e38  # above 2^127: the largest range

@@ -130,12 +130,35 @@ def test_a_forked_child_splits_its_calls_among_threads_of_its_own(monkeypatch):
     np.testing.assert_array_equal(got, expected)
 
 
-def test_kernel_threads_follow_the_cpus_and_omp_num_threads(monkeypatch):
+def test_kernel_threads_follow_the_cpus_the_quota_and_omp_num_threads(monkeypatch):
+    class Quota:  # /sys/fs/cgroup/cpu.max
+        text = "max 100000"
+
+        def __init__(self, path):
+            pass
+
+        def read_text(self):
+            return Quota.text
+
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(kernel, "Path", Quota)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert kernel.threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "8,2")  # the outer level of a nested list
+    assert kernel.threads() == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "")
     assert kernel.threads() == 4
+    Quota.text = "250000 100000"  # two and a half CPUs' worth
+    assert kernel.threads() == 2
+
+
+@needs_kernel
+def test_histograms_refuse_ranges_that_do_not_match_the_rows():
+    a = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="3 histogram ranges for 1 rows"):
+        kernel.histogram(a, False, np.ones(3, np.float32), 64)
+    with pytest.raises(ValueError, match="2 rows of counts for 3 rows of values"):
+        kernel.histogram_running(a, True, None, np.zeros(2, np.float32), np.zeros((2, 64), np.int64), (-100, 127))
 
 
 @needs_kernel

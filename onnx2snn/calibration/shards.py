@@ -167,8 +167,10 @@ class CalibrationShard:
         return sums
 
     def finish(self) -> None:
-        """The level-wise simulation is done: its stored spikes and stages go."""
+        """The level-wise simulation is done: its stored spikes and stages go, and the memory
+        its stages' arena holds goes back (levelwise.release_memory)."""
         self.sim = None
+        levelwise.release_memory()
 
     def set_shifts(self, shifts: dict[str, np.ndarray]) -> None:
         self._open().set_shifts(shifts)

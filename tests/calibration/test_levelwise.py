@@ -4,6 +4,8 @@ depth."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from onnx import helper
@@ -119,6 +121,50 @@ def test_a_level_runs_its_stage_once_where_its_currents_fit(monkeypatch):
     again, twice = convert()
     assert twice > once  # the same ANN passes, stages run again
     same_calibration(kept, again)
+
+
+def _has_entry(options, key: str) -> bool:
+    try:
+        return bool(options.get_session_config_entry(key))
+    except RuntimeError:  # onnxruntime: no such entry
+        return False
+
+
+def test_stages_share_one_arena_and_give_its_memory_back(monkeypatch):
+    """Every level's stage takes its memory from the process's one onnxruntime arena (the same
+    calibration as with an arena per stage); a level's last run hands back what the arena holds
+    unused (arena shrinkage), and so does the simulation's end."""
+    model, x = _branchy_net()
+    kwargs = dict(method="max", corrections=("potential",), timesteps=5, batch_size=20)
+    options, shrinks = [], []
+    stage_options = levelwise.session_options
+
+    def spy_options(*a, **k):
+        options.append(stage_options(*a, **k))
+        return options[-1]
+
+    run = levelwise.ort.InferenceSession.run
+
+    def spy_run(self, output_names, feeds, run_options=None):
+        if run_options is not None:
+            shrinks.append(run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage"))
+        return run(self, output_names, feeds, run_options)
+
+    released = []
+    release = levelwise.release_memory
+    monkeypatch.setattr(levelwise, "session_options", spy_options)
+    monkeypatch.setattr(levelwise.ort.InferenceSession, "run", spy_run)
+    monkeypatch.setattr(levelwise, "release_memory", lambda: released.append(1) or release())
+    shared = onnx2snn.convert(model, x, **kwargs)
+    assert levelwise.shared_arena(os.getpid())
+    assert options and all(o.get_session_config_entry("session.use_env_allocators") == "1" for o in options)
+    assert shrinks.count("cpu:0") == len(options) + 1  # each level's stage's last run, and the end
+    assert released == [1]
+    monkeypatch.setattr(levelwise, "shared_arena", lambda pid=None: False)
+    options.clear()
+    own = onnx2snn.convert(model, x, **kwargs)
+    assert options and not any(_has_entry(o, "session.use_env_allocators") for o in options)
+    same_calibration(shared, own)
 
 
 def _mlp(depth: int):

@@ -311,6 +311,17 @@ static inline void add_count(void *counts, int wide, int64_t i, int64_t value) {
         ((uint32_t *)counts)[i] += (uint32_t)value;
 }
 
+static inline int64_t count_at(const void *counts, int wide, int64_t i) {
+    return wide ? ((const int64_t *)counts)[i] : (int64_t)((const uint32_t *)counts)[i];
+}
+
+static inline void set_count(void *counts, int wide, int64_t i, int64_t value) {
+    if (wide)
+        ((int64_t *)counts)[i] = value;
+    else
+        ((uint32_t *)counts)[i] = (uint32_t)value;
+}
+
 /* One row's positive values over the n samples (samples[s] + offset, size values each) counted
    into counts[h .. h + bins) on [0, top); acc: the scratch copies (4 x (bins + 4)) */
 static void count_row(const float *const *samples, int64_t n, int64_t offset, int64_t size, float top, void *counts,
@@ -476,20 +487,11 @@ int histogram_running(const float *const *samples, int64_t n, int64_t channels, 
         if (old > 0.0f && top > old) { /* the counts so far onto the grown range */
             const int shift = power_exponent(top) - power_exponent(old);
             const int64_t width = shift >= 62 || ((int64_t)1 << shift) >= bins ? bins : (int64_t)1 << shift;
-            for (int64_t b = 0; b < bins / width; ++b) {
-                int64_t sum = 0;
-                for (int64_t k = 0; k < width; ++k)
-                    sum += wide ? ((int64_t *)counts)[h + b * width + k] : ((uint32_t *)counts)[h + b * width + k];
-                if (wide)
-                    ((int64_t *)counts)[h + b] = sum;
-                else
-                    ((uint32_t *)counts)[h + b] = (uint32_t)sum;
-            }
-            for (int64_t b = bins / width; b < bins; ++b) {
-                if (wide)
-                    ((int64_t *)counts)[h + b] = 0;
-                else
-                    ((uint32_t *)counts)[h + b] = 0;
+            for (int64_t b = 0; b < bins; ++b) { /* bin b: bins b * width onwards, read before b is written */
+                int64_t sum = 0; /* past bins / width: none */
+                if (b < bins / width)
+                    for (int64_t k = 0; k < width; ++k) sum += count_at(counts, wide, h + b * width + k);
+                set_count(counts, wide, h + b, sum);
             }
         }
         tops[row] = top;
@@ -566,11 +568,9 @@ int mmse(const void *counts, int wide, int64_t rows, int64_t bins, const float *
         const float width32 = grids[row] / (float)bins;
         const double width = (double)width32;
         const double safe = width > 0.0 ? width : 1.0;
-        const int64_t *c64 = (const int64_t *)counts + row * bins;
-        const uint32_t *c32 = (const uint32_t *)counts + row * bins;
         s0[0] = s1[0] = s2[0] = 0.0;
         for (int64_t b = 0; b < bins; ++b) {
-            const double w = wide ? (double)c64[b] : (double)c32[b], center = ((double)b + 0.5) * width;
+            const double w = (double)count_at(counts, wide, row * bins + b), center = ((double)b + 0.5) * width;
             const double wa = w * center;
             s0[b + 1] = s0[b] + w; /* 0 + x is x: numpy's cumsum, which starts at x */
             s1[b + 1] = s1[b] + wa;

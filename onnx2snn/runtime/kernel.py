@@ -354,7 +354,7 @@ def histogram_running(
     numbers. Returns (the batch's maxima, the running maxima, the new ranges); ``counts`` is
     updated in place."""
     parts, samples, channels, inner = _samples(a, per_channel)
-    if not len(samples) or len(samples) * (inner if per_channel else channels * inner) >= 1 << 31:
+    if not len(samples) or len(samples) * inner >= 1 << 31:  # inner: a row's values a sample
         raise ValueError("histogram_running takes a batch of 1 to 2^31 - 1 values a row")
     rows_, bins = counts.shape
     if rows_ != channels:

@@ -32,9 +32,9 @@ def _library() -> ctypes.CDLL | str:
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.if_scan.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan.restype = None
-    lib.if_counts.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, i64]
+    lib.if_counts.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, i64, ctypes.c_int]
     lib.if_counts.restype = ctypes.c_int
-    lib.if_bits.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, i64]
+    lib.if_bits.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, i64, ctypes.c_int]
     lib.if_bits.restype = ctypes.c_int
     lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
     lib.if_scan_blocked.restype = None
@@ -82,6 +82,10 @@ def _layout(step_shape: tuple[int, ...], theta: np.ndarray) -> tuple[int, int, i
 
 # a call's values from which calibration's kernels split their rows among threads
 PARALLEL_FROM = 1 << 20
+# calibration's loops in vector instructions where the processor has them (AVX2): the IF layer's
+# counts and bits with the membranes held in registers over the steps, the histogram's bins with
+# only the positive values' kept; False: the portable loops (the same results)
+VECTOR = True
 
 
 def threads() -> int:
@@ -160,7 +164,7 @@ def _scan(
     align = 1  # bits: a part starts on a byte at every step, or the parts would share bytes
     if kind == "if_bits":
         align = 8 // int(np.gcd(inner, 8)) if (rows * inner) % 8 == 0 else rows
-    for status in _in_parts(rows, x.size, lambda a, b: getattr(lib, kind)(*args, a, b), align):
+    for status in _in_parts(rows, x.size, lambda a, b: getattr(lib, kind)(*args, a, b, int(VECTOR)), align):
         _check(status, kind)
     return out
 
@@ -259,11 +263,6 @@ def unpack_spikes(
     return spikes
 
 
-# the histogram's bins in vector instructions where the processor has them (AVX2), only the
-# positive values' kept; False: the portable loop (the same counts)
-VECTOR_BINS = True
-
-
 def _samples(a: np.ndarray | Sequence[np.ndarray], per_channel: bool) -> tuple[list[np.ndarray], np.ndarray, int, int]:
     """The batches of ``a`` as float32 C arrays, each sample's address, batch after batch (int64),
     and (channels, inner, values a sample): what the histogram kernels read."""
@@ -327,7 +326,7 @@ def histogram(
             counts.ctypes.data + first * width,
             int(wide),
             bins,
-            int(VECTOR_BINS),
+            int(VECTOR),
         )
 
     for start in range(0, len(samples), step):
@@ -378,7 +377,7 @@ def histogram_running(
             counts.ctypes.data + first * width,
             int(wide),
             bins,
-            int(VECTOR_BINS),
+            int(VECTOR),
             *exponents,
         )
 

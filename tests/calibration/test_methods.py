@@ -256,7 +256,7 @@ def test_running_histograms_in_one_read_equal_numpys_steps(per_channel, wide, ve
 
     if not kernel.available():
         pytest.skip("the compiled kernel is not built")
-    monkeypatch.setattr(kernel, "VECTOR_BINS", vector)
+    monkeypatch.setattr(kernel, "VECTOR", vector)
     rng = np.random.default_rng(5)
     counts = np.zeros((4 if per_channel else 1, statistics.BINS), np.int64 if wide else np.uint32)
     expected = counts.astype(np.int64)
@@ -312,7 +312,7 @@ def test_compiled_histogram_counts_as_numpy_does_on_large_rows(per_channel, size
     top = np.float32(0.5) * statistics.row_maxima(np.where(a < 1e30, a, 0), per_channel)
     top[-1] = statistics.row_maxima(a, per_channel)[-1]  # a value exactly at the top
     compiled = statistics.row_counts(a, per_channel, top)
-    monkeypatch.setattr(kernel, "VECTOR_BINS", False)  # the portable loop, where the vector one ran
+    monkeypatch.setattr(kernel, "VECTOR", False)  # the portable loop, where the vector one ran
     np.testing.assert_array_equal(compiled, statistics.row_counts(a, per_channel, top))
     monkeypatch.setattr(kernel, "available", lambda: False)
     np.testing.assert_array_equal(compiled, statistics.row_counts(a, per_channel, top))

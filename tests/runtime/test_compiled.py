@@ -98,6 +98,34 @@ def test_spikes_packed_as_fired_are_the_spikes_packed(shape, per_channel, reset,
     np.testing.assert_array_equal(kernel.unpack_spikes(bits, spikes.shape, theta), spikes)
 
 
+@needs_kernel
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("constant", [False, True])
+@pytest.mark.parametrize(
+    "shape, per_channel",
+    # rows of 49 values (32 + 8 + 8 + 1 at a time), 57, 3 (masked only), dense rows with a threshold a value
+    [((2, 3, 7, 7), True), ((2, 3, 7, 7), False), ((1, 2, 57), True), ((3, 1, 3), False), ((3, 45), True)],
+)
+def test_counts_and_bits_held_in_registers_equal_the_portable_loops(shape, per_channel, reset, constant, monkeypatch):
+    """The vector loops (membranes held in registers over the steps, whole vectors, then the
+    last values masked) count and pack what the portable loops do, NaN, infinities and signed
+    zeros among the currents, a negative threshold among the channels' (counted, not packed)."""
+    steps = 9
+    theta, x, start = _layer(shape, per_channel, shape if constant else (steps, *shape), 7)
+    flat = x.reshape(-1)
+    flat[::11], flat[3::13], flat[5::17], flat[7::19] = np.nan, np.inf, -np.inf, -0.0
+    if np.ndim(theta):
+        theta = np.where(np.arange(theta.size).reshape(theta.shape) == 1, -theta, theta).astype(np.float32)
+    counted, packed = {}, {}
+    for vector in (False, True):
+        monkeypatch.setattr(kernel, "VECTOR", vector)
+        counted[vector] = kernel.if_counts(x, theta, start, reset == "zero", steps if constant else None)
+        packed[vector] = kernel.if_bits(x, theta, start, reset == "zero", steps if constant else None)
+    np.testing.assert_array_equal(counted[True], counted[False])
+    np.testing.assert_array_equal(packed[True], packed[False])
+    assert counted[True].any() and packed[True].any()
+
+
 def test_rows_in_parts_start_where_they_may(monkeypatch):
     """Parts start on multiples of ``align`` (bits: where no byte is shared), and a small call
     or a one-CPU process runs in one part."""

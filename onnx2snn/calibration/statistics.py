@@ -214,12 +214,16 @@ class RunningCounts:
         return batch
 
     def _allocate(self, rows: int, a: np.ndarray) -> None:
-        if self.counts is None and self.samples is not None:
+        if self.counts is not None:
+            return
+        wide = True
+        if self.samples is not None:
             sample = int(np.prod(a.shape[1:]))  # values a sample (the first batch may be empty)
-            narrow = self.samples * (sample // max(rows, 1)) < 1 << 32  # a row's values, at most
-            self.counts = np.zeros((rows, BINS), np.uint32 if narrow else np.int64)
-        elif self.counts is None:
-            self.counts = np.zeros((rows, BINS), np.int64)
+            wide = self.samples * (sample // max(rows, 1)) >= 1 << 32  # a row's values, at most
+        # zeroed by a write, not np.zeros: numpy then maps the array in large pages (a 960-channel
+        # layer's 16 MB: 16.6 against 4.0 ms of page faults; MobileNetV2's counts are 255 MB)
+        self.counts = np.empty((rows, BINS), np.int64 if wide else np.uint32)
+        self.counts.fill(0)
 
     def _count(self) -> None:
         if not self._waiting:

@@ -20,6 +20,7 @@ import onnx2snn.calibration.levelwise as levelwise
 
 from ..data import WHOLE, Inputs, Shard, num_samples, take
 from ..neuron import Neurons
+from ..runtime import kernel
 from .reduce import ExactSum, Peak, channel_sums
 from .simulate import simulation_subset
 from .statistics import CACHE_BUDGET, AnnOutputs, RunningCounts, check_finite, row_counts, row_maxima
@@ -61,21 +62,28 @@ class CalibrationShard:
         kept: list[dict[str, np.ndarray]] = []
         running = {name: RunningCounts(per_channel, num_samples(self.x)) for name in names}
         peaks: dict[str, np.ndarray] = {}
+
+        def seen(name: str, peak: np.ndarray | None) -> None:
+            if peak is not None:
+                check_finite(name, peak)  # values >= 0 (Relu, Clip(0, m)): a NaN or inf is in the maxima
+                peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
+
+        first = True
         if num_samples(self.x):
             for acts in self._ann_outputs(names).stream(self.x, self.batch_size):
-                if not peaks:
+                if first:
                     sample_bytes = sum(a.nbytes for a in acts.values()) / max(len(next(iter(acts.values()))), 1)
-                    whole = sample_bytes * self.total <= CACHE_BUDGET
+                    whole, first = sample_bytes * self.total <= CACHE_BUDGET, False
+                taken = counts and not whole and kernel.available()
                 for name, a in acts.items():
-                    now = counts and not whole and running[name].at_once(a)
-                    # counted as it comes: its maxima from the same read of it as its counts
-                    peak = running[name].count_now(a, peaks.get(name)) if now else row_maxima(a, per_channel)
-                    check_finite(name, peak)  # values >= 0 (Relu, Clip(0, m)): a NaN or inf is in the maxima
-                    peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
-                    if counts and not whole and not now:
+                    # counted by the kernel (now or with the next batches): maxima from the same read as the counts
+                    seen(name, running[name].take(a) if taken else row_maxima(a, per_channel))
+                    if counts and not whole and not taken:
                         running[name].add(a, peaks[name])
                 if counts and whole:
                     kept.append(acts)
+            for name in names:  # what still waits: its maxima now
+                seen(name, running[name].flush())
         if counts:
             self._held = (names, per_channel, kept if whole else running)
         return peaks, whole

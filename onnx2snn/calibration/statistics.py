@@ -168,11 +168,12 @@ def rebin(counts: np.ndarray, tops: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 class RunningCounts:
     """One layer's counts over a stream of batches on power-of-two ranges that grow with the
-    running maximum (module docstring). A batch with fewer than GROUP values a row waits for
-    the next ones: counting a few values into each of thousands of 32 kB rows misses the caches
-    on every value (ResNet-50's 7x7 layers: 343 values a row a batch, 2,048 rows), and where the
-    bins go does not depend on when they are counted (the running maximum's ranges cover every
-    waiting value)."""
+    running maximum (module docstring): batches come through ``take`` where the compiled kernel
+    is built (their maxima read as they are counted), else through ``add`` with their maxima.
+    A batch with fewer than GROUP values a row waits for the next ones: counting a few values
+    into each of thousands of 32 kB rows misses the caches on every value (ResNet-50's 7x7
+    layers: 343 values a row a batch, 2,048 rows), and where the bins go does not depend on when
+    they are counted (the running maximum's ranges cover every waiting value)."""
 
     def __init__(self, per_channel: bool, samples: int | None = None):
         """``samples``: how many samples the stream holds at most, where known: the counts are
@@ -181,6 +182,7 @@ class RunningCounts:
         self.tops: np.ndarray | None = None
         self.counts: np.ndarray | None = None
         self._waiting: list[np.ndarray] = []
+        self._unread = False  # whether what waits came through take, its maxima not read yet
         self._maxima: np.ndarray | None = None
 
     def add(self, a: np.ndarray, maxima: np.ndarray) -> None:
@@ -195,21 +197,29 @@ class RunningCounts:
     def _rows(self, a: np.ndarray) -> int:
         return a.shape[1] if self.per_channel and a.ndim >= 2 else 1
 
-    def at_once(self, a: np.ndarray) -> bool:
-        """Whether ``a`` would be counted as it comes (nothing waits, it has GROUP values a row)
-        by the compiled kernel: then count_now reads it once for its maxima and counts."""
-        rows = self._rows(a)
-        return kernel.available() and not self._waiting and len(a) > 0 and a.size >= GROUP * rows
+    def take(self, a: np.ndarray) -> np.ndarray | None:
+        """Batch ``a`` counted by the compiled kernel, now or with the next ones (where it has
+        fewer than GROUP values a row), its maxima read in the same pass as its counts (no pass of
+        its own: MobileNetV2's small layers' maxima took 0.3 s on one core). The row maxima of
+        what was counted now: this batch's, or those of a group that waited; None while it waits."""
+        if len(a):
+            self._waiting.append(a)
+            self._unread = True
+        if not self._waiting or sum(w.size for w in self._waiting) < GROUP * self._rows(a):
+            return None
+        return self.flush()
 
-    def count_now(self, a: np.ndarray, maxima: np.ndarray | None) -> np.ndarray:
-        """Count batch ``a`` (at_once) now; ``maxima``: the running maxima before it (None for
-        none). Returns the batch's own row maxima (row_maxima's)."""
-        rows = self._rows(a)
-        self._allocate(rows, a)
+    def flush(self) -> np.ndarray | None:
+        """What ``take`` left waiting, counted now: its row maxima (None where nothing waits)."""
+        if not self._unread or not self._waiting:
+            return None
+        group, self._waiting, self._unread = self._waiting, [], False  # counted together, not copied into one
+        rows = self._rows(group[0])
+        self._allocate(rows, group[0])
         assert self.counts is not None
         tops = np.zeros(rows, np.float32) if self.tops is None else self.tops
         batch, self._maxima, self.tops = kernel.histogram_running(
-            a, self.per_channel, maxima, tops, self.counts, _EXPONENTS
+            group, self.per_channel, self._maxima, tops, self.counts, _EXPONENTS
         )
         return batch
 
@@ -226,6 +236,8 @@ class RunningCounts:
         self.counts.fill(0)
 
     def _count(self) -> None:
+        if self._unread:
+            self.flush()
         if not self._waiting:
             return
         tops = power_tops(self._maxima)

@@ -547,8 +547,8 @@ static float power_top(float m, int emin, int emax) {
     return out;
 }
 
-/* The running histograms' step for a batch counted at once (calibration/statistics.py,
-   RunningCounts.count_now): per row, the batch's maximum (NaN where it holds one), the running
+/* The running histograms' step for a batch, or a group of batches that waited, counted at once
+   (calibration/statistics.py, RunningCounts.take): per row, the batch's maximum (NaN where it holds one), the running
    maximum with it (np.maximum), its power-of-two range (power_tops), the row's counts so far
    merged onto that range where it grew (rebin: 2^k neighbouring bins make one), then the batch
    counted on it. The maximum first and the counts right after, a row at a time, so that a

@@ -245,7 +245,7 @@ def test_counts_added_batch_by_batch_are_the_counts_of_all_the_data(per_channel,
 @pytest.mark.parametrize("wide", [True, False])
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_running_histograms_in_one_read_equal_numpys_steps(per_channel, wide, vector, size, monkeypatch):
-    """A batch counted as it comes (RunningCounts.count_now): its maxima, the running maxima,
+    """A batch counted as it comes (RunningCounts.take): its maxima, the running maxima,
     their power-of-two ranges, the counts so far merged onto grown ranges and the batch counted,
     in one read of it, are what row_maxima, np.maximum, power_tops, rebin and row_counts give in
     turn, batch after batch (ranges that grow by one and by many powers of two, rows of zeros,

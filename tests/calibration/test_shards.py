@@ -101,15 +101,16 @@ def test_histograms_on_power_of_two_ranges_merge_exactly_across_shards(digits_cn
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("group", [1, 100, None])
 @pytest.mark.parametrize("samples", [None, 40, 1 << 40])
-@pytest.mark.parametrize("now", [True, False])
+@pytest.mark.parametrize("taken", [True, False])
 def test_running_counts_are_the_counts_on_the_final_power_of_two_range(
-    per_channel, compiled, group, samples, now, monkeypatch
+    per_channel, compiled, group, samples, taken, monkeypatch
 ):
     """Counts kept on a range that doubles as the maximum grows (values spanning decades, a row
     that stays empty, a row that starts empty) equal counting all the data at once on the power
     of two above its maximum, in any batch order, whether batches are counted at once or wait
-    for the next ones (``group`` values a row), counted with their maxima in one read where
-    they may (``now``: count_now), and in 32 bits where the number of samples says that they fit."""
+    for the next ones (``group`` values a row), counted with their maxima in one read (``take``,
+    the kernel's: the maxima of what it counted, batch or group, add up to the data's) or
+    given them (``add``), and in 32 bits where the number of samples says that they fit."""
     from onnx2snn.calibration import statistics
 
     if group is not None:
@@ -121,16 +122,25 @@ def test_running_counts_are_the_counts_on_the_final_power_of_two_range(
     a[:, 2] = -1.0  # never positive
     a[:25, 4] = 0.0  # positive only in late batches
     a[37, 1, 0, 0] = 4.0  # a maximum that is a power of two: counted below its range's top
+    taken = taken and compiled
     for order in (np.arange(40), np.arange(40)[::-1], rng.permutation(40)):
         running = statistics.RunningCounts(per_channel, samples)
-        peak = None
-        for chunk in np.array_split(a[order], 7):
-            at_once = now and running.at_once(chunk)
-            m = running.count_now(chunk, peak) if at_once else statistics.row_maxima(chunk, per_channel)
-            np.testing.assert_array_equal(m, statistics.row_maxima(chunk, per_channel))
-            peak = m if peak is None else np.maximum(peak, m)
-            if not at_once:
+        peak, waiting = None, []
+        for chunk in np.array_split(a[order], 7) + ([a[:0]] if taken else []):  # take: an empty batch too
+            waiting.append(chunk)
+            m = running.take(chunk) if taken else statistics.row_maxima(chunk, per_channel)
+            if m is not None:  # the maxima of what was counted now: this batch and those that waited
+                np.testing.assert_array_equal(m, statistics.row_maxima(np.concatenate(waiting), per_channel))
+                peak, waiting = (m if peak is None else np.maximum(peak, m)), []
+            if not taken:
                 running.add(chunk, peak)
+        m = running.flush()
+        if taken and waiting and sum(len(w) for w in waiting):
+            np.testing.assert_array_equal(m, statistics.row_maxima(np.concatenate(waiting), per_channel))
+            peak = np.maximum(peak, m) if peak is not None else m
+        else:
+            assert m is None
+        np.testing.assert_array_equal(peak, statistics.row_maxima(a, per_channel))
         tops = statistics.power_tops(statistics.row_maxima(a, per_channel))
         assert np.all(tops > statistics.row_maxima(a, per_channel))
         np.testing.assert_array_equal(running.on(tops), statistics.row_counts(a, per_channel, tops))

@@ -283,6 +283,33 @@ def test_small_batches_run_several_steps_a_call_large_ones_one(digits_cnn, digit
 
 
 @needs_kernel
+def test_large_batches_run_in_tiles_with_the_same_outputs(digits_cnn, digits, monkeypatch):
+    """A batch of more than TILE samples runs as tiles, one after the other through all the
+    steps (several a call): per step the ONNX neurons' outputs, and the firing counts of every
+    layer (recorded tensors); a batch with Poisson input stays whole (its trains are drawn for
+    the whole batch step by step)."""
+    from onnx2snn.runtime import compiled as compiled_module
+
+    snn = onnx2snn.convert(digits_cnn, digits[0][:100], timesteps=8)
+    steps = onnx2snn.SNNSession(snn, form="step")._compiled
+    assert steps.tiles(40, 12) == [14, 13, 13] and steps.tiles(16, 12) == [16]
+    assert steps.tiles(40, 12, varying=True) == [40]
+    assert steps.tiles(40, 12, max_memory=1000) == [40]  # the steps' reads kept until the last tile: too many
+    sizes = []
+    run = compiled_module.CompiledSteps._run
+    monkeypatch.setattr(
+        compiled_module.CompiledSteps, "_run", lambda self, feeds, n, *a: sizes.append(n) or run(self, feeds, n, *a)
+    )
+    a, b = _both(snn, digits[2][:40], 12, batch_size=40)
+    assert sizes == [14, 13, 13]
+    np.testing.assert_array_equal(a, b)
+    x = digits[2][:40]
+    assert onnx2snn.activity(snn, x, 12, batch_size=40, neurons="compiled") == onnx2snn.activity(
+        snn, x, 12, batch_size=40, neurons="onnx"
+    )
+
+
+@needs_kernel
 @pytest.mark.parametrize("name", ["resnet18_style", "densenet_style", "mobilenetv2_style"])
 def test_compiled_session_agrees_on_architectures(name):
     pytest.importorskip("torch")

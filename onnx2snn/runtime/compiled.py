@@ -229,16 +229,17 @@ class CompiledSteps:
     def tiles(self, n: int, timesteps: int, max_memory: int | None = None, varying: bool = False) -> list[int]:
         """A batch of ``n`` cut into tiles, their sizes (as equal as can be, TILE samples or
         fewer), run one after the other; the batch whole where it has no more than TILE samples,
-        where stages run one step a call (chunks), where inputs change every step (``varying``:
-        Poisson trains are drawn for the whole batch, step by step), or where the tensors read at
-        every step, kept for all the steps until the last tile is done, would pass the memory
-        bound that chunk keeps."""
+        where a tile would run one step a call (chunk: a tile is there to run several), where
+        inputs change every step (``varying``: Poisson trains are drawn for the whole batch, step
+        by step), or where the tensors read at every step, kept for all the steps until the last
+        tile is done, would pass the memory bound that chunk keeps."""
         count = -(-n // TILE)
+        sizes = [n // count + (i < n % count) for i in range(count)]
         read = 4 * n * timesteps * sum(int(np.prod(self.shapes.get(name, (1,)))) for name in self.read)
         memory = min(CHUNK_MEMORY, max_memory or CHUNK_MEMORY)
-        if count == 1 or not self.chunks or varying or read > memory:
+        if count == 1 or varying or read > memory or self.chunk(sizes[0], timesteps, max_memory) == 1:
             return [n]
-        return [n // count + (i < n % count) for i in range(count)]
+        return sizes
 
     def _prepare(self, feeds: dict[str, np.ndarray], n: int, k: int, keep: bool = True) -> _Prepared:
         """Buffers, membranes, kernel calls and bindings for batches (or tiles) of ``n`` run ``k``

@@ -7,8 +7,10 @@ In onnxruntime a neuron is five elementwise operators, each a full pass over the
 the membrane and writes the spikes and the membrane once (four). The arithmetic is the
 artifact's, so outputs are bit-identical to the ONNX step form. Where onnxruntime has a
 blocked channel layout the stages and the kernel pass convolutional layers in it (blocked.py,
-``layout == "blocked"``), saving the layout conversions at every neuron. Used by SNNSession on the CPU
-provider when the kernel is built (``session.neurons == "compiled"``)."""
+``layout == "blocked"``), saving the layout conversions at every neuron. Small batches run several
+steps a stage call (chunk), larger ones as tiles of at most TILE samples one after the other, each
+several steps a call (tiles). Used by SNNSession on the CPU provider when the kernel is built
+(``session.neurons == "compiled"``)."""
 
 from __future__ import annotations
 

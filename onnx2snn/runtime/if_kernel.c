@@ -7,8 +7,9 @@
    the last ones out. theta: one value (theta_mode 0), one per channel = per row modulo
    `channels` (mode 1), or one per value of a row (mode 2: [N, F] layers, a row per sample).
    A row of membranes stays in the cache over the steps, so x is read once and spikes written
-   once; calibration's counts and bits, where the processor has AVX2, hold 32 membranes at a time
-   in registers over all the steps instead (held_scan). The arithmetic is the artifact's, in the same order (bit-identical outputs):
+   once; where the processor has AVX2, calibration's counts and bits (held_scan) and the step
+   runtime's blocked layers (held_blocked) hold 32 membranes at a time in registers over all the
+   steps of a call instead. The arithmetic is the artifact's, in the same order (bit-identical outputs):
        v = membrane + x;  fired = v >= theta;  spikes = fired * theta;
        membrane_next = v - spikes            (reset by subtraction)
                      | v - v * fired          (reset to zero)
@@ -243,9 +244,66 @@ int if_counts(const float *x, int32_t *counts, float *membrane, const float *the
    channel innermost); row r holds channels (r % cblocks) * block onwards, so value j of a row has
    threshold theta[(r % cblocks) * block + j % block]. x holds the steps x_stride apart (0: the
    same current every step), spikes rows * inner apart. Same arithmetic as if_scan. */
+#ifdef HAVE_AVX2
+/* held_blocked's group: W vectors of 8 values of a blocked row (x, spikes: their first step's;
+   v: membranes), the first at channel ``first`` of the block of ``block`` thresholds ``th``, over
+   all steps, the membranes in registers; if_scan_blocked's arithmetic */
+__attribute__((target("avx2"), always_inline)) static inline void held_group(const int W, const float *x, float *s,
+                                                                             float *v, const float *th, int64_t first,
+                                                                             int64_t block, int64_t steps,
+                                                                             int64_t x_stride, int64_t m,
+                                                                             int reset_to_zero) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 mem[4], theta[4];
+    for (int w = 0; w < W; ++w) {
+        mem[w] = _mm256_loadu_ps(v + 8 * w);
+        theta[w] = _mm256_loadu_ps(th + (first + 8 * w) % block);
+    }
+    for (int64_t t = 0; t < steps; ++t) {
+        const float *xt = x + t * x_stride;
+        float *st = s + t * m;
+        for (int w = 0; w < W; ++w) {
+            const __m256 u = _mm256_add_ps(mem[w], _mm256_loadu_ps(xt + 8 * w));
+            const __m256 fired = _mm256_and_ps(_mm256_cmp_ps(u, theta[w], _CMP_GE_OQ), one);
+            const __m256 spike = _mm256_mul_ps(fired, theta[w]);
+            _mm256_storeu_ps(st + 8 * w, spike);
+            mem[w] = _mm256_sub_ps(u, reset_to_zero ? _mm256_mul_ps(u, fired) : spike);
+        }
+    }
+    for (int w = 0; w < W; ++w) _mm256_storeu_ps(v + 8 * w, mem[w]);
+}
+
+/* if_scan_blocked with 32 membranes at a time held in registers over the steps (block a multiple
+   of 8: a vector is 8 channels of one position) */
+__attribute__((target("avx2"))) static void held_blocked(const float *x, float *spikes, float *membrane,
+                                                         const float *theta, int64_t steps, int64_t x_stride,
+                                                         int64_t rows, int64_t cblocks, int64_t inner, int64_t block,
+                                                         int reset_to_zero) {
+    const int64_t m = rows * inner;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *th = theta + (r % cblocks) * block;
+        const int64_t at = r * inner;
+        int64_t p = 0;
+        if (32 % block == 0 || block % 32 == 0) /* a group of 32 values within a block, or whole blocks */
+            for (; p + 32 <= inner; p += 32)
+                held_group(4, x + at + p, spikes + at + p, membrane + at + p, th, p % block, block, steps, x_stride, m,
+                           reset_to_zero);
+        for (; p < inner; p += 8) /* inner: a multiple of the block, so of 8 */
+            held_group(1, x + at + p, spikes + at + p, membrane + at + p, th, p % block, block, steps, x_stride, m,
+                       reset_to_zero);
+    }
+}
+#endif
+
 void if_scan_blocked(const float *restrict x, float *restrict spikes, float *restrict membrane,
                      const float *restrict theta, int64_t steps, int64_t x_stride, int64_t rows, int64_t cblocks,
-                     int64_t inner, int64_t block, int reset_to_zero) {
+                     int64_t inner, int64_t block, int reset_to_zero, int vector) {
+#ifdef HAVE_AVX2
+    if (block % 8 == 0 && vector_loops(vector)) {
+        held_blocked(x, spikes, membrane, theta, steps, x_stride, rows, cblocks, inner, block, reset_to_zero);
+        return;
+    }
+#endif
     const int64_t m = rows * inner;
     for (int64_t r = 0; r < rows; ++r) {
         const float *th = theta + (r % cblocks) * block;

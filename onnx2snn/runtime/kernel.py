@@ -36,7 +36,7 @@ def _library() -> ctypes.CDLL | str:
     lib.if_counts.restype = ctypes.c_int
     lib.if_bits.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, i64, i64, ctypes.c_int]
     lib.if_bits.restype = ctypes.c_int
-    lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int]
+    lib.if_scan_blocked.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int]
     lib.if_scan_blocked.restype = None
     lib.unpack_spikes.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, i64]
     lib.unpack_spikes.restype = None
@@ -240,7 +240,7 @@ class Stepper:
         self._keep = (x, spikes, membrane, theta)  # the pointers below stay valid while these live
         self._pointers = (x.ctypes.data, spikes.ctypes.data, membrane.ctypes.data, theta.ctypes.data)
         self._stride = 0 if constant else membrane.size
-        self._rest = (*shape_args, int(reset_to_zero))
+        self._rest = (*shape_args, int(reset_to_zero)) + ((int(VECTOR),) if block is not None else ())
 
     def __call__(self, steps: int = 1) -> None:
         if not 1 <= steps <= self.capacity:

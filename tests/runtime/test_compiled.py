@@ -383,6 +383,34 @@ def test_blocked_stepper_equals_the_reference(reset, per_channel):
 
 
 @needs_kernel
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("constant", [False, True])
+@pytest.mark.parametrize("block", [8, 16, 24])
+def test_blocked_steps_held_in_registers_equal_the_portable_loop(reset, constant, block, monkeypatch):
+    """The vector loop (32 membranes, or 8, held in registers over a call's steps, their
+    thresholds by channel within the block) gives the portable loop's spikes and membranes,
+    three steps a call, with a current a step or one for all, on blocks of 8, 16 and 24."""
+    rng = np.random.default_rng(2)
+    n, channels, steps = 2, 2 * block - 4, 3  # the last block part padding
+    theta = rng.uniform(0.3, 2.0, (channels, 1, 1)).astype(np.float32)
+    shape = (n, channels, 3, 5)
+    x = rng.normal(0.3, 1.0, (n if constant else steps * n, channels, 3, 5)).astype(np.float32)
+    start = blocked.to_blocked(np.broadcast_to(initial_membrane(shape, theta, 0.5), shape), block)
+    got = {}
+    for vector in (False, True):
+        monkeypatch.setattr(kernel, "VECTOR", vector)
+        membrane = start.copy()
+        spikes = np.zeros((steps * n, *start.shape[1:]), np.float32)
+        step = kernel.Stepper(blocked.to_blocked(x, block), spikes, membrane, theta, reset == "zero", block, constant)
+        step(steps)
+        step(2)  # the membranes carried into the next call
+        got[vector] = spikes, membrane
+    np.testing.assert_array_equal(got[True][0], got[False][0])
+    np.testing.assert_array_equal(got[True][1], got[False][1])
+    assert got[True][0].any()
+
+
+@needs_kernel
 def test_a_blocked_first_layer_takes_its_constant_current_through_onnxruntimes_reorder():
     """The first IF layer's current is the prefix's, computed once: converted to the blocked
     layout by onnxruntime's reorder: the outputs are the ONNX neurons' at batch 5 (5 steps a

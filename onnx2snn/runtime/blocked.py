@@ -7,11 +7,11 @@ network cut open at its neurons has such edges at every IF layer, and the conver
 as much as a sixth of a step. The compiled kernel's arithmetic is elementwise, so it can run
 on the blocked tensors themselves: each stage is optimized once, the conversions at its
 neuron edges (and at the tensors stages pass to each other, such as a shortcut's
-convolution) are taken out, a residual Add of two blocked tensors adds them as they are,
-and the currents and spikes stay blocked ([N, C', H, W] with C' the channels rounded up to
-the block, laid out [N, C'/b, H, W, b]). Values are those of the plain stages, bit for bit;
-only the order in memory differs. A layer whose spikes feed a dense layer, a concatenation
-or anything read from outside stays plain.
+convolution) are taken out, a residual Add of two blocked tensors adds them as they are (or
+the convolution before it adds it, fuse_sums), and the currents and spikes stay blocked
+([N, C', H, W] with C' the channels rounded up to the block, laid out [N, C'/b, H, W, b]).
+Values are those of the plain stages, bit for bit; only the order in memory differs. A layer
+whose spikes feed a dense layer, a concatenation or anything read from outside stays plain.
 
 The blocked form is onnxruntime's own (its ``com.microsoft.nchwc`` operators) and depends on
 the processor, so it is made where the session runs and never stored."""
@@ -213,3 +213,48 @@ def unblock(
             dims = ["batch", padded(c, block), *rest]
             t.CopyFrom(helper.make_tensor_value_info(t.name, onnx.TensorProto.FLOAT, dims))
     return out, set()
+
+
+def fuse_sums(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (as ``unblock`` made it) with each blocked Add of a convolution's result (read by
+    nothing else, no activation fused into it) and another blocked tensor done by that
+    convolution itself, through its ``Sum`` input, added after the convolution and its bias as
+    the Add did (the same values): one pass over the output instead of two (with tiles, the
+    ResNet's step 10.85 -> 10.35 ms on one core; at batch 64 one step a call it had not paid)."""
+    graph = model.graph
+    outputs = {t.name for t in graph.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for x in n.input:
+            readers[x] = readers.get(x, 0) + 1
+    gone = set()
+    for add in graph.node:
+        if add.op_type != "Add" or add.domain != "" or len(add.input) != 2:
+            continue
+        for i, x in enumerate(add.input):
+            conv = producer.get(x)
+            if (
+                conv is None
+                or conv.op_type != "Conv"
+                or conv.domain != NCHWC
+                or len(conv.input) > 3
+                or readers.get(x) != 1
+                or x in outputs
+                or any(a.name == "activation" for a in conv.attribute)
+                or id(conv) in gone
+            ):
+                continue
+            other = add.input[1 - i]
+            while len(conv.input) < 3:
+                conv.input.append("")
+            conv.input.append(other)
+            conv.output[0] = add.output[0]
+            gone.add(id(add))
+            break
+    kept = [n for n in graph.node if id(n) not in gone]
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(kept)
+    return out

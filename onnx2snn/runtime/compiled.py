@@ -198,7 +198,7 @@ class CompiledSteps:
                 model, missed = blocked.unblock(optimized[stage.level], ins, outs, known[stage.level], self.block)
                 failed |= missed
                 if model is not None:
-                    models[stage.level] = model
+                    models[stage.level] = blocked.fuse_sums(model)
             if not failed:
                 break
             candidates = [x for x in candidates if x.spikes not in failed and x.current not in failed]

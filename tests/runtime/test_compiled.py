@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -328,6 +329,34 @@ def test_compiled_session_agrees_on_architectures(name):
     a, b = _both(snn, images[40:], 16, layout)
     # stages may sum a residual Add in another order than the whole step model: float rounding
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@needs_kernel
+def test_residual_adds_fused_into_their_convolutions_change_no_output(monkeypatch):
+    """Where the blocked stages' convolutions add the residual themselves (blocked.fuse_sums),
+    the outputs are those of the separate Adds, bit for bit."""
+    pytest.importorskip("torch")
+    import torch
+
+    from tests.helpers import export_torch
+    from tests.test_architectures import nets
+
+    if blocked.block_size() is None:
+        pytest.skip("onnxruntime has no blocked layout here")
+    torch.manual_seed(0)
+    images = np.random.default_rng(1).uniform(0, 1, (40, 3, 16, 16)).astype(np.float32)
+    model = export_torch(nets()["resnet18_style"].eval(), torch.tensor(images[:1]))
+    snn = onnx2snn.convert(model, images[:20], timesteps=8)
+    fused = onnx2snn.SNNSession(snn, form="step", batch_size=20)
+    ops = [
+        (n.op_type, n.domain, len(n.input))
+        for session, _ in fused._compiled.stages
+        for n in onnx.load_from_string(session._model_bytes).graph.node
+    ]
+    assert ("Conv", blocked.NCHWC, 4) in ops  # a residual Add went into its convolution (the plain stages keep theirs)
+    monkeypatch.setattr(blocked, "fuse_sums", lambda model: model)
+    apart = onnx2snn.SNNSession(snn, form="step", batch_size=20)
+    np.testing.assert_array_equal(fused.run(images[20:], 12, per_step=True), apart.run(images[20:], 12, per_step=True))
 
 
 @needs_kernel

@@ -10,7 +10,8 @@ neuron edges (and at the tensors stages pass to each other, such as a shortcut's
 convolution) are taken out, a residual Add of two blocked tensors adds them as they are (or
 the convolution before it adds it, fuse_sums), and the currents and spikes stay blocked
 ([N, C', H, W] with C' the channels rounded up to the block, laid out [N, C'/b, H, W, b]).
-Values are those of the plain stages, bit for bit; only the order in memory differs. A layer
+Values are those of the plain stages, bit for bit (but for a residual Add fused into its
+convolution: to float rounding, see fuse_sums); only the order in memory differs. A layer
 whose spikes feed a dense layer, a concatenation or anything read from outside stays plain.
 
 The blocked form is onnxruntime's own (its ``com.microsoft.nchwc`` operators) and depends on
@@ -218,9 +219,12 @@ def unblock(
 def fuse_sums(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` (as ``unblock`` made it) with each blocked Add of a convolution's result (read by
     nothing else, no activation fused into it) and another blocked tensor done by that
-    convolution itself, through its ``Sum`` input, added after the convolution and its bias as
-    the Add did (the same values): one pass over the output instead of two (with tiles, the
-    ResNet's step 10.85 -> 10.35 ms on one core; at batch 64 one step a call it had not paid)."""
+    convolution itself, through its ``Sum`` input, in the Add's place: one pass over the output
+    instead of two (with tiles, the ResNet's step 10.85 -> 10.35 ms on one core; at batch 64 one
+    step a call it had not paid). onnxruntime's convolution adds the sum before its bias, so such
+    a current can differ from the separate Add's by an ulp (float rounding, as onnxruntime's own
+    fusion of such an Add in a whole model rounds it): a membrane within an ulp of its threshold
+    may fire a step apart."""
     graph = model.graph
     outputs = {t.name for t in graph.output}
     producer = {o: n for n in graph.node for o in n.output}
@@ -228,7 +232,9 @@ def fuse_sums(model: onnx.ModelProto) -> onnx.ModelProto:
     for n in graph.node:
         for x in n.input:
             readers[x] = readers.get(x, 0) + 1
-    gone = set()
+    fused: dict[int, onnx.NodeProto] = {}  # id of an Add -> the convolution that takes its place
+    moved: set[int] = set()  # ids of those convolutions
+    dropped: set[str] = set()  # the convolutions' former outputs
     for add in graph.node:
         if add.op_type != "Add" or add.domain != "" or len(add.input) != 2:
             continue
@@ -242,19 +248,21 @@ def fuse_sums(model: onnx.ModelProto) -> onnx.ModelProto:
                 or readers.get(x) != 1
                 or x in outputs
                 or any(a.name == "activation" for a in conv.attribute)
-                or id(conv) in gone
             ):
                 continue
-            other = add.input[1 - i]
             while len(conv.input) < 3:
                 conv.input.append("")
-            conv.input.append(other)
+            conv.input.append(add.input[1 - i])
+            dropped.add(conv.output[0])
             conv.output[0] = add.output[0]
-            gone.add(id(add))
+            fused[id(add)], moved = conv, moved | {id(conv)}
             break
-    kept = [n for n in graph.node if id(n) not in gone]
+    nodes = [fused.get(id(n), n) for n in graph.node if id(n) not in moved]  # each where its Add was: in order
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.graph.node[:]
-    out.graph.node.extend(kept)
+    out.graph.node.extend(nodes)
+    infos = [v for v in out.graph.value_info if v.name not in dropped]
+    del out.graph.value_info[:]
+    out.graph.value_info.extend(infos)
     return out

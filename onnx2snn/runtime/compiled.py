@@ -235,11 +235,13 @@ class CompiledSteps:
         inputs change every step (``varying``: Poisson trains are drawn for the whole batch, step
         by step), or where the tensors read at every step, kept for all the steps until the last
         tile is done, would pass the memory bound that chunk keeps."""
+        if n <= TILE:
+            return [n]
         count = -(-n // TILE)
         sizes = [n // count + (i < n % count) for i in range(count)]
         read = 4 * n * timesteps * sum(int(np.prod(self.shapes.get(name, (1,)))) for name in self.read)
         memory = min(CHUNK_MEMORY, max_memory or CHUNK_MEMORY)
-        if count == 1 or varying or read > memory or self.chunk(sizes[0], timesteps, max_memory) == 1:
+        if varying or read > memory or self.chunk(sizes[0], timesteps, max_memory) == 1:
             return [n]
         return sizes
 

@@ -5,7 +5,8 @@ pass over its neurons, every buffer allocated once per batch size and bound with
 In onnxruntime a neuron is five elementwise operators, each a full pass over the membrane
 (about twelve tensor reads and writes per neuron per step); the kernel reads the current and
 the membrane and writes the spikes and the membrane once (four). The arithmetic is the
-artifact's, so outputs are bit-identical to the ONNX step form. Where onnxruntime has a
+artifact's, so outputs are bit-identical to the ONNX step form (to float rounding where a stage
+sums a residual Add in another order or its blocked convolution adds it, blocked.fuse_sums). Where onnxruntime has a
 blocked channel layout the stages and the kernel pass convolutional layers in it (blocked.py,
 ``layout == "blocked"``), saving the layout conversions at every neuron. Small batches run several
 steps a stage call (chunk), larger ones as tiles of at most TILE samples one after the other, each

@@ -82,9 +82,10 @@ def _layout(step_shape: tuple[int, ...], theta: np.ndarray) -> tuple[int, int, i
 
 # a call's values from which calibration's kernels split their rows among threads
 PARALLEL_FROM = 1 << 20
-# calibration's loops in vector instructions where the processor has them (AVX2): the IF layer's
-# counts and bits with the membranes held in registers over the steps, the histogram's bins with
-# only the positive values' kept; False: the portable loops (the same results)
+# the kernel's loops in vector instructions where the processor has them (AVX2): calibration's IF
+# counts and bits and the step runtime's blocked IF layers (read when a Stepper is made) with the
+# membranes held in registers over the steps, the histogram's bins with only the positive values'
+# kept; False: the portable loops (the same results)
 VECTOR = True
 
 

@@ -190,12 +190,15 @@ class RunningCounts:
         ``a`` in them."""
         self._waiting.append(a)
         self._maxima = maxima
-        rows = self._rows(a)
-        if sum(w.size for w in self._waiting) >= GROUP * rows:
+        if self._group_full(a):
             self._count()
 
     def _rows(self, a: np.ndarray) -> int:
         return a.shape[1] if self.per_channel and a.ndim >= 2 else 1
+
+    def _group_full(self, a: np.ndarray) -> bool:
+        """Whether what waits (batches like ``a``) holds GROUP values a row: counted then."""
+        return sum(w.size for w in self._waiting) >= GROUP * self._rows(a)
 
     def take(self, a: np.ndarray) -> np.ndarray | None:
         """Batch ``a`` counted by the compiled kernel, now or with the next ones (where it has
@@ -205,7 +208,7 @@ class RunningCounts:
         if len(a):
             self._waiting.append(a)
             self._unread = True
-        if not self._waiting or sum(w.size for w in self._waiting) < GROUP * self._rows(a):
+        if not self._waiting or not self._group_full(a):
             return None
         return self.flush()
 

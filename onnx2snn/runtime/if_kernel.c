@@ -103,6 +103,17 @@ static inline void or_bits(uint8_t *bits, int64_t p, unsigned f, int n) {
     if (k + n > 8) bits[(p >> 3) + 1] |= (uint8_t)(f >> (8 - k));
 }
 
+/* one step of 8 IF neurons whose membranes ``mem`` are held in a register: the spikes returned,
+   the membranes updated; row_subtract / row_zero's arithmetic */
+__attribute__((target("avx2"), always_inline)) static inline __m256 held_step(__m256 *mem, __m256 x, __m256 theta,
+                                                                              int reset_to_zero) {
+    const __m256 u = _mm256_add_ps(*mem, x);
+    const __m256 fired = _mm256_and_ps(_mm256_cmp_ps(u, theta, _CMP_GE_OQ), _mm256_set1_ps(1.0f)); /* 1.0 or 0.0 */
+    const __m256 spike = _mm256_mul_ps(fired, theta);
+    *mem = _mm256_sub_ps(u, reset_to_zero ? _mm256_mul_ps(u, fired) : spike);
+    return spike;
+}
+
 /* held_scan's block: W vectors of 8 neurons (W = 1: its first ``n`` lanes only), their currents
    from x on (x_stride apart a step), membranes v, thresholds th (one for all or one a neuron),
    over all steps, the membranes and counts in registers; the same arithmetic as row_subtract /
@@ -114,7 +125,7 @@ __attribute__((target("avx2"), always_inline)) static inline void held_block(con
                                                                              int64_t steps, int64_t x_stride,
                                                                              int64_t m, int64_t at,
                                                                              int reset_to_zero) {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const __m256 zero = _mm256_setzero_ps();
     const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 #define HELD_LOAD(p) (n == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes))
     __m256 mem[4], theta[4];
@@ -127,10 +138,7 @@ __attribute__((target("avx2"), always_inline)) static inline void held_block(con
     for (int64_t t = 0; t < steps; ++t) {
         const float *xt = x + t * x_stride;
         for (int w = 0; w < W; ++w) {
-            const __m256 u = _mm256_add_ps(mem[w], HELD_LOAD(xt + 8 * w));
-            const __m256 fired = _mm256_and_ps(_mm256_cmp_ps(u, theta[w], _CMP_GE_OQ), one); /* 1.0 or 0.0 */
-            const __m256 s = _mm256_mul_ps(fired, theta[w]);
-            mem[w] = _mm256_sub_ps(u, reset_to_zero ? _mm256_mul_ps(u, fired) : s);
+            const __m256 s = held_step(&mem[w], HELD_LOAD(xt + 8 * w), theta[w], reset_to_zero);
             if (what == COUNT_FIRINGS) /* a true comparison is -1 */
                 count[w] = _mm256_sub_epi32(count[w], _mm256_castps_si256(_mm256_cmp_ps(s, zero, _CMP_NEQ_UQ)));
             else /* lanes past n: their bits cleared */
@@ -253,7 +261,6 @@ __attribute__((target("avx2"), always_inline)) static inline void held_group(con
                                                                              int64_t block, int64_t steps,
                                                                              int64_t x_stride, int64_t m,
                                                                              int reset_to_zero) {
-    const __m256 one = _mm256_set1_ps(1.0f);
     __m256 mem[4], theta[4];
     for (int w = 0; w < W; ++w) {
         mem[w] = _mm256_loadu_ps(v + 8 * w);
@@ -263,11 +270,7 @@ __attribute__((target("avx2"), always_inline)) static inline void held_group(con
         const float *xt = x + t * x_stride;
         float *st = s + t * m;
         for (int w = 0; w < W; ++w) {
-            const __m256 u = _mm256_add_ps(mem[w], _mm256_loadu_ps(xt + 8 * w));
-            const __m256 fired = _mm256_and_ps(_mm256_cmp_ps(u, theta[w], _CMP_GE_OQ), one);
-            const __m256 spike = _mm256_mul_ps(fired, theta[w]);
-            _mm256_storeu_ps(st + 8 * w, spike);
-            mem[w] = _mm256_sub_ps(u, reset_to_zero ? _mm256_mul_ps(u, fired) : spike);
+            _mm256_storeu_ps(st + 8 * w, held_step(&mem[w], _mm256_loadu_ps(xt + 8 * w), theta[w], reset_to_zero));
         }
     }
     for (int w = 0; w < W; ++w) _mm256_storeu_ps(v + 8 * w, mem[w]);

@@ -157,7 +157,6 @@ class CompiledSteps:
             if c % 4 == 0
         }
         self._prepared: dict[tuple, _Prepared] = {}  # the last batch's buffers and bindings, by tile shape
-        self._wanted: set[tuple] = set()  # the keys of the batch being prepared
 
     def _blocked(self, stages: list[Stage]) -> dict[int, onnx.ModelProto]:
         """The stages whose neuron edges go blocked, by level, as onnxruntime optimized them with
@@ -246,10 +245,12 @@ class CompiledSteps:
             return [n]
         return sizes
 
-    def _prepare(self, feeds: dict[str, np.ndarray], n: int, k: int, keep: bool = True) -> _Prepared:
+    def _prepare(
+        self, feeds: dict[str, np.ndarray], n: int, k: int, keep: bool = True, beside: frozenset = frozenset()
+    ) -> _Prepared:
         """Buffers, membranes, kernel calls and bindings for batches (or tiles) of ``n`` run ``k``
-        steps at a time, made once and kept for the next ones of the same shape (``keep``: those
-        of the last batch's tiles, at most two shapes)."""
+        steps at a time, made once and kept for the next ones of the same shape (``keep``: with
+        those of ``beside``, the keys of the batch's other tiles; the rest go)."""
         key = self._key(feeds, n, k)
         if keep and key in self._prepared:
             return self._prepared[key]
@@ -326,7 +327,7 @@ class CompiledSteps:
 
         prepared.bind = bind
         if keep:
-            self._prepared = {old: p for old, p in self._prepared.items() if old in self._wanted}
+            self._prepared = {old: p for old, p in self._prepared.items() if old in beside}
             self._prepared[key] = prepared
         return prepared
 
@@ -374,8 +375,7 @@ class CompiledSteps:
         """steps for a batch or a tile of ``n`` (``keys``: the shapes of the batch's tiles, whose
         buffers are kept together; none for a whole batch)."""
         k = self.chunk(n, timesteps, max_memory)
-        self._wanted = set(keys) or {self._key(feeds, n, k)}
-        ready = self._prepare(feeds, n, k)
+        ready = self._prepare(feeds, n, k, beside=frozenset(keys))
         if ready.busy:  # another run of the same batch shape is still being read: its own buffers
             ready = self._prepare(feeds, n, k, keep=False)
         ready.busy = True
